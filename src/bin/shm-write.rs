@@ -1,0 +1,93 @@
+//! `shm-write`: publish stdin into a shared memory segment.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use shm_tools::cli::{SegmentArgs, parse_mode, parse_size, run};
+use shm_tools::write::{WriteOptions, write};
+
+const EXAMPLES: &str = "\
+Examples:
+  Two terminals, like the classic writer.c / reader.c:
+    $ echo 'hello from terminal 1' | shm-write
+    $ shm-read
+    hello from terminal 1
+
+  Talk to the classic C programs (ftok(\"shmfile\", 65), a C string):
+    $ touch shmfile
+    $ echo 'hi, reader.c' | shm-write --raw -f shmfile
+
+  A live chat: each typed line becomes a new version
+    $ shm-write -l -n chat          # terminal 1
+    $ shm-read -F -n chat           # terminal 2
+
+  Keys and ids as ipcs shows them:
+    $ shm-write -k 0x1234 -s 1M < picture.png
+    $ ipcs -m
+";
+
+/// Publish stdin into a System V or POSIX shared memory segment.
+///
+/// The segment is created when missing (mode 0600 unless -m) and its content
+/// is replaced by all of stdin, atomically: a reader sees the old content or
+/// the new, never a mix, and a failed or killed write leaves the old content.
+/// Without -k/-f/-i/-n, a per-user default segment is used
+/// (POSIX /dev/shm/shm-tools-UID, or $SHM_TOOLS_NAME).
+///
+/// Exit status: 0 ok, 1 error, 2 usage, 3 no such segment (-i).
+#[derive(Debug, Parser)]
+#[command(name = "shm-write", version, after_long_help = EXAMPLES)]
+struct Cli {
+    #[command(flatten)]
+    segment: SegmentArgs,
+
+    /// Size when creating (4096, 64K, 1M, 1GiB...); default fits the input, at least 4K
+    #[arg(short, long, value_name = "SIZE", value_parser = parse_size)]
+    size: Option<usize>,
+
+    /// Permissions when creating, in octal (applied exactly, umask ignored)
+    #[arg(short, long, value_name = "OCTAL", default_value = "0600", value_parser = parse_mode)]
+    mode: u32,
+
+    /// Fail if the segment already exists
+    #[arg(short = 'x', long)]
+    exclusive: bool,
+
+    /// Append stdin to the current content instead of replacing it
+    #[arg(short, long)]
+    append: bool,
+
+    /// Write plain bytes plus a NUL (the classic C-string layout), no header
+    #[arg(long)]
+    raw: bool,
+
+    /// Publish each input line (with its newline) as its own version
+    #[arg(short, long)]
+    lines: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    run("shm-write", || {
+        let opts = WriteOptions {
+            address: cli.segment.address()?,
+            size: cli.size,
+            mode: cli.mode,
+            exclusive: cli.exclusive,
+            append: cli.append,
+            raw: cli.raw,
+            lines: cli.lines,
+        };
+        write(&opts, &mut std::io::stdin().lock())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,99 @@
+//! Errors a user can act on, and the exit code each one maps to.
+//!
+//! Library code returns `anyhow::Result`. Failures that decide the exit code
+//! carry a [`Failure`] whose message is already the whole story (what went
+//! wrong, naming the segment, and what to do); everything else is exit 1.
+
+use std::fmt;
+
+use nix::errno::Errno;
+
+/// Which documented exit code a failure maps to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Exit 1: anything else that went wrong.
+    Failed,
+    /// Exit 2: the command line asks for something impossible.
+    Usage,
+    /// Exit 3: no segment at that address.
+    NotFound,
+    /// Exit 124: `--timeout` ran out.
+    TimedOut,
+}
+
+impl Kind {
+    /// The process exit code for this kind.
+    #[must_use]
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Kind::Failed => 1,
+            Kind::Usage => 2,
+            Kind::NotFound => 3,
+            Kind::TimedOut => 124,
+        }
+    }
+}
+
+/// A failure with a complete, one-line message.
+#[derive(Debug)]
+pub struct Failure {
+    /// The exit code class.
+    pub kind: Kind,
+    message: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// Builds an `anyhow::Error` of the given kind.
+pub fn failure(kind: Kind, message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Failure {
+        kind,
+        message: message.into(),
+    })
+}
+
+/// The [`Kind`] of the first [`Failure`] in `err`'s chain, if any.
+#[must_use]
+pub fn kind_of(err: &anyhow::Error) -> Option<Kind> {
+    err.chain()
+        .find_map(|cause| cause.downcast_ref::<Failure>())
+        .map(|f| f.kind)
+}
+
+/// How a process should end after `err`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Print nothing and exit 0: the reader of our stdout went away, as
+    /// with any Unix filter that gets SIGPIPE.
+    QuietBrokenPipe,
+    /// Print the error and exit with this code.
+    Exit(u8),
+}
+
+/// Classifies an error for the binaries' `main`.
+#[must_use]
+pub fn outcome(err: &anyhow::Error) -> Outcome {
+    for cause in err.chain() {
+        if let Some(f) = cause.downcast_ref::<Failure>() {
+            return Outcome::Exit(f.kind.exit_code());
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            return Outcome::QuietBrokenPipe;
+        }
+        if let Some(&e) = cause.downcast_ref::<Errno>() {
+            return match e {
+                Errno::EPIPE => Outcome::QuietBrokenPipe,
+                _ => Outcome::Exit(Kind::Failed.exit_code()),
+            };
+        }
+    }
+    Outcome::Exit(Kind::Failed.exit_code())
+}

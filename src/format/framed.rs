@@ -1,0 +1,423 @@
+//! The framed snapshot layout: a 128-byte header and two data slots.
+//!
+//! A writer takes the pid lock, fills the slot that is *not* published,
+//! then flips `seq`; so a killed writer leaves the published version intact,
+//! and a reader copies the published slot and keeps the copy only if that
+//! slot's generation did not move meanwhile (a seqlock per slot). Readers
+//! never block writers. Every header value is checked against the mapping.
+//! Byte layout: docs/FORMAT.md.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use std::time::{Duration, Instant};
+
+use crate::address::Target;
+use crate::error::{Kind, failure};
+use crate::format::Layout;
+use crate::os::Mapping;
+use crate::wait::{self, Deadline, PidLockGuard};
+
+/// The first eight bytes of a framed segment.
+pub const MAGIC: [u8; 8] = *b"SHMTFRAM";
+/// The layout version this code writes and reads.
+pub const VERSION: u32 = 1;
+/// Bytes before slot 0.
+pub const HEADER_SIZE: usize = 128;
+
+const OFF_MAGIC: usize = 0;
+const OFF_VERSION: usize = 8;
+const OFF_HEADER_SIZE: usize = 12;
+const OFF_CAPACITY: usize = 16;
+const OFF_SEQ: usize = 24;
+const OFF_LOCK: usize = 28;
+const OFF_SLOTS: usize = 32;
+const SLOT_DESC_SIZE: usize = 24;
+const SLOT_LEN: usize = 0;
+const SLOT_MTIME: usize = 8;
+const SLOT_GEN: usize = 16;
+const SLOT_PID: usize = 20;
+
+/// How long a reader retries a copy that keeps being overwritten before
+/// reporting it, so a hostile writer cannot make it spin forever.
+const READ_PATIENCE: Duration = Duration::from_secs(5);
+
+/// How long a writer waits for a live lock holder before reporting it.
+const LOCK_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Data capacity of a framed segment of `size` bytes, or None if too small.
+#[must_use]
+pub fn capacity_for(size: usize) -> Option<usize> {
+    let cap = size.checked_sub(HEADER_SIZE)? / 2;
+    (cap > 0).then_some(cap)
+}
+
+/// The smallest framed segment that holds `len` bytes.
+#[must_use]
+pub fn size_for(len: usize) -> Option<usize> {
+    len.max(1).checked_mul(2)?.checked_add(HEADER_SIZE)
+}
+
+/// One published version, copied out of the segment.
+#[derive(Debug, Clone, Default)]
+pub struct Version {
+    /// The content, exactly as published.
+    pub data: Vec<u8>,
+    /// How many versions had been published (mod 2^32) when this one was.
+    pub seq: u32,
+    /// Pid of the process that published it.
+    pub writer_pid: u32,
+    /// When it was published, ns since the Unix epoch.
+    pub mtime_ns: u64,
+}
+
+/// Replace the content, or add to its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publish {
+    /// The new content is the input.
+    Replace,
+    /// The new content is the current content followed by the input.
+    Append,
+}
+
+/// A validated view of a framed segment.
+#[derive(Debug)]
+pub struct Framed<'a> {
+    map: &'a Mapping,
+    target: &'a Target,
+    capacity: usize,
+}
+
+impl<'a> Framed<'a> {
+    /// Validates the header of a segment whose magic says it is framed.
+    pub fn open(map: &'a Mapping, target: &'a Target) -> anyhow::Result<Framed<'a>> {
+        let corrupt = |what: String| {
+            failure(
+                Kind::Failed,
+                format!(
+                    "{target} has a corrupt shm-tools header ({what}); read it with --raw or --all, \
+                     or remove it and write again"
+                ),
+            )
+        };
+        let mut magic = [0u8; 8];
+        map.read(OFF_MAGIC, &mut magic)?;
+        if magic != MAGIC {
+            return Err(corrupt("wrong magic".into()));
+        }
+        let version = map.atomic_u32(OFF_VERSION)?.load(Ordering::Acquire);
+        if version != VERSION {
+            return Err(failure(
+                Kind::Failed,
+                format!(
+                    "{target} uses shm-tools layout version {version}, this shm-tools reads version {VERSION}; \
+                     use a matching shm-tools, or --raw/--all to see the bytes"
+                ),
+            ));
+        }
+        let header_size = map.atomic_u32(OFF_HEADER_SIZE)?.load(Ordering::Relaxed);
+        if usize::try_from(header_size).ok() != Some(HEADER_SIZE) {
+            return Err(corrupt(format!(
+                "header size {header_size}, expected {HEADER_SIZE}"
+            )));
+        }
+        let capacity = map.atomic_u64(OFF_CAPACITY)?.load(Ordering::Relaxed);
+        let fits = capacity_for(map.len())
+            .is_some_and(|max| u64::try_from(max).is_ok_and(|max| capacity <= max));
+        if capacity == 0 || !fits {
+            return Err(corrupt(format!(
+                "capacity {capacity} does not fit a segment of {} bytes",
+                map.len()
+            )));
+        }
+        Ok(Framed {
+            map,
+            target,
+            #[allow(
+                clippy::cast_possible_truncation,
+                reason = "checked against the mapping size above"
+            )]
+            capacity: capacity as usize,
+        })
+    }
+
+    /// The framed view a writer publishes through. A blank segment (all
+    /// zero, or zero but for the header fields another writer is setting up
+    /// right now) becomes an empty framed one; anything else is refused, so
+    /// a foreign layout is never silently overwritten.
+    pub fn for_writing(map: &'a Mapping, target: &'a Target) -> anyhow::Result<Framed<'a>> {
+        if Layout::detect(map) == Layout::Framed {
+            return Framed::open(map, target);
+        }
+        let blank = map.is_zero(OFF_MAGIC, MAGIC.len().min(map.len()))?
+            && (map.len() <= OFF_SLOTS || map.is_zero(OFF_SLOTS, map.len() - OFF_SLOTS)?);
+        if blank {
+            return Framed::initialize(map, target);
+        }
+        Err(failure(
+            Kind::Failed,
+            format!(
+                "{target} holds data in a layout shm-tools did not write (a C program's string, for example); \
+                 write it as a C string with --raw, or remove it first (shm-read --remove {} > /dev/null)",
+                target.flag()
+            ),
+        ))
+    }
+
+    /// Turns an all-zero segment into an empty framed one. Safe against
+    /// racing writers: the zero lock word is taken first, and the magic is
+    /// stored last, so nobody sees a half-made header as framed.
+    fn initialize(map: &'a Mapping, target: &'a Target) -> anyhow::Result<Framed<'a>> {
+        let capacity = capacity_for(map.len()).ok_or_else(|| {
+            failure(
+                Kind::Failed,
+                format!(
+                    "{target} is {} bytes, too small for the shm-tools header; use --raw, or a larger --size",
+                    map.len()
+                ),
+            )
+        })?;
+        let _guard = take_lock(map, target)?;
+        let magic = map.atomic_u64(OFF_MAGIC)?;
+        if magic.load(Ordering::Acquire) != u64::from_ne_bytes(MAGIC) {
+            map.atomic_u32(OFF_VERSION)?
+                .store(VERSION, Ordering::Relaxed);
+            map.atomic_u32(OFF_HEADER_SIZE)?.store(
+                u32::try_from(HEADER_SIZE).expect("small"),
+                Ordering::Relaxed,
+            );
+            map.atomic_u64(OFF_CAPACITY)?
+                .store(capacity as u64, Ordering::Relaxed);
+            magic.store(u64::from_ne_bytes(MAGIC), Ordering::Release);
+        }
+        Framed::open(map, target)
+    }
+
+    /// Bytes one version can hold.
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The word that changes with every publish; followers sleep on it.
+    pub fn seq_word(&self) -> anyhow::Result<&'a AtomicU32> {
+        Ok(self.map.atomic_u32(OFF_SEQ)?)
+    }
+
+    /// Versions published so far (mod 2^32); 0 means never written.
+    pub fn seq(&self) -> anyhow::Result<u32> {
+        Ok(self.seq_word()?.load(Ordering::Acquire))
+    }
+
+    /// Pid of the process holding the write lock now, if any.
+    pub fn lock_holder(&self) -> anyhow::Result<Option<u32>> {
+        let pid = self.map.atomic_u32(OFF_LOCK)?.load(Ordering::Relaxed);
+        Ok((pid != 0).then_some(pid))
+    }
+
+    fn slot_word32(&self, slot: usize, field: usize) -> anyhow::Result<&'a AtomicU32> {
+        Ok(self
+            .map
+            .atomic_u32(OFF_SLOTS + slot * SLOT_DESC_SIZE + field)?)
+    }
+
+    fn slot_word64(&self, slot: usize, field: usize) -> anyhow::Result<&'a AtomicU64> {
+        Ok(self
+            .map
+            .atomic_u64(OFF_SLOTS + slot * SLOT_DESC_SIZE + field)?)
+    }
+
+    fn slot_data(&self, slot: usize) -> usize {
+        HEADER_SIZE + slot * self.capacity
+    }
+
+    fn slot_len(&self, slot: usize) -> anyhow::Result<Option<usize>> {
+        let len = self.slot_word64(slot, SLOT_LEN)?.load(Ordering::Relaxed);
+        Ok(usize::try_from(len).ok().filter(|&l| l <= self.capacity))
+    }
+
+    fn corrupt(&self, what: &str) -> anyhow::Error {
+        failure(
+            Kind::Failed,
+            format!(
+                "{} has a corrupt shm-tools header ({what}); read it with --raw or --all, or remove it and write again",
+                self.target
+            ),
+        )
+    }
+
+    /// Copies out the published version, never a torn one.
+    pub fn read(&self) -> anyhow::Result<Version> {
+        let started = Instant::now();
+        let seq_word = self.seq_word()?;
+        let mut data = Vec::new();
+        loop {
+            let seq = seq_word.load(Ordering::Acquire);
+            let slot = (seq & 1) as usize;
+            let generation = self.slot_word32(slot, SLOT_GEN)?;
+            let before = generation.load(Ordering::Acquire);
+            if before & 1 == 1 {
+                // Writers only fill the unpublished slot; if the published one
+                // is mid-write and seq did not move, the header is lying.
+                if seq_word.load(Ordering::Acquire) == seq {
+                    return Err(self.corrupt("the published slot is marked as being written"));
+                }
+            } else {
+                let len = self.slot_len(slot)?;
+                data.resize(len.unwrap_or(0), 0);
+                self.map.read(self.slot_data(slot), &mut data)?;
+                let writer_pid = self.slot_word32(slot, SLOT_PID)?.load(Ordering::Relaxed);
+                let mtime_ns = self.slot_word64(slot, SLOT_MTIME)?.load(Ordering::Relaxed);
+                fence(Ordering::Acquire);
+                if generation.load(Ordering::Relaxed) == before {
+                    if len.is_none() {
+                        return Err(self.corrupt("content length exceeds the capacity"));
+                    }
+                    return Ok(Version {
+                        data,
+                        seq,
+                        writer_pid,
+                        mtime_ns,
+                    });
+                }
+            }
+            if started.elapsed() > READ_PATIENCE {
+                return Err(failure(
+                    Kind::Failed,
+                    format!(
+                        "{} changed under every read attempt for {}s; a writer is publishing faster than \
+                         it can be copied, or the header is being scribbled on",
+                        self.target,
+                        READ_PATIENCE.as_secs()
+                    ),
+                ));
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    /// Publishes a new version made of `data` (after the current content
+    /// with [`Publish::Append`]). Fails without changing anything when the
+    /// result exceeds the capacity.
+    pub fn publish(&self, data: &[u8], how: Publish) -> anyhow::Result<()> {
+        if data.len() > self.capacity {
+            return Err(self.too_large(data.len()));
+        }
+        let _guard = take_lock(self.map, self.target)?;
+        test_hook_hold_lock();
+
+        let seq_word = self.seq_word()?;
+        let seq = seq_word.load(Ordering::Acquire);
+        let published = (seq & 1) as usize;
+        let next = published ^ 1;
+        let kept = match how {
+            Publish::Replace => 0,
+            Publish::Append => self
+                .slot_len(published)?
+                .ok_or_else(|| self.corrupt("content length exceeds the capacity"))?,
+        };
+        let total = kept + data.len();
+        if total > self.capacity {
+            return Err(self.too_large(total));
+        }
+
+        let generation = self.slot_word32(next, SLOT_GEN)?;
+        // Odd while writing; a dead predecessor may have left it odd already.
+        let writing = generation.load(Ordering::Relaxed) | 1;
+        generation.store(writing, Ordering::Relaxed);
+        fence(Ordering::Release);
+        if kept > 0 {
+            self.map
+                .copy_within(self.slot_data(published), self.slot_data(next), kept)?;
+        }
+        self.map.write(self.slot_data(next) + kept, data)?;
+        self.slot_word64(next, SLOT_LEN)?
+            .store(total as u64, Ordering::Relaxed);
+        self.slot_word64(next, SLOT_MTIME)?
+            .store(super::now_ns(), Ordering::Relaxed);
+        self.slot_word32(next, SLOT_PID)?
+            .store(wait::my_pid(), Ordering::Relaxed);
+        generation.store(writing.wrapping_add(1), Ordering::Release);
+        seq_word.store(seq.wrapping_add(1), Ordering::Release);
+        wait::wake_all(seq_word);
+        Ok(())
+    }
+
+    fn too_large(&self, len: usize) -> anyhow::Error {
+        let size = size_for(len).map_or_else(|| "a larger size".to_owned(), suggest_size);
+        failure(
+            Kind::Failed,
+            format!(
+                "input is {len} bytes but {} holds at most {} (segment of {} bytes); its content is unchanged. \
+                 Remove it (shm-read --remove {} > /dev/null) and write again with --size {size}",
+                self.target,
+                self.capacity,
+                self.map.len(),
+                self.target.flag(),
+            ),
+        )
+    }
+}
+
+/// Takes the header's write lock. Legitimate holders keep it only for a
+/// copy, so a live holder that keeps it for [`LOCK_PATIENCE`] is reported
+/// instead of waited on forever.
+fn take_lock<'m>(map: &'m Mapping, target: &Target) -> anyhow::Result<PidLockGuard<'m>> {
+    let lock = map.atomic_u32(OFF_LOCK)?;
+    let deadline = Deadline::after(Some(LOCK_PATIENCE));
+    let waiting =
+        |pid| eprintln!("shm-write: waiting for pid {pid}, which holds the write lock on {target}");
+    wait::lock_pid(lock, deadline, waiting).ok_or_else(|| {
+        let holder = lock.load(Ordering::Relaxed);
+        failure(
+            Kind::Failed,
+            format!(
+                "pid {holder} has held the write lock on {target} for {}s; if it is stuck, kill it \
+                 (a dead holder's lock is taken over), or remove the segment",
+                LOCK_PATIENCE.as_secs()
+            ),
+        )
+    })
+}
+
+/// A round size (power of two, in K/M/G) at least `bytes`, for hints.
+#[must_use]
+pub fn suggest_size(bytes: usize) -> String {
+    let size = bytes.max(4096).next_power_of_two();
+    match size {
+        s if s >= 1 << 30 => format!("{}G", s >> 30),
+        s if s >= 1 << 20 => format!("{}M", s >> 20),
+        s => format!("{}K", s >> 10),
+    }
+}
+
+/// Lets crash tests kill a writer while it holds the lock: with
+/// `SHM_TOOLS_TEST_HOLD_LOCK_MS` set, the writer sleeps that long after
+/// taking it. Unset (always, outside tests) it costs one env lookup.
+fn test_hook_hold_lock() {
+    if let Some(ms) = std::env::var_os("SHM_TOOLS_TEST_HOLD_LOCK_MS")
+        .and_then(|v| v.to_str().and_then(|s| s.parse::<u64>().ok()))
+    {
+        eprintln!("shm-write: holding the write lock for {ms} ms (SHM_TOOLS_TEST_HOLD_LOCK_MS)");
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacity_and_size_are_inverse() {
+        assert_eq!(capacity_for(HEADER_SIZE), None);
+        assert_eq!(capacity_for(4096), Some((4096 - HEADER_SIZE) / 2));
+        let size = size_for(1000).unwrap();
+        assert_eq!(capacity_for(size), Some(1000));
+        assert_eq!(size_for(usize::MAX), None);
+    }
+
+    #[test]
+    fn suggested_sizes_are_round() {
+        assert_eq!(suggest_size(5000), "8K");
+        assert_eq!(suggest_size(3 << 20), "4M");
+        assert_eq!(suggest_size(1), "4K");
+    }
+}

@@ -1,0 +1,52 @@
+//! The classic layout: bytes at offset 0, followed by a NUL when room
+//! remains, as `strcpy`/`printf("%s")` in C programs and most other tools
+//! use a segment. It has no header, so a write is not atomic.
+
+use crate::address::Target;
+use crate::error::{Kind, failure};
+use crate::os::Mapping;
+
+/// The C string at offset 0: up to the first NUL, or the whole segment.
+pub fn read_c_string(map: &Mapping) -> anyhow::Result<Vec<u8>> {
+    let end = map.find_nul(0)?.unwrap_or(map.len());
+    let mut data = vec![0; end];
+    map.read(0, &mut data)?;
+    Ok(data)
+}
+
+/// Writes `data` as a C string at offset 0, or after the current string
+/// with `append`. Fails, leaving the segment unchanged, when it does not fit.
+pub fn write_c_string(
+    map: &Mapping,
+    target: &Target,
+    data: &[u8],
+    append: bool,
+) -> anyhow::Result<()> {
+    let start = if append {
+        map.find_nul(0)?.ok_or_else(|| {
+            failure(
+                Kind::Failed,
+                format!("{target} is full (its C string has no terminating NUL); nothing can be appended"),
+            )
+        })?
+    } else {
+        0
+    };
+    let room = map.len() - start;
+    if data.len() > room {
+        return Err(failure(
+            Kind::Failed,
+            format!(
+                "input is {} bytes but {target} has room for {room} (segment of {} bytes); \
+                 write less, or remove it and write again with a larger --size",
+                data.len(),
+                map.len()
+            ),
+        ));
+    }
+    map.write(start, data)?;
+    if start + data.len() < map.len() {
+        map.write(start + data.len(), &[0])?;
+    }
+    Ok(())
+}

@@ -1,0 +1,464 @@
+//! The OS layer: every System V and POSIX shared memory call, every mapping,
+//! and every access to memory that another process may change.
+//!
+//! Contract: this is the only module with `unsafe` code. Mapped memory is
+//! never handed out as `&[u8]`; callers copy in and out with bounds-checked
+//! methods or use the atomics it lends. A [`Mapping`] unmaps (shmdt/munmap)
+//! when dropped and is not `Clone`.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::libc;
+use nix::sys::mman::{MapFlags, ProtFlags};
+
+/// Set in `shm_perm.mode` once a System V segment is marked for removal.
+pub const SHM_DEST: u32 = 0o1000;
+
+/// A System V IPC key, as `ipcs` prints it in its first column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShmKey(libc::key_t);
+
+impl ShmKey {
+    /// `IPC_PRIVATE`: every `shmget` with it makes a new, unnamed segment.
+    pub const PRIVATE: ShmKey = ShmKey(libc::IPC_PRIVATE);
+
+    /// Wraps a raw `key_t`.
+    #[must_use]
+    pub fn from_raw(raw: libc::key_t) -> Self {
+        ShmKey(raw)
+    }
+
+    /// The raw `key_t`.
+    #[must_use]
+    pub fn as_raw(self) -> libc::key_t {
+        self.0
+    }
+}
+
+impl fmt::Display for ShmKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // ipcs prints keys as unsigned 32-bit hex.
+        #[allow(clippy::cast_sign_loss, reason = "key_t is a 32-bit pattern")]
+        let bits = self.0 as u32;
+        write!(f, "0x{bits:08x}")
+    }
+}
+
+/// A System V shared memory id, as `ipcs -m` prints it in its shmid column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShmId(libc::c_int);
+
+impl ShmId {
+    /// Wraps a raw shmid.
+    #[must_use]
+    pub fn from_raw(raw: libc::c_int) -> Self {
+        ShmId(raw)
+    }
+
+    /// The raw shmid.
+    #[must_use]
+    pub fn as_raw(self) -> libc::c_int {
+        self.0
+    }
+}
+
+impl fmt::Display for ShmId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// `ftok(3)` from the C library itself, so keys match C programs exactly.
+pub fn ftok(path: &Path, proj_id: u8) -> Result<ShmKey, Errno> {
+    let path = CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: `path` is a valid NUL-terminated string that outlives the call.
+    let key = unsafe { libc::ftok(path.as_ptr(), libc::c_int::from(proj_id)) };
+    Errno::result(key).map(ShmKey)
+}
+
+/// `shmget(2)`: looks up (size 0, no `IPC_CREAT`) or creates a segment.
+pub fn shmget(key: ShmKey, size: usize, flags: libc::c_int) -> Result<ShmId, Errno> {
+    // SAFETY: shmget takes plain integers and touches no memory of ours.
+    let id = unsafe { libc::shmget(key.0, size, flags) };
+    Errno::result(id).map(ShmId)
+}
+
+/// What `shmctl(IPC_STAT)` reports about a System V segment.
+#[derive(Debug, Clone)]
+pub struct SysvStat {
+    /// The key, `IPC_PRIVATE` once the segment is marked for removal.
+    pub key: ShmKey,
+    /// Owner uid and gid.
+    pub uid: u32,
+    /// Owner group.
+    pub gid: u32,
+    /// Creator uid.
+    pub cuid: u32,
+    /// Creator gid.
+    pub cgid: u32,
+    /// Permission bits plus `SHM_DEST`/`SHM_LOCKED`.
+    pub mode: u32,
+    /// Size in bytes as requested at creation.
+    pub size: usize,
+    /// Last attach, last detach and last change, seconds since the epoch.
+    pub atime: i64,
+    /// Last detach.
+    pub dtime: i64,
+    /// Last change.
+    pub ctime: i64,
+    /// Pid of the creator.
+    pub cpid: i32,
+    /// Pid of the last shmat/shmdt.
+    pub lpid: i32,
+    /// Current number of attaches.
+    pub nattch: u64,
+}
+
+/// `shmctl(IPC_STAT)`.
+pub fn shm_stat(id: ShmId) -> Result<SysvStat, Errno> {
+    let mut ds = std::mem::MaybeUninit::<libc::shmid_ds>::zeroed();
+    // SAFETY: `ds` is a writable shmid_ds the kernel fills in.
+    let ret = unsafe { libc::shmctl(id.0, libc::IPC_STAT, ds.as_mut_ptr()) };
+    Errno::result(ret)?;
+    // SAFETY: IPC_STAT succeeded, so the kernel initialised every field (and
+    // the struct was zeroed before, so padding is initialised too).
+    let ds = unsafe { ds.assume_init() };
+    Ok(SysvStat {
+        key: ShmKey(ds.shm_perm.__key),
+        uid: ds.shm_perm.uid,
+        gid: ds.shm_perm.gid,
+        cuid: ds.shm_perm.cuid,
+        cgid: ds.shm_perm.cgid,
+        mode: u32::from(ds.shm_perm.mode),
+        size: ds.shm_segsz,
+        atime: ds.shm_atime,
+        dtime: ds.shm_dtime,
+        ctime: ds.shm_ctime,
+        cpid: ds.shm_cpid,
+        lpid: ds.shm_lpid,
+        nattch: ds.shm_nattch,
+    })
+}
+
+/// `shmctl(IPC_RMID)`: the segment goes away once the last process detaches.
+pub fn shm_remove(id: ShmId) -> Result<(), Errno> {
+    // SAFETY: IPC_RMID ignores the buffer argument, so null is allowed.
+    let ret = unsafe { libc::shmctl(id.0, libc::IPC_RMID, std::ptr::null_mut()) };
+    Errno::result(ret).map(drop)
+}
+
+/// How a mapping is undone.
+#[derive(Debug)]
+enum Unmap {
+    Shmdt,
+    Munmap,
+}
+
+/// Shared memory mapped into this process. Readable always, writable when
+/// attached for writing. Unmapped on drop.
+#[derive(Debug)]
+pub struct Mapping {
+    base: NonNull<u8>,
+    len: usize,
+    writable: bool,
+    unmap: Unmap,
+}
+
+/// Returned by the accessors when an offset or length leaves the mapping;
+/// callers validate first, so this means a bug, reported rather than trusted.
+#[derive(Debug)]
+pub struct OutOfBounds;
+
+impl fmt::Display for OutOfBounds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("access outside the mapped segment")
+    }
+}
+
+impl std::error::Error for OutOfBounds {}
+
+impl Mapping {
+    /// Attaches System V segment `id` of `len` bytes (its `shm_segsz`).
+    pub fn attach_sysv(id: ShmId, len: usize, writable: bool) -> Result<Mapping, Errno> {
+        let flags = if writable { 0 } else { libc::SHM_RDONLY };
+        // SAFETY: a null address lets the kernel choose where to attach.
+        let addr = unsafe { libc::shmat(id.0, std::ptr::null(), flags) };
+        // Errno::result treats shmat's (void*)-1 as failure.
+        let addr = Errno::result(addr)?;
+        let base = NonNull::new(addr.cast::<u8>()).ok_or(Errno::EFAULT)?;
+        Ok(Mapping {
+            base,
+            len,
+            writable,
+            unmap: Unmap::Shmdt,
+        })
+    }
+
+    /// Maps the first `len` bytes of a POSIX shared memory object shared.
+    pub fn map_fd(fd: BorrowedFd<'_>, len: usize, writable: bool) -> Result<Mapping, Errno> {
+        let length = NonZeroUsize::new(len).ok_or(Errno::EINVAL)?;
+        let prot = if writable {
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE
+        } else {
+            ProtFlags::PROT_READ
+        };
+        // SAFETY: a fresh shared mapping chosen by the kernel aliases no Rust
+        // object; all access goes through this type's raw-pointer methods.
+        let addr =
+            unsafe { nix::sys::mman::mmap(None, length, prot, MapFlags::MAP_SHARED, fd, 0) }?;
+        Ok(Mapping {
+            base: addr.cast::<u8>(),
+            len,
+            writable,
+            unmap: Unmap::Munmap,
+        })
+    }
+
+    /// Size of the mapping in bytes: the real bound for every header value.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for a zero-length mapping (never produced; kept for clippy).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether this mapping may be written.
+    #[must_use]
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    fn span(&self, offset: usize, len: usize) -> Result<*mut u8, OutOfBounds> {
+        let end = offset.checked_add(len).ok_or(OutOfBounds)?;
+        if end > self.len {
+            return Err(OutOfBounds);
+        }
+        // SAFETY: offset <= end <= self.len, so the result stays in the mapping.
+        Ok(unsafe { self.base.as_ptr().add(offset) })
+    }
+
+    /// Copies `buf.len()` bytes starting at `offset` out of the segment.
+    pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), OutOfBounds> {
+        let src = self.span(offset, buf.len())?;
+        // SAFETY: `src..src+len` lies in the mapping (checked by span) and
+        // cannot overlap `buf`, which is process-private memory.
+        unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+
+    /// Copies `data` into the segment at `offset`.
+    pub fn write(&self, offset: usize, data: &[u8]) -> Result<(), OutOfBounds> {
+        if !self.writable {
+            return Err(OutOfBounds);
+        }
+        let dst = self.span(offset, data.len())?;
+        // SAFETY: the span is inside a writable mapping and `data` is private
+        // memory, so the two cannot overlap.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
+        Ok(())
+    }
+
+    /// Copies `len` bytes inside the segment from `from` to `to`.
+    pub fn copy_within(&self, from: usize, to: usize, len: usize) -> Result<(), OutOfBounds> {
+        if !self.writable {
+            return Err(OutOfBounds);
+        }
+        let src = self.span(from, len)?;
+        let dst = self.span(to, len)?;
+        // SAFETY: both spans are inside the writable mapping; `copy` allows overlap.
+        unsafe { std::ptr::copy(src, dst, len) };
+        Ok(())
+    }
+
+    /// Finds the first NUL byte at or after `offset`, or None.
+    pub fn find_nul(&self, offset: usize) -> Result<Option<usize>, OutOfBounds> {
+        let mut chunk = [0u8; 4096];
+        let mut at = offset;
+        while at < self.len {
+            let n = chunk.len().min(self.len - at);
+            self.read(at, &mut chunk[..n])?;
+            if let Some(i) = chunk[..n].iter().position(|&b| b == 0) {
+                return Ok(Some(at + i));
+            }
+            at += n;
+        }
+        Ok(None)
+    }
+
+    /// Whether every byte in `offset..offset + len` is zero.
+    pub fn is_zero(&self, offset: usize, len: usize) -> Result<bool, OutOfBounds> {
+        self.span(offset, len)?;
+        let mut chunk = [0u8; 8192];
+        let end = offset + len;
+        let mut at = offset;
+        while at < end {
+            let n = chunk.len().min(end - at);
+            self.read(at, &mut chunk[..n])?;
+            if chunk[..n].iter().any(|&b| b != 0) {
+                return Ok(false);
+            }
+            at += n;
+        }
+        Ok(true)
+    }
+
+    /// `write(2)` of `len` bytes at `offset` straight from the segment to `fd`.
+    /// Returns how many bytes the kernel took.
+    pub fn write_to_fd(
+        &self,
+        fd: BorrowedFd<'_>,
+        offset: usize,
+        len: usize,
+    ) -> Result<usize, Errno> {
+        let src = self.span(offset, len).map_err(|_| Errno::EFAULT)?;
+        // SAFETY: the kernel reads `len` bytes from a span inside the mapping.
+        let n = unsafe { libc::write(fd.as_raw_fd(), src.cast(), len) };
+        #[allow(
+            clippy::cast_sign_loss,
+            reason = "Errno::result removed the negative case"
+        )]
+        Errno::result(n).map(|n| n as usize)
+    }
+
+    /// `read(2)` of up to `len` bytes from `fd` straight into the segment.
+    /// Returns how many bytes arrived (0 at end of input).
+    pub fn read_from_fd(
+        &self,
+        fd: BorrowedFd<'_>,
+        offset: usize,
+        len: usize,
+    ) -> Result<usize, Errno> {
+        if !self.writable {
+            return Err(Errno::EBADF);
+        }
+        let dst = self.span(offset, len).map_err(|_| Errno::EFAULT)?;
+        // SAFETY: the kernel writes at most `len` bytes into a span inside a
+        // writable mapping.
+        let n = unsafe { libc::read(fd.as_raw_fd(), dst.cast(), len) };
+        #[allow(
+            clippy::cast_sign_loss,
+            reason = "Errno::result removed the negative case"
+        )]
+        Errno::result(n).map(|n| n as usize)
+    }
+
+    /// A 32-bit atomic at `offset` (4-byte aligned) shared with other processes.
+    pub fn atomic_u32(&self, offset: usize) -> Result<&AtomicU32, OutOfBounds> {
+        let ptr = self.span(offset, 4)?;
+        if ptr.align_offset(4) != 0 {
+            return Err(OutOfBounds);
+        }
+        // SAFETY: in bounds and aligned; AtomicU32 has interior mutability, so
+        // changes by other processes are sound to observe, like other threads'.
+        // The reference cannot outlive the mapping (it borrows self).
+        Ok(unsafe { AtomicU32::from_ptr(ptr.cast()) })
+    }
+
+    /// A 64-bit atomic at `offset` (8-byte aligned) shared with other processes.
+    pub fn atomic_u64(&self, offset: usize) -> Result<&AtomicU64, OutOfBounds> {
+        let ptr = self.span(offset, 8)?;
+        if ptr.align_offset(8) != 0 {
+            return Err(OutOfBounds);
+        }
+        // SAFETY: as for atomic_u32, with 8-byte alignment checked.
+        Ok(unsafe { AtomicU64::from_ptr(ptr.cast()) })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // Errors are ignored: the only failure modes (EINVAL for an address
+        // that is not mapped) cannot happen for a mapping we made, and the
+        // kernel detaches everything at exit anyway.
+        match self.unmap {
+            // SAFETY: base is the address shmat returned; nothing borrows it
+            // past self (atomics borrow self).
+            Unmap::Shmdt => unsafe {
+                libc::shmdt(self.base.as_ptr().cast());
+            },
+            Unmap::Munmap => {
+                // SAFETY: base/len describe the mapping mmap returned.
+                let _ = unsafe { nix::sys::mman::munmap(self.base.cast(), self.len) };
+            }
+        }
+    }
+}
+
+// SAFETY: the mapping is plain shared memory; all access is via atomics or
+// raw copies, which are as safe from another thread as from another process.
+unsafe impl Send for Mapping {}
+// SAFETY: as above; &Mapping only offers copies and atomics.
+unsafe impl Sync for Mapping {}
+
+/// Sleeps until `word` no longer holds `expected`, a wake-up, or `timeout`.
+/// Shared (not FUTEX_PRIVATE) so it works across processes. Spurious
+/// returns are allowed; callers re-check their condition.
+#[cfg(target_os = "linux")]
+pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Result<(), Errno> {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(t.subsec_nanos().cast_signed()),
+    });
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), std::ptr::from_ref);
+    // SAFETY: `word` is a valid aligned u32 for the call; ts_ptr is null or
+    // points to a timespec that lives until the call returns.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            ts_ptr,
+            std::ptr::null::<u32>(),
+            0u32,
+        )
+    };
+    match Errno::result(ret) {
+        Ok(_) | Err(Errno::EAGAIN | Errno::EINTR | Errno::ETIMEDOUT) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Wakes up to `count` waiters on `word`.
+#[cfg(target_os = "linux")]
+pub fn futex_wake(word: &AtomicU32, count: i32) -> Result<(), Errno> {
+    // SAFETY: `word` is a valid aligned u32; FUTEX_WAKE only uses its address.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE,
+            count,
+            std::ptr::null::<libc::timespec>(),
+            std::ptr::null::<u32>(),
+            0u32,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// Portable fallback: no futex, so waiters poll (see `wait`).
+#[cfg(not(target_os = "linux"))]
+pub fn futex_wait(_: &AtomicU32, _: u32, _: Option<Duration>) -> Result<(), Errno> {
+    Err(Errno::ENOSYS)
+}
+
+/// Portable fallback: no futex, so nothing to wake.
+#[cfg(not(target_os = "linux"))]
+pub fn futex_wake(_: &AtomicU32, _: i32) -> Result<(), Errno> {
+    Err(Errno::ENOSYS)
+}

@@ -1,0 +1,181 @@
+//! What `shm-read` does: find the segment (waiting for it if asked), and
+//! dump its content, its metadata, or every version as it is published.
+
+use std::io::Write;
+use std::time::Duration;
+
+use crate::address::{Address, Target};
+use crate::error::{Kind, failure, kind_of};
+use crate::format::Layout;
+use crate::format::framed::Framed;
+use crate::format::raw;
+use crate::info;
+use crate::segment::{Access, Segment};
+use crate::wait::{self, Deadline, RECHECK};
+
+/// Everything `shm-read` can be asked in snapshot mode.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    /// Which segment.
+    pub address: Address,
+    /// Read as a C string even if the segment is framed.
+    pub raw: bool,
+    /// Dump every byte of the segment, header included.
+    pub all: bool,
+    /// Output at most this many bytes.
+    pub bytes: Option<u64>,
+    /// Wait until the segment exists and holds content.
+    pub wait: bool,
+    /// Bound on that wait (implies it).
+    pub timeout: Option<Duration>,
+    /// Remove the segment after reading it.
+    pub remove: bool,
+    /// Print metadata instead of content.
+    pub info: bool,
+    /// With `info`: one JSON object.
+    pub json: bool,
+    /// Print every new version until the segment is removed.
+    pub follow: bool,
+}
+
+/// Runs `shm-read` in snapshot, info or follow mode, writing to `out`.
+pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
+    let target = opts.address.resolve()?;
+    let deadline = Deadline::after(opts.timeout);
+    let waits = opts.wait || opts.timeout.is_some();
+    let segment = if waits {
+        wait_for_segment(&target, deadline, opts.timeout)?
+    } else {
+        Segment::open(&target, Access::ReadOnly)?
+    };
+
+    if opts.info {
+        let fields = info::describe(&segment)?;
+        if opts.json {
+            writeln!(out, "{}", info::to_json(&fields))?;
+        } else {
+            out.write_all(info::to_text(&fields).as_bytes())?;
+        }
+    } else if opts.follow {
+        follow(&segment, opts, out)?;
+    } else {
+        if waits && !opts.all {
+            wait_for_content(&segment, deadline, opts.timeout)?;
+        }
+        let content = content(&segment, opts)?;
+        out.write_all(limit(&content, opts.bytes))?;
+    }
+    out.flush()?;
+    if opts.remove {
+        segment.remove()?;
+    }
+    Ok(())
+}
+
+/// The bytes `shm-read` prints for the segment's current state.
+fn content(segment: &Segment, opts: &ReadOptions) -> anyhow::Result<Vec<u8>> {
+    let map = segment.mapping();
+    if opts.all {
+        let mut all = vec![0; map.len()];
+        map.read(0, &mut all)?;
+        return Ok(all);
+    }
+    match Layout::detect(map) {
+        Layout::Framed if !opts.raw => Ok(Framed::open(map, segment.target())?.read()?.data),
+        _ => raw::read_c_string(map),
+    }
+}
+
+fn limit(data: &[u8], bytes: Option<u64>) -> &[u8] {
+    match bytes.and_then(|n| usize::try_from(n).ok()) {
+        Some(n) if n < data.len() => &data[..n],
+        _ => data,
+    }
+}
+
+fn timed_out(target: &Target, timeout: Option<Duration>, what: &str) -> anyhow::Error {
+    let after = timeout.map_or_else(String::new, |t| format!(" after {t:?}"));
+    failure(
+        Kind::TimedOut,
+        format!("timed out{after} waiting for {target} {what}"),
+    )
+}
+
+/// Opens the segment, retrying while it does not exist yet.
+fn wait_for_segment(
+    target: &Target,
+    deadline: Deadline,
+    timeout: Option<Duration>,
+) -> anyhow::Result<Segment> {
+    let found = wait::poll_until(deadline, || match Segment::open(target, Access::ReadOnly) {
+        Ok(segment) => Ok(Some(segment)),
+        Err(e) if kind_of(&e) == Some(Kind::NotFound) => Ok(None),
+        Err(e) => Err(e),
+    })?;
+    found.ok_or_else(|| timed_out(target, timeout, "to exist"))
+}
+
+/// Waits until a framed segment has had a version published, or a foreign
+/// one holds a non-empty C string.
+fn wait_for_content(
+    segment: &Segment,
+    deadline: Deadline,
+    timeout: Option<Duration>,
+) -> anyhow::Result<()> {
+    let map = segment.mapping();
+    loop {
+        match Layout::detect(map) {
+            Layout::Framed => {
+                let framed = Framed::open(map, segment.target())?;
+                if framed.seq()? != 0 {
+                    return Ok(());
+                }
+                wait::wait_while_equal(framed.seq_word()?, 0, deadline.slice(RECHECK));
+            }
+            Layout::Foreign => {
+                let mut first = [0u8];
+                map.read(0, &mut first)?;
+                if first[0] != 0 && !map.is_zero(0, map.len().min(8))? {
+                    return Ok(());
+                }
+                std::thread::sleep(deadline.slice(Duration::from_millis(10)));
+            }
+        }
+        if deadline.expired() {
+            return Err(timed_out(segment.target(), timeout, "to hold content"));
+        }
+    }
+}
+
+/// Prints the current version, then each new one, until the segment is
+/// removed. A version published while the previous one is being printed
+/// may be skipped, but the last one is always printed.
+fn follow(segment: &Segment, opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
+    let map = segment.mapping();
+    if Layout::detect(map) != Layout::Framed || opts.raw || opts.all {
+        return Err(failure(
+            Kind::Usage,
+            format!(
+                "--follow needs a segment written by shm-write without --raw; {} is not one",
+                segment.target()
+            ),
+        ));
+    }
+    let framed = Framed::open(map, segment.target())?;
+    let seq_word = framed.seq_word()?;
+    let mut shown: Option<u32> = None;
+    loop {
+        let seq = framed.seq()?;
+        if shown != Some(seq) && seq != 0 {
+            let version = framed.read()?;
+            out.write_all(limit(&version.data, opts.bytes))?;
+            out.flush()?;
+            shown = Some(version.seq);
+            continue;
+        }
+        if segment.is_removed() {
+            return Ok(());
+        }
+        wait::wait_while_equal(seq_word, seq, RECHECK * 4);
+    }
+}
