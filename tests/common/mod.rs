@@ -1,0 +1,354 @@
+//! Test support: run the real binaries with a bound on time, unique
+//! segment addresses, and guards that remove segments even when a test
+//! panics.
+#![allow(dead_code, reason = "each test binary uses its own subset")]
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use shm_tools::os::{self, ShmId, ShmKey};
+
+/// What a finished command left.
+#[derive(Debug)]
+pub struct Output {
+    pub line: String,
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    /// Panics with the command and both streams unless it exited `code`.
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code(), Some(code), "unexpected exit status\n{self}");
+        assert!(!self.stderr.contains("panicked"), "panic\n{self}");
+        self
+    }
+
+    pub fn ok(&self) -> &Self {
+        self.expect_code(0)
+    }
+
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// Panics unless stderr contains every one of `parts`.
+    pub fn stderr_has(&self, parts: &[&str]) -> &Self {
+        for part in parts {
+            assert!(self.stderr.contains(part), "stderr lacks {part:?}\n{self}");
+        }
+        assert_eq!(
+            self.stderr.trim_end().lines().count(),
+            1,
+            "error is not one line\n{self}"
+        );
+        self
+    }
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = &self.stdout[..self.stdout.len().min(2000)];
+        write!(
+            f,
+            "command: {}\nstatus: {}\nstdout ({} bytes): {}\nstderr: {}",
+            self.line,
+            self.status,
+            self.stdout.len(),
+            String::from_utf8_lossy(shown),
+            self.stderr
+        )
+    }
+}
+
+pub fn bin(name: &str) -> Command {
+    let path = match name {
+        "shm-write" => env!("CARGO_BIN_EXE_shm-write"),
+        "shm-read" => env!("CARGO_BIN_EXE_shm-read"),
+        other => other,
+    };
+    Command::new(path)
+}
+
+pub fn write_cmd(args: &[&str]) -> Command {
+    let mut cmd = bin("shm-write");
+    cmd.args(args);
+    cmd
+}
+
+pub fn read_cmd(args: &[&str]) -> Command {
+    let mut cmd = bin("shm-read");
+    cmd.args(args);
+    cmd
+}
+
+/// Runs `cmd` with `stdin`, killing it (and failing) after `limit`.
+pub fn run_limited(cmd: &mut Command, stdin: &[u8], limit: Duration) -> Output {
+    let child = spawn(cmd);
+    finish(child, describe(cmd), stdin, limit)
+}
+
+/// Runs `cmd` with `stdin` within 30 seconds.
+pub fn run(cmd: &mut Command, stdin: &[u8]) -> Output {
+    run_limited(cmd, stdin, Duration::from_secs(30))
+}
+
+/// `shm-write ARGS` fed `stdin`.
+pub fn write(args: &[&str], stdin: &[u8]) -> Output {
+    run(&mut write_cmd(args), stdin)
+}
+
+/// `shm-read ARGS`.
+pub fn read(args: &[&str]) -> Output {
+    run(&mut read_cmd(args), b"")
+}
+
+pub fn describe(cmd: &Command) -> String {
+    let mut line = cmd
+        .get_program()
+        .to_string_lossy()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    for arg in cmd.get_args() {
+        line.push(' ');
+        line.push_str(&arg.to_string_lossy());
+    }
+    line
+}
+
+pub fn spawn(cmd: &mut Command) -> Child {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", describe(cmd)))
+}
+
+/// Feeds `stdin` from a thread (so a full pipe cannot deadlock us), collects
+/// both outputs, and waits at most `limit`.
+pub fn finish(mut child: Child, line: String, stdin: &[u8], limit: Duration) -> Output {
+    let feeder = child.stdin.take().map(|mut pipe| {
+        let data = stdin.to_vec();
+        // A child that exits without reading makes this fail; that is its answer.
+        thread::spawn(move || {
+            let _ = pipe.write_all(&data);
+        })
+    });
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{line} did not finish within {limit:?}");
+        }
+        thread::sleep(Duration::from_millis(2));
+    };
+    if let Some(f) = feeder {
+        let _ = f.join();
+    }
+    Output {
+        line,
+        status,
+        stdout: out.join().expect("stdout reader"),
+        stderr: String::from_utf8_lossy(&err.join().expect("stderr reader")).into_owned(),
+    }
+}
+
+fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut buf);
+        }
+        buf
+    })
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(1);
+
+/// A number unique to this test process and call: the pid keeps test
+/// binaries running side by side apart, the counter keeps calls apart.
+fn unique() -> u32 {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed) & 0x3ff;
+    (std::process::id() << 10) ^ n
+}
+
+/// A segment a test uses, removed when the guard drops (even in a panic).
+#[derive(Debug)]
+pub struct Seg {
+    pub args: Vec<String>,
+    what: Cleanup,
+}
+
+#[derive(Debug)]
+enum Cleanup {
+    Key(ShmKey),
+    Id(ShmId),
+    Name(String),
+    Ftok(PathBuf, ShmKey),
+}
+
+impl Seg {
+    /// A fresh System V key; asserts no segment has it yet.
+    pub fn key() -> Seg {
+        let raw = (0x4000_0000 | (unique() & 0x3fff_ffff)).cast_signed();
+        let key = ShmKey::from_raw(raw);
+        assert!(
+            os::shmget(key, 0, 0).is_err(),
+            "key {key} is already in use"
+        );
+        Seg {
+            args: vec!["-k".into(), key.to_string()],
+            what: Cleanup::Key(key),
+        }
+    }
+
+    /// A fresh POSIX name.
+    pub fn name() -> Seg {
+        let name = format!("shm-tools-test-{}", unique());
+        assert!(!PathBuf::from("/dev/shm").join(&name).exists());
+        Seg {
+            args: vec!["-n".into(), name.clone()],
+            what: Cleanup::Name(name),
+        }
+    }
+
+    /// A fresh file for ftok (created), in the cargo test temp dir.
+    pub fn ftok_file() -> Seg {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ftok-{}", unique()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("shmfile");
+        std::fs::write(&path, b"").expect("ftok file");
+        let key = os::ftok(&path, 65).expect("ftok");
+        Seg {
+            args: vec!["-f".into(), path.display().to_string()],
+            what: Cleanup::Ftok(path, key),
+        }
+    }
+
+    /// Guards a segment under `key` that the test makes some other way.
+    pub fn guard_key(key: ShmKey) -> Seg {
+        Seg {
+            args: vec!["-k".into(), key.to_string()],
+            what: Cleanup::Key(key),
+        }
+    }
+
+    /// Guards a System V segment known only by id.
+    pub fn id(id: i32) -> Seg {
+        Seg {
+            args: vec!["-i".into(), id.to_string()],
+            what: Cleanup::Id(ShmId::from_raw(id)),
+        }
+    }
+
+    /// The address arguments followed by `more`.
+    pub fn with(&self, more: &[&str]) -> Vec<String> {
+        let mut all = self.args.clone();
+        all.extend(more.iter().map(|s| (*s).to_owned()));
+        all
+    }
+
+    pub fn key_value(&self) -> Option<ShmKey> {
+        match &self.what {
+            Cleanup::Key(k) | Cleanup::Ftok(_, k) => Some(*k),
+            _ => None,
+        }
+    }
+
+    pub fn name_value(&self) -> Option<&str> {
+        match &self.what {
+            Cleanup::Name(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    pub fn ftok_path(&self) -> Option<&PathBuf> {
+        match &self.what {
+            Cleanup::Ftok(p, _) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Whether the segment exists now.
+    pub fn exists(&self) -> bool {
+        match &self.what {
+            Cleanup::Key(k) | Cleanup::Ftok(_, k) => os::shmget(*k, 0, 0).is_ok(),
+            Cleanup::Id(id) => os::shm_stat(*id).is_ok_and(|s| s.mode & os::SHM_DEST == 0),
+            Cleanup::Name(n) => PathBuf::from("/dev/shm").join(n).exists(),
+        }
+    }
+}
+
+impl Drop for Seg {
+    fn drop(&mut self) {
+        // Cleanup never panics: "not found" just means the test removed it.
+        match &self.what {
+            Cleanup::Key(key) => {
+                if let Ok(id) = os::shmget(*key, 0, 0) {
+                    let _ = os::shm_remove(id);
+                }
+            }
+            Cleanup::Ftok(path, key) => {
+                if let Ok(id) = os::shmget(*key, 0, 0) {
+                    let _ = os::shm_remove(id);
+                }
+                if let Some(dir) = path.parent() {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+            }
+            Cleanup::Id(id) => {
+                let _ = os::shm_remove(*id);
+            }
+            Cleanup::Name(name) => {
+                let _ = nix::sys::mman::shm_unlink(format!("/{name}").as_str());
+            }
+        }
+    }
+}
+
+/// Refs for `&[String]` → `&[&str]`.
+pub fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Deterministic pseudo-random bytes (xorshift), NULs included.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24).to_le_bytes()[0]
+        })
+        .collect()
+}
+
+/// Whether this process is root (for permission tests that drop to nobody).
+pub fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+/// `shm-read --info --json` for the segment, parsed.
+pub fn info(seg: &Seg) -> serde_json::Value {
+    let out = read(&strs(&seg.with(&["--info", "--json"])));
+    out.ok();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("bad JSON: {e}\n{out}"))
+}

@@ -1,0 +1,238 @@
+//! Segments that lie, peers that die, users without permission, and many
+//! writers and readers at once.
+
+mod common;
+
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use shm_tools::os::{self, Mapping};
+
+/// Attaches `seg` (by key) writable, for scribbling on its header.
+fn attach(seg: &Seg) -> Mapping {
+    let id = os::shmget(seg.key_value().unwrap(), 0, 0).expect("segment exists");
+    let size = os::shm_stat(id).expect("stat").size;
+    Mapping::attach_sysv(id, size, true).expect("attach")
+}
+
+fn framed_segment(content: &[u8]) -> Seg {
+    let seg = Seg::key();
+    write(&strs(&seg.with(&["-s", "8K"])), content).ok();
+    seg
+}
+
+#[test]
+fn corrupt_header_fields_are_clear_errors() {
+    type Scribble = fn(&Mapping);
+    let cases: [(&str, Scribble, &str); 8] = [
+        (
+            "capacity max",
+            |m| m.atomic_u64(16).unwrap().store(u64::MAX, Ordering::SeqCst),
+            "capacity",
+        ),
+        (
+            "capacity zero",
+            |m| m.atomic_u64(16).unwrap().store(0, Ordering::SeqCst),
+            "capacity",
+        ),
+        (
+            "capacity past the end",
+            |m| m.atomic_u64(16).unwrap().store(8192, Ordering::SeqCst),
+            "capacity",
+        ),
+        (
+            "version",
+            |m| m.atomic_u32(8).unwrap().store(99, Ordering::SeqCst),
+            "version 99",
+        ),
+        (
+            "header size",
+            |m| m.atomic_u32(12).unwrap().store(0, Ordering::SeqCst),
+            "header size",
+        ),
+        (
+            "length max, slot 1",
+            |m| m.atomic_u64(56).unwrap().store(u64::MAX, Ordering::SeqCst),
+            "length",
+        ),
+        (
+            "length past capacity",
+            |m| m.atomic_u64(56).unwrap().store(5000, Ordering::SeqCst),
+            "length",
+        ),
+        (
+            "published slot mid-write",
+            |m| m.atomic_u32(72).unwrap().store(7, Ordering::SeqCst),
+            "being written",
+        ),
+    ];
+    for (what, scribble, expected) in cases {
+        let seg = framed_segment(b"intact");
+        // One publish: slot 1 is the published one.
+        scribble(&attach(&seg));
+        let out = read(&strs(&seg.args));
+        assert_eq!(out.code(), Some(1), "{what}\n{out}");
+        out.stderr_has(&[expected, &seg.args[1]]);
+        let info = read(&strs(&seg.with(&["--info"])));
+        assert_ne!(
+            info.code(),
+            Some(0),
+            "{what}: --info must not trust it either\n{info}"
+        );
+        assert!(!info.stderr.contains("panicked"), "{info}");
+    }
+}
+
+#[test]
+fn wrong_magic_reads_as_a_c_string_and_is_not_overwritten() {
+    let seg = framed_segment(b"intact");
+    attach(&seg).write(0, b"XX").unwrap();
+    let out = read(&strs(&seg.args));
+    out.ok();
+    assert!(out.stdout.starts_with(b"XXMTFRAM"), "{out}");
+    write(&strs(&seg.args), b"new")
+        .expect_code(1)
+        .stderr_has(&["--raw"]);
+}
+
+#[test]
+fn any_seq_and_lock_values_are_survivable() {
+    let seg = framed_segment(b"first");
+    let map = attach(&seg);
+    map.atomic_u32(24)
+        .unwrap()
+        .store(u32::MAX, Ordering::SeqCst);
+    // Not a pid: the lock counts as abandoned.
+    map.atomic_u32(28)
+        .unwrap()
+        .store(u32::MAX, Ordering::SeqCst);
+    drop(map);
+    // seq is odd: slot 1 is still the published one.
+    assert_eq!(read(&strs(&seg.args)).ok().stdout, b"first");
+    run_limited(
+        &mut write_cmd(&strs(&seg.args)),
+        b"second",
+        Duration::from_secs(5),
+    )
+    .ok();
+    assert_eq!(read(&strs(&seg.args)).ok().stdout, b"second");
+}
+
+#[test]
+fn writer_killed_holding_the_lock_loses_nothing() {
+    let seg = framed_segment(b"old content");
+    let mut cmd = write_cmd(&strs(&seg.args));
+    cmd.env("SHM_TOOLS_TEST_HOLD_LOCK_MS", "30000");
+    let mut child = spawn(&mut cmd);
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"never published").unwrap();
+    }
+    let pid = child.id();
+    let started = Instant::now();
+    while info(&seg)["lock_holder_pid"] != pid {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "writer never took the lock"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    assert_eq!(read(&strs(&seg.args)).ok().stdout, b"old content");
+    let started = Instant::now();
+    run_limited(
+        &mut write_cmd(&strs(&seg.args)),
+        b"next",
+        Duration::from_secs(5),
+    )
+    .ok();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(read(&strs(&seg.args)).ok().stdout, b"next");
+}
+
+#[test]
+fn readers_never_see_a_torn_or_mixed_version() {
+    const WRITERS: usize = 3;
+    const WRITES: usize = 25;
+    const READERS: usize = 2;
+    const READS: usize = 40;
+    let seg = Seg::name();
+    // Every version is one byte repeated; its length is tied to the byte.
+    let payload = |byte: u8| vec![byte; 1000 + usize::from(byte) * 37];
+    write(&strs(&seg.with(&["-s", "64K"])), &payload(b'a')).ok();
+    thread::scope(|s| {
+        for w in 0..WRITERS {
+            let seg = &seg;
+            s.spawn(move || {
+                for i in 0..WRITES {
+                    let byte = b'a' + u8::try_from((w * WRITES + i) % 26).unwrap();
+                    write(&strs(&seg.args), &payload(byte)).ok();
+                }
+            });
+        }
+        for _ in 0..READERS {
+            let seg = &seg;
+            s.spawn(move || {
+                for _ in 0..READS {
+                    let out = read(&strs(&seg.args));
+                    out.ok();
+                    let first = out.stdout[0];
+                    assert_eq!(out.stdout, payload(first), "torn or mixed read");
+                }
+            });
+        }
+    });
+}
+
+fn setpriv_available() -> bool {
+    is_root()
+        && Command::new("setpriv")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+}
+
+fn as_nobody(tool: &str, args: &[&str], stdin: &[u8]) -> Output {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+    cmd.arg(match tool {
+        "shm-write" => env!("CARGO_BIN_EXE_shm-write"),
+        _ => env!("CARGO_BIN_EXE_shm-read"),
+    });
+    cmd.args(args);
+    run(&mut cmd, stdin)
+}
+
+#[test]
+fn permission_denied_names_owner_and_mode() {
+    if !setpriv_available() {
+        eprintln!("skipped: needs root and setpriv to drop to nobody");
+        return;
+    }
+    for seg in [Seg::key(), Seg::name()] {
+        write(&strs(&seg.args), b"private").ok();
+        as_nobody("shm-read", &strs(&seg.args), b"")
+            .expect_code(1)
+            .stderr_has(&["permission denied", "owner root", "mode 0600", &seg.args[1]]);
+        as_nobody("shm-write", &strs(&seg.args), b"intruder")
+            .expect_code(1)
+            .stderr_has(&["permission denied", "owner root"]);
+        assert_eq!(read(&strs(&seg.args)).ok().stdout, b"private");
+    }
+    // Readable by others: nobody reads it, through a read-only attach.
+    let shared = Seg::key();
+    write(&strs(&shared.with(&["-m", "0644"])), b"for everyone").ok();
+    assert_eq!(
+        as_nobody("shm-read", &strs(&shared.args), b"").ok().stdout,
+        b"for everyone"
+    );
+    as_nobody("shm-write", &strs(&shared.args), b"no")
+        .expect_code(1)
+        .stderr_has(&["permission denied"]);
+}
