@@ -42,17 +42,19 @@ pub enum Address {
 
 impl Address {
     /// The per-user default: a POSIX object named by `$SHM_TOOLS_NAME`, or
-    /// `shm-tools-UID`.
-    pub fn default_for_user() -> anyhow::Result<Address> {
-        match std::env::var(DEFAULT_NAME_ENV) {
-            Ok(name) => PosixName::parse(&name)
-                .map(Address::Name)
-                .map_err(|e| failure(Kind::Usage, format!("${DEFAULT_NAME_ENV}: {e}"))),
-            Err(_) => Ok(Address::Name(PosixName(format!(
-                "shm-tools-{}",
-                Uid::current()
-            )))),
-        }
+    /// `shm-tools-UID`; streams use that name plus `.stream`, so a stream
+    /// never collides with the snapshot segment.
+    pub fn default_for_user(stream: bool) -> anyhow::Result<Address> {
+        let base = std::env::var(DEFAULT_NAME_ENV)
+            .unwrap_or_else(|_| format!("shm-tools-{}", Uid::current()));
+        let name = if stream {
+            format!("{base}.stream")
+        } else {
+            base
+        };
+        PosixName::parse(&name)
+            .map(Address::Name)
+            .map_err(|e| failure(Kind::Usage, format!("${DEFAULT_NAME_ENV}: {e}")))
     }
 
     /// Turns the address into what the OS calls take.

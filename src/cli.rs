@@ -38,8 +38,9 @@ pub struct SegmentArgs {
 }
 
 impl SegmentArgs {
-    /// The address given, or the per-user default.
-    pub fn address(&self) -> anyhow::Result<Address> {
+    /// The address given, or the per-user default (for a stream with
+    /// `stream`).
+    pub fn address(&self, stream: bool) -> anyhow::Result<Address> {
         if let Some(key) = self.key {
             return Ok(Address::Key(key));
         }
@@ -55,7 +56,7 @@ impl SegmentArgs {
         if let Some(name) = &self.name {
             return Ok(Address::Name(name.clone()));
         }
-        Address::default_for_user()
+        Address::default_for_user(stream)
     }
 }
 

@@ -9,6 +9,7 @@ use crate::address::Target;
 use crate::format::Layout;
 use crate::format::framed::{self, Framed};
 use crate::format::raw;
+use crate::format::ring::{self, Ring};
 use crate::segment::{Segment, Stat, user_name};
 
 /// One reported fact: its JSON value and how text output shows it.
@@ -95,9 +96,15 @@ pub fn describe(segment: &Segment) -> anyhow::Result<Vec<Field>> {
             field("removed", json!(st.st_nlink == 0)),
         ]),
     }
+    fields.extend(layout_fields(segment)?);
+    Ok(fields)
+}
+
+/// What our header says, by layout.
+fn layout_fields(segment: &Segment) -> anyhow::Result<Vec<Field>> {
     let map = segment.mapping();
     let layout = Layout::detect(map);
-    fields.push(field("layout", json!(layout.name())));
+    let mut fields = vec![field("layout", json!(layout.name()))];
     match layout {
         Layout::Framed => {
             let framed = Framed::open(map, segment.target())?;
@@ -122,6 +129,31 @@ pub fn describe(segment: &Segment) -> anyhow::Result<Vec<Field>> {
                 ),
                 time_field("last_write_time", written),
                 field("lock_holder_pid", json!(framed.lock_holder()?)),
+            ]);
+        }
+        Layout::Ring => {
+            let ring = Ring::open(map, segment.target())?;
+            let (in_flight, consumed) = ring.fill()?;
+            let (writer, reader) = ring.peers()?;
+            let flags = ring.flags()?;
+            let state = if flags & ring::WRITER_FAILED != 0 {
+                "writer failed"
+            } else if flags & ring::READER_CLOSED != 0 {
+                "reader closed"
+            } else if flags & ring::WRITER_DONE != 0 {
+                "writer done"
+            } else {
+                "streaming"
+            };
+            let pid = |p: u32| if p == 0 { Value::Null } else { json!(p) };
+            fields.extend([
+                field("format_version", json!(ring::VERSION)),
+                field("capacity", json!(ring.capacity())),
+                field("bytes_in_flight", json!(in_flight)),
+                field("bytes_read", json!(consumed)),
+                field("writer_pid", pid(writer)),
+                field("reader_pid", pid(reader)),
+                field("stream_state", json!(state)),
             ]);
         }
         Layout::Foreign => {

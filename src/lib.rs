@@ -4,9 +4,9 @@
 //! - [`address`]: how a segment is named (key, ftok path, id, POSIX name, default);
 //! - [`os`]: the OS calls and mappings, the only unsafe code;
 //! - [`segment`]: finding, creating, attaching and removing segments;
-//! - [`format`]: what is on a segment (our framed layout, or a C string);
+//! - [`format`]: what is on a segment (our framed layout, our stream ring, or a C string);
 //! - [`wait`]: how peers wait for each other (futexes, liveness, the write lock);
-//! - [`read`], [`write`], [`info`]: what the two tools do;
+//! - [`read`], [`write`], [`stream`], [`info`]: what the two tools do;
 //! - [`cli`], [`error`]: the command-line glue and exit codes both binaries share.
 
 pub mod address;
@@ -17,5 +17,6 @@ pub mod info;
 pub mod os;
 pub mod read;
 pub mod segment;
+pub mod stream;
 pub mod wait;
 pub mod write;

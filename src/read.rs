@@ -9,6 +9,7 @@ use crate::error::{Kind, failure, kind_of};
 use crate::format::Layout;
 use crate::format::framed::Framed;
 use crate::format::raw;
+use crate::format::ring::Ring;
 use crate::info;
 use crate::segment::{Access, Segment};
 use crate::wait::{self, Deadline, RECHECK};
@@ -56,14 +57,16 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
         } else {
             out.write_all(info::to_text(&fields).as_bytes())?;
         }
-    } else if opts.follow {
-        follow(&segment, opts, out)?;
     } else {
         if waits && !opts.all {
             wait_for_content(&segment, deadline, opts.timeout)?;
         }
-        let content = content(&segment, opts)?;
-        out.write_all(limit(&content, opts.bytes))?;
+        if opts.follow {
+            follow(&segment, opts, out)?;
+        } else {
+            let content = content(&segment, opts)?;
+            out.write_all(limit(&content, opts.bytes))?;
+        }
     }
     out.flush()?;
     if opts.remove {
@@ -82,6 +85,8 @@ fn content(segment: &Segment, opts: &ReadOptions) -> anyhow::Result<Vec<u8>> {
     }
     match Layout::detect(map) {
         Layout::Framed if !opts.raw => Ok(Framed::open(map, segment.target())?.read()?.data),
+        // Without consuming: the stream's reader still gets every byte.
+        Layout::Ring if !opts.raw => Ring::open(map, segment.target())?.peek(),
         _ => raw::read_c_string(map),
     }
 }
@@ -131,6 +136,12 @@ fn wait_for_content(
                     return Ok(());
                 }
                 wait::wait_while_equal(framed.seq_word()?, 0, deadline.slice(RECHECK));
+            }
+            Layout::Ring => {
+                if !Ring::open(map, segment.target())?.peek()?.is_empty() {
+                    return Ok(());
+                }
+                std::thread::sleep(deadline.slice(Duration::from_millis(10)));
             }
             Layout::Foreign => {
                 let mut first = [0u8];

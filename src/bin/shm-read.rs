@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Parser;
 use shm_tools::cli::{SegmentArgs, parse_duration, run};
 use shm_tools::read::{ReadOptions, read};
+use shm_tools::stream::read_stream;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -24,6 +25,9 @@ Examples:
   Follow a segment: print every new version as it is published
     $ shm-read -F -n chat
 
+  The other end of a stream (either side may start first):
+    $ shm-read --stream --wait -n backup | tar t
+
   Metadata, as JSON:
     $ shm-read -k 0x1234 --info --json
 ";
@@ -34,6 +38,9 @@ Examples:
 /// others (C programs, ipcmk, Python) are read as a C string up to the first
 /// NUL. Without -k/-f/-i/-n, the per-user default segment is read
 /// (POSIX /dev/shm/shm-tools-UID, or $SHM_TOOLS_NAME).
+///
+/// With --stream it drains a `shm-write --stream` ring to stdout, like the
+/// read end of a pipe, and exits non-zero if the writer dies mid-stream.
 ///
 /// Exit status: 0 ok, 1 error, 2 usage, 3 no such segment, 124 timed out.
 #[derive(Debug, Parser)]
@@ -77,13 +84,21 @@ struct Cli {
     /// Print the content, then every new version, until the segment is removed
     #[arg(short = 'F', long, conflicts_with_all = ["info", "remove", "all", "raw"])]
     follow: bool,
+
+    /// Drain a `shm-write --stream` ring to stdout until the writer is done (then remove it)
+    #[arg(long, conflicts_with_all = ["info", "remove", "all", "raw", "follow", "bytes"])]
+    stream: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     run("shm-read", || {
+        let address = cli.segment.address(cli.stream)?;
+        if cli.stream {
+            return read_stream(&address, cli.wait, cli.timeout);
+        }
         let opts = ReadOptions {
-            address: cli.segment.address()?,
+            address,
             raw: cli.raw,
             all: cli.all,
             bytes: cli.bytes,

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use shm_tools::cli::{SegmentArgs, parse_mode, parse_size, run};
+use shm_tools::stream::write_stream;
 use shm_tools::write::{WriteOptions, write};
 
 const EXAMPLES: &str = "\
@@ -21,6 +22,10 @@ Examples:
     $ shm-write -l -n chat          # terminal 1
     $ shm-read -F -n chat           # terminal 2
 
+  A pipe between two unrelated pipelines, through a 4 MiB ring:
+    $ tar c . | shm-write --stream -n backup          # terminal 1
+    $ shm-read --stream -n backup | tar t             # terminal 2
+
   Keys and ids as ipcs shows them:
     $ shm-write -k 0x1234 -s 1M < picture.png
     $ ipcs -m
@@ -34,7 +39,12 @@ Examples:
 /// Without -k/-f/-i/-n, a per-user default segment is used
 /// (POSIX /dev/shm/shm-tools-UID, or $SHM_TOOLS_NAME).
 ///
-/// Exit status: 0 ok, 1 error, 2 usage, 3 no such segment (-i).
+/// With --stream the segment becomes a ring buffer that carries stdin, of
+/// any size, to one `shm-read --stream`, like a pipe between unrelated
+/// processes; the writer blocks while the ring is full.
+///
+/// Exit status: 0 ok, 1 error (also: the stream's reader went away),
+/// 2 usage, 3 no such segment (-i).
 #[derive(Debug, Parser)]
 #[command(name = "shm-write", version, after_long_help = EXAMPLES)]
 struct Cli {
@@ -64,13 +74,21 @@ struct Cli {
     /// Publish each input line (with its newline) as its own version
     #[arg(short, long)]
     lines: bool,
+
+    /// Make the segment a pipe: stream stdin, any size, to `shm-read --stream` (ring size: --size, default 4M)
+    #[arg(long, conflicts_with_all = ["append", "raw", "lines", "exclusive"])]
+    stream: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     run("shm-write", || {
+        let address = cli.segment.address(cli.stream)?;
+        if cli.stream {
+            return write_stream(&address, cli.size, cli.mode);
+        }
         let opts = WriteOptions {
-            address: cli.segment.address()?,
+            address,
             size: cli.size,
             mode: cli.mode,
             exclusive: cli.exclusive,

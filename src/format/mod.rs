@@ -1,4 +1,4 @@
-//! What is on a segment: our framed snapshot layout or
+//! What is on a segment: our framed snapshot layout, our stream ring, or
 //! anything else (a foreign layout, read as a C string).
 //!
 //! Contract: detection looks only at the magic; each layout then checks
@@ -7,6 +7,7 @@
 
 pub mod framed;
 pub mod raw;
+pub mod ring;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,6 +18,8 @@ use crate::os::Mapping;
 pub enum Layout {
     /// Ours: a header and two slots (see [`framed`]).
     Framed,
+    /// Ours: a stream ring (see [`ring`]).
+    Ring,
     /// Not ours: a C program's, ipcmk's, Python's... or still all zero.
     Foreign,
 }
@@ -31,6 +34,7 @@ impl Layout {
         }
         match magic {
             framed::MAGIC => Layout::Framed,
+            ring::MAGIC => Layout::Ring,
             _ => Layout::Foreign,
         }
     }
@@ -40,6 +44,7 @@ impl Layout {
     pub fn name(self) -> &'static str {
         match self {
             Layout::Framed => "framed",
+            Layout::Ring => "stream",
             Layout::Foreign => "foreign",
         }
     }

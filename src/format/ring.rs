@@ -1,0 +1,556 @@
+//! The stream layout: a single-producer single-consumer ring buffer.
+//!
+//! The writer owns `head` (bytes produced in total), the reader owns `tail`
+//! (bytes consumed); each sits on its own cache line. Data moves between
+//! the ring and file descriptors with read(2)/write(2) straight on the
+//! mapping, without an intermediate buffer. Either side sleeps on a futex
+//! event word when it cannot proceed, after a short spin, and re-checks the
+//! other side's liveness while it sleeps. Every index is checked against
+//! the capacity before use. Byte layout: docs/FORMAT.md.
+
+use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+
+use crate::address::Target;
+use crate::error::{Kind, failure};
+use crate::format::Layout;
+use crate::os::Mapping;
+use crate::wait::{self, RECHECK};
+
+/// The first eight bytes of a stream ring.
+pub const MAGIC: [u8; 8] = *b"SHMTRING";
+/// The layout version this code writes and reads.
+pub const VERSION: u32 = 1;
+/// Bytes before the data area.
+pub const HEADER_SIZE: usize = 256;
+
+const OFF_MAGIC: usize = 0;
+const OFF_VERSION: usize = 8;
+const OFF_HEADER_SIZE: usize = 12;
+const OFF_CAPACITY: usize = 16;
+const OFF_WRITER_PID: usize = 24;
+const OFF_READER_PID: usize = 28;
+const OFF_FLAGS: usize = 32;
+const OFF_HEAD: usize = 64;
+const OFF_HEAD_EVENT: usize = 72;
+const OFF_READER_WAITING: usize = 76;
+const OFF_TAIL: usize = 128;
+const OFF_TAIL_EVENT: usize = 136;
+const OFF_WRITER_WAITING: usize = 140;
+
+/// `flags`: the writer reached end of input; `head` is final.
+pub const WRITER_DONE: u32 = 1;
+/// `flags`: the writer failed; the stream is incomplete.
+pub const WRITER_FAILED: u32 = 2;
+/// `flags`: the reader stopped (its output was closed).
+pub const READER_CLOSED: u32 = 4;
+
+/// How long a side spins before it sleeps on a futex: long enough to catch
+/// a peer that is about to move, short enough not to steal a core.
+const SPIN: Duration = Duration::from_micros(20);
+
+/// Most bytes moved by one read(2)/write(2): a quarter of the ring, so the
+/// other side can work on the rest meanwhile.
+const fn chunk_limit(capacity: u64) -> u64 {
+    let quarter = capacity / 4;
+    if quarter == 0 { capacity } else { quarter }
+}
+
+/// Which end of the ring this process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Produces into `head`.
+    Writer,
+    /// Consumes from `tail`.
+    Reader,
+}
+
+/// Data capacity of a ring in a segment of `size` bytes.
+#[must_use]
+pub fn capacity_for(size: usize) -> Option<usize> {
+    size.checked_sub(HEADER_SIZE).filter(|&c| c > 0)
+}
+
+/// A validated view of a stream ring.
+#[derive(Debug)]
+pub struct Ring<'a> {
+    map: &'a Mapping,
+    target: &'a Target,
+    capacity: u64,
+}
+
+/// What a finished transfer moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transferred {
+    /// Bytes that went through the ring.
+    pub bytes: u64,
+}
+
+impl<'a> Ring<'a> {
+    /// Makes a blank segment into a ring owned by this writer. Fails if
+    /// the segment is not blank: an existing ring (naming its writer when
+    /// one is alive) or any other content.
+    pub fn create(map: &'a Mapping, target: &'a Target) -> anyhow::Result<Ring<'a>> {
+        if Layout::detect(map) == Layout::Ring {
+            let writer = map.atomic_u32(OFF_WRITER_PID)?.load(Ordering::Acquire);
+            let flags = map.atomic_u32(OFF_FLAGS)?.load(Ordering::Acquire);
+            let state = if flags & WRITER_DONE != 0 {
+                "a finished stream nobody has read yet; read it with shm-read --stream, or"
+                    .to_owned()
+            } else if wait::process_alive(writer) {
+                return Err(failure(
+                    Kind::Failed,
+                    format!(
+                        "{target} already has a stream writer (pid {writer}); only one writer per stream"
+                    ),
+                ));
+            } else {
+                format!("an unfinished stream whose writer (pid {writer}) is gone;")
+            };
+            return Err(failure(
+                Kind::Failed,
+                format!(
+                    "{target} holds {state} remove it first: shm-read --remove {} > /dev/null",
+                    target.flag()
+                ),
+            ));
+        }
+        let capacity = capacity_for(map.len()).ok_or_else(|| {
+            failure(
+                Kind::Failed,
+                format!(
+                    "{target} is {} bytes, too small for a stream ring",
+                    map.len()
+                ),
+            )
+        })?;
+        let writer = map.atomic_u32(OFF_WRITER_PID)?;
+        let me = wait::my_pid();
+        if !map.is_zero(0, map.len())?
+            || writer
+                .compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return Err(failure(
+                Kind::Failed,
+                format!(
+                    "{target} already holds data, so it cannot become a stream; use another address, \
+                     or remove it first: shm-read --remove {} > /dev/null",
+                    target.flag()
+                ),
+            ));
+        }
+        map.atomic_u32(OFF_VERSION)?
+            .store(VERSION, Ordering::Relaxed);
+        map.atomic_u32(OFF_HEADER_SIZE)?.store(
+            u32::try_from(HEADER_SIZE).expect("small"),
+            Ordering::Relaxed,
+        );
+        map.atomic_u64(OFF_CAPACITY)?
+            .store(capacity as u64, Ordering::Relaxed);
+        map.atomic_u64(OFF_MAGIC)?
+            .store(u64::from_ne_bytes(MAGIC), Ordering::Release);
+        Ring::open(map, target)
+    }
+
+    /// Validates the header of a segment whose magic says it is a ring.
+    pub fn open(map: &'a Mapping, target: &'a Target) -> anyhow::Result<Ring<'a>> {
+        let corrupt = |what: String| {
+            failure(
+                Kind::Failed,
+                format!(
+                    "{target} has a corrupt stream header ({what}); remove it and start the stream again"
+                ),
+            )
+        };
+        if Layout::detect(map) != Layout::Ring {
+            return Err(failure(
+                Kind::Failed,
+                format!(
+                    "{target} is not a stream; start the writer with: producer | shm-write --stream {}",
+                    target.flag()
+                ),
+            ));
+        }
+        let version = map.atomic_u32(OFF_VERSION)?.load(Ordering::Acquire);
+        if version != VERSION {
+            return Err(corrupt(format!(
+                "version {version}, this shm-tools reads {VERSION}"
+            )));
+        }
+        let header_size = map.atomic_u32(OFF_HEADER_SIZE)?.load(Ordering::Relaxed);
+        if usize::try_from(header_size).ok() != Some(HEADER_SIZE) {
+            return Err(corrupt(format!("header size {header_size}")));
+        }
+        let capacity = map.atomic_u64(OFF_CAPACITY)?.load(Ordering::Relaxed);
+        let max = capacity_for(map.len()).map_or(0, |c| c as u64);
+        if capacity == 0 || capacity > max {
+            return Err(corrupt(format!(
+                "capacity {capacity} does not fit a segment of {} bytes",
+                map.len()
+            )));
+        }
+        Ok(Ring {
+            map,
+            target,
+            capacity,
+        })
+    }
+
+    /// Bytes the ring holds at most.
+    #[must_use]
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    fn word32(&self, offset: usize) -> anyhow::Result<&'a AtomicU32> {
+        Ok(self.map.atomic_u32(offset)?)
+    }
+
+    fn word64(&self, offset: usize) -> anyhow::Result<&'a AtomicU64> {
+        Ok(self.map.atomic_u64(offset)?)
+    }
+
+    /// The pids in place: (writer, reader), 0 where none.
+    pub fn peers(&self) -> anyhow::Result<(u32, u32)> {
+        Ok((
+            self.word32(OFF_WRITER_PID)?.load(Ordering::Acquire),
+            self.word32(OFF_READER_PID)?.load(Ordering::Acquire),
+        ))
+    }
+
+    /// Bytes written and not yet read, and bytes read so far.
+    pub fn fill(&self) -> anyhow::Result<(u64, u64)> {
+        let (head, tail) = self.positions()?;
+        Ok((head - tail, tail))
+    }
+
+    /// The state flags.
+    pub fn flags(&self) -> anyhow::Result<u32> {
+        Ok(self.word32(OFF_FLAGS)?.load(Ordering::Acquire))
+    }
+
+    fn set_flag(&self, flag: u32) -> anyhow::Result<()> {
+        self.word32(OFF_FLAGS)?.fetch_or(flag, Ordering::AcqRel);
+        // Whoever sleeps must look at the flags now.
+        self.bump(OFF_HEAD_EVENT)?;
+        self.bump(OFF_TAIL_EVENT)?;
+        Ok(())
+    }
+
+    fn bump(&self, event: usize) -> anyhow::Result<()> {
+        let word = self.word32(event)?;
+        word.fetch_add(1, Ordering::SeqCst);
+        wait::wake_all(word);
+        Ok(())
+    }
+
+    /// head and tail, checked: tail <= head <= tail + capacity.
+    fn positions(&self) -> anyhow::Result<(u64, u64)> {
+        let head = self.word64(OFF_HEAD)?.load(Ordering::SeqCst);
+        let tail = self.word64(OFF_TAIL)?.load(Ordering::SeqCst);
+        match head.checked_sub(tail) {
+            Some(fill) if fill <= self.capacity => Ok((head, tail)),
+            _ => Err(failure(
+                Kind::Failed,
+                format!(
+                    "{} has a corrupt stream header (head {head}, tail {tail}, capacity {}); \
+                     the stream is broken, remove it and start again",
+                    self.target, self.capacity
+                ),
+            )),
+        }
+    }
+
+    /// Claims the reader's place. Refuses a second live reader, naming it.
+    pub fn claim_reader(&self) -> anyhow::Result<()> {
+        let word = self.word32(OFF_READER_PID)?;
+        let me = wait::my_pid();
+        match word.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => Ok(()),
+            Err(pid) if wait::process_alive(pid) => Err(failure(
+                Kind::Failed,
+                format!(
+                    "{} already has a stream reader (pid {pid}); only one reader per stream",
+                    self.target
+                ),
+            )),
+            Err(pid) => Err(failure(
+                Kind::Failed,
+                format!(
+                    "{}'s previous reader (pid {pid}) died, so the stream is broken; remove it \
+                     (shm-read --remove {} > /dev/null) and start again",
+                    self.target,
+                    self.target.flag()
+                ),
+            )),
+        }
+    }
+
+    fn data_offset(&self, position: u64) -> usize {
+        // position % capacity < capacity <= mapping length - HEADER_SIZE.
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "less than the mapping length"
+        )]
+        let within = (position % self.capacity) as usize;
+        HEADER_SIZE + within
+    }
+
+    /// Sleeps on `event` until `ready` says go, checking `peer_gone` at
+    /// least every [`RECHECK`]. Spins briefly first.
+    fn wait_for(
+        &self,
+        event: usize,
+        waiting_flag: usize,
+        mut ready: impl FnMut() -> anyhow::Result<bool>,
+        mut peer_gone: impl FnMut() -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let spin_until = Instant::now() + SPIN;
+        while Instant::now() < spin_until {
+            if ready()? {
+                return Ok(());
+            }
+            std::hint::spin_loop();
+        }
+        let event = self.word32(event)?;
+        let waiting = self.word32(waiting_flag)?;
+        loop {
+            let seen = event.load(Ordering::SeqCst);
+            waiting.store(1, Ordering::SeqCst);
+            if ready()? {
+                waiting.store(0, Ordering::SeqCst);
+                return Ok(());
+            }
+            wait::wait_while_equal(event, seen, RECHECK);
+            waiting.store(0, Ordering::SeqCst);
+            if ready()? {
+                return Ok(());
+            }
+            peer_gone()?;
+        }
+    }
+
+    /// Tells the other side that `position` moved, if it sleeps.
+    fn notify(&self, waiting_flag: usize, event: usize) -> anyhow::Result<()> {
+        if self.word32(waiting_flag)?.load(Ordering::SeqCst) != 0 {
+            self.bump(event)?;
+        }
+        Ok(())
+    }
+
+    /// Writer: moves everything from `input` into the ring until end of
+    /// input, blocking while the ring is full. Marks the stream done (or
+    /// failed, on error) so the reader can finish.
+    pub fn produce(&self, input: BorrowedFd<'_>) -> anyhow::Result<Transferred> {
+        let result = self.produce_inner(input);
+        self.set_flag(if result.is_ok() {
+            WRITER_DONE
+        } else {
+            WRITER_FAILED
+        })?;
+        result
+    }
+
+    fn produce_inner(&self, input: BorrowedFd<'_>) -> anyhow::Result<Transferred> {
+        let head_word = self.word64(OFF_HEAD)?;
+        let chunk = chunk_limit(self.capacity);
+        loop {
+            let (head, tail) = self.positions()?;
+            // Cheap on every chunk; liveness (a syscall) only while blocked.
+            self.check_reader_closed(head)?;
+            let free = self.capacity - (head - tail);
+            if free == 0 {
+                self.wait_for(
+                    OFF_TAIL_EVENT,
+                    OFF_WRITER_WAITING,
+                    || self.positions().map(|(h, t)| h - t < self.capacity),
+                    || self.check_reader(head),
+                )?;
+                continue;
+            }
+            let until_wrap = self.capacity - head % self.capacity;
+            let len = free.min(until_wrap).min(chunk);
+            #[allow(
+                clippy::cast_possible_truncation,
+                reason = "len <= capacity < mapping length"
+            )]
+            let n = match self
+                .map
+                .read_from_fd(input, self.data_offset(head), len as usize)
+            {
+                Ok(n) => n as u64,
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(anyhow::Error::new(e).context("cannot read stdin")),
+            };
+            if n == 0 {
+                // Like a pipe, data left for a reader that is gone is an error.
+                self.check_reader(head)?;
+                return Ok(Transferred { bytes: head });
+            }
+            head_word.store(head + n, Ordering::SeqCst);
+            self.notify(OFF_READER_WAITING, OFF_HEAD_EVENT)?;
+        }
+    }
+
+    fn check_reader_closed(&self, sent: u64) -> anyhow::Result<()> {
+        if self.flags()? & READER_CLOSED != 0 {
+            let (_, tail) = self.positions()?;
+            return Err(failure(
+                Kind::Failed,
+                format!(
+                    "the reader of {} stopped reading after {tail} bytes ({sent} sent): broken pipe",
+                    self.target
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The writer's view of the reader: gone (dead, or its output closed)
+    /// is an error like a pipe's EPIPE; not there yet is fine.
+    fn check_reader(&self, sent: u64) -> anyhow::Result<()> {
+        self.check_reader_closed(sent)?;
+        let reader = self.word32(OFF_READER_PID)?.load(Ordering::Acquire);
+        if reader != 0 && !wait::process_alive(reader) {
+            let (_, tail) = self.positions()?;
+            return Err(failure(
+                Kind::Failed,
+                format!(
+                    "the reader of {} (pid {reader}) died after reading {tail} of {sent} bytes: broken pipe",
+                    self.target
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Copies the bytes in flight without consuming them. Bytes a running
+    /// reader consumed during the copy (and a writer may have reused) are
+    /// dropped from the front, so what is returned was never overwritten.
+    pub fn peek(&self) -> anyhow::Result<Vec<u8>> {
+        let (head, tail) = self.positions()?;
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "fill <= capacity < mapping length"
+        )]
+        let mut data = vec![0; (head - tail) as usize];
+        let mut copied = 0;
+        while copied < data.len() {
+            let position = tail + copied as u64;
+            let until_wrap =
+                usize::try_from(self.capacity - position % self.capacity).unwrap_or(usize::MAX);
+            let n = until_wrap.min(data.len() - copied);
+            self.map
+                .read(self.data_offset(position), &mut data[copied..copied + n])?;
+            copied += n;
+        }
+        std::sync::atomic::fence(Ordering::Acquire);
+        let (_, tail_now) = self.positions()?;
+        #[allow(clippy::cast_possible_truncation, reason = "bounded by data.len()")]
+        let consumed = (tail_now.saturating_sub(tail) as usize).min(data.len());
+        data.drain(..consumed);
+        Ok(data)
+    }
+
+    /// Whether the reader closed the stream or died after claiming it.
+    #[must_use]
+    pub fn reader_gone(&self) -> bool {
+        self.check_reader(0).is_err()
+    }
+
+    /// Reader: moves everything from the ring to `output` until the writer
+    /// is done and the ring is drained.
+    pub fn consume(&self, output: BorrowedFd<'_>) -> anyhow::Result<Transferred> {
+        let tail_word = self.word64(OFF_TAIL)?;
+        let chunk = chunk_limit(self.capacity);
+        loop {
+            let (head, tail) = self.positions()?;
+            let available = head - tail;
+            if available == 0 {
+                if self.writer_finished(tail, false)? {
+                    return Ok(Transferred { bytes: tail });
+                }
+                self.wait_for(
+                    OFF_HEAD_EVENT,
+                    OFF_READER_WAITING,
+                    || {
+                        Ok(self.positions().map(|(h, t)| h > t)?
+                            || self.flags()? & (WRITER_DONE | WRITER_FAILED) != 0)
+                    },
+                    || self.writer_finished(tail, true).map(drop),
+                )?;
+                continue;
+            }
+            let until_wrap = self.capacity - tail % self.capacity;
+            let len = available.min(until_wrap).min(chunk);
+            #[allow(
+                clippy::cast_possible_truncation,
+                reason = "len <= capacity < mapping length"
+            )]
+            let n = match self
+                .map
+                .write_to_fd(output, self.data_offset(tail), len as usize)
+            {
+                Ok(n) => n as u64,
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    // Tell the writer, as a closed pipe would.
+                    self.set_flag(READER_CLOSED)?;
+                    return Err(anyhow::Error::new(e).context("cannot write stdout"));
+                }
+            };
+            tail_word.store(tail + n, Ordering::SeqCst);
+            self.notify(OFF_WRITER_WAITING, OFF_TAIL_EVENT)?;
+        }
+    }
+
+    /// The reader's view of the writer at an empty ring: Ok(true) when it
+    /// finished cleanly, Ok(false) while it may still send, an error when
+    /// it failed or (checked only with `check_alive`: a syscall) died —
+    /// never a silent clean end.
+    fn writer_finished(&self, received: u64, check_alive: bool) -> anyhow::Result<bool> {
+        let flags = self.flags()?;
+        if flags & WRITER_FAILED != 0 {
+            return Err(failure(
+                Kind::Failed,
+                format!(
+                    "the writer of {} failed after {received} bytes; the stream is incomplete",
+                    self.target
+                ),
+            ));
+        }
+        if flags & WRITER_DONE != 0 {
+            // head is final once DONE is set; done only if all of it arrived.
+            let (head, tail) = self.positions()?;
+            return Ok(head == tail);
+        }
+        let writer = self.word32(OFF_WRITER_PID)?.load(Ordering::Acquire);
+        if check_alive && !wait::process_alive(writer) {
+            return Err(failure(
+                Kind::Failed,
+                format!(
+                    "the writer of {} (pid {writer}) died after {received} bytes; the stream is incomplete",
+                    self.target
+                ),
+            ));
+        }
+        Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_a_quarter_of_the_ring_but_never_zero() {
+        assert_eq!(chunk_limit(4 << 20), 1 << 20);
+        assert_eq!(chunk_limit(3), 3);
+        assert_eq!(capacity_for(HEADER_SIZE), None);
+        assert_eq!(capacity_for(4096), Some(4096 - HEADER_SIZE));
+    }
+}

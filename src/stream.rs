@@ -1,0 +1,112 @@
+//! `--stream` on both tools: a segment as a pipe between two unrelated
+//! pipelines, `producer | shm-write --stream` and `shm-read --stream | consumer`.
+//!
+//! Contract: the writer creates the ring (a second writer is refused), the
+//! reader claims it (a second reader is refused) and removes it once the
+//! stream completes. A side that finds its peer dead or gone ends non-zero,
+//! says how many bytes got through, and removes the broken ring; only if
+//! both die does the segment remain (README: finding leftovers).
+
+use std::io;
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use crate::address::{Address, Target};
+use crate::error::{Kind, Outcome, failure, kind_of, outcome};
+use crate::format::Layout;
+use crate::format::ring::Ring;
+use crate::segment::{Access, Create, Segment};
+use crate::wait::{self, Deadline};
+
+/// Ring size when `--size` is not given (see the benchmark in README).
+pub const DEFAULT_RING_SIZE: usize = 4 << 20;
+
+/// `producer | shm-write --stream`: creates the ring and fills it from stdin.
+pub fn write_stream(address: &Address, size: Option<usize>, mode: u32) -> anyhow::Result<()> {
+    let target = address.resolve()?;
+    let create = Create {
+        size: size.unwrap_or(DEFAULT_RING_SIZE),
+        mode,
+        exclusive: false,
+    };
+    let (segment, created) = Segment::open_or_create(&target, &create)?;
+    let ring = match Ring::create(segment.mapping(), &target) {
+        Ok(ring) => ring,
+        Err(e) => {
+            if created {
+                // Ours and empty; the error explains more than a failed removal.
+                let _ = segment.remove();
+            }
+            return Err(e);
+        }
+    };
+    let stdin = io::stdin();
+    let result = ring.produce(stdin.as_fd());
+    if result.is_err() && ring.reader_gone() {
+        // Nobody will drain or remove the ring now; a failure to remove it
+        // matters less than the error that says what happened.
+        let _ = segment.remove();
+    }
+    result.map(drop)
+}
+
+/// `shm-read --stream | consumer`: drains the ring to stdout until the
+/// writer is done, then removes it.
+pub fn read_stream(
+    address: &Address,
+    wait_for_writer: bool,
+    timeout: Option<Duration>,
+) -> anyhow::Result<()> {
+    let target = address.resolve()?;
+    let segment = if wait_for_writer || timeout.is_some() {
+        wait_for_ring(&target, Deadline::after(timeout), timeout)?
+    } else {
+        Segment::open(&target, Access::ReadWrite)?
+    };
+    let ring = Ring::open(segment.mapping(), &target)?;
+    ring.claim_reader()?;
+    let stdout = io::stdout();
+    let result = ring.consume(stdout.as_fd());
+    match &result {
+        Ok(_) => segment.remove()?,
+        // Our consumer went away: the writer sees that and removes the ring.
+        Err(e) if outcome(e) == Outcome::QuietBrokenPipe => {}
+        // The writer failed or died: nothing more will come. The error says
+        // more than a failure to remove would.
+        Err(_) => {
+            let _ = segment.remove();
+        }
+    }
+    result.map(drop)
+}
+
+/// Opens the segment once it exists and a writer has made it a ring.
+fn wait_for_ring(
+    target: &Target,
+    deadline: Deadline,
+    timeout: Option<Duration>,
+) -> anyhow::Result<Segment> {
+    let found = wait::poll_until(deadline, || {
+        match Segment::open(target, Access::ReadWrite) {
+            Ok(segment) => {
+                let map = segment.mapping();
+                let blank = map.is_zero(0, map.len().min(64))?;
+                match Layout::detect(map) {
+                    Layout::Ring => Ok(Some(segment)),
+                    // A writer is still setting it up.
+                    _ if blank => Ok(None),
+                    _ => Ring::open(map, target).map(|_| None),
+                }
+            }
+            Err(e) if kind_of(&e) == Some(Kind::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    })?;
+    found.ok_or_else(|| {
+        let after = timeout.map_or_else(String::new, |t| format!(" after {t:?}"));
+        failure(
+            Kind::TimedOut,
+            format!("timed out{after} waiting for a stream writer on {target}"),
+        )
+    })
+}
