@@ -151,7 +151,7 @@ fn second_writer_and_second_reader_are_refused_by_pid() {
 fn killed_writer_ends_the_reader_non_zero_with_the_byte_count() {
     let seg = Seg::name();
     let mut writer = stream_writer(&seg, &["-s", "64K"]);
-    writer.send(&[7u8; 100_000]);
+    writer.send(&vec![7u8; 100_000]);
     let reader = stream_reader(&seg, &["--wait"]);
     reader.wait_stdout(Duration::from_secs(10), "100000 bytes", |o| {
         o.len() == 100_000
@@ -235,8 +235,8 @@ fn follow_ends_on_the_latest_of_a_fast_burst() {
     let follower = Live::start(&mut read_cmd(&strs(&seg.with(&["-F"]))));
     follower.wait_stdout(Duration::from_secs(10), "start", |o| o == b"start");
     let mut burst = Live::start(&mut write_cmd(&strs(&seg.with(&["--lines"]))));
-    let lines: String = (0..200).map(|i| format!("line {i}\n")).collect();
-    burst.send(lines.as_bytes());
+    let lines: Vec<String> = (0..200).map(|i| format!("line {i}\n")).collect();
+    burst.send(lines.concat().as_bytes());
     burst.finish(BOUND).ok();
     follower.wait_stdout(Duration::from_secs(10), "line 199", |o| {
         o.ends_with(b"line 199\n")
