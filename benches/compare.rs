@@ -1,0 +1,381 @@
+//! `cargo bench --bench compare`: shm-tools against a kernel pipe, a file
+//! in /dev/shm and the classic C writer/reader, on this machine, in one run,
+//! printed as ratios. Data lives in /dev/shm (tmpfs) so no disk is measured.
+//!
+//! Set SHM_BENCH_STREAM_MIB to change the stream size (default 1024).
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::resource::{UsageWho, getrusage};
+use shm_tools::address::{PosixName, Target};
+use shm_tools::format::framed::{Framed, Publish};
+use shm_tools::segment::{Create, Segment};
+
+const WRITE: &str = env!("CARGO_BIN_EXE_shm-write");
+const READ: &str = env!("CARGO_BIN_EXE_shm-read");
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    // Helper mode: run a command, report its peak RSS (KiB) on stderr.
+    if args.get(1).map(String::as_str) == Some("--child-rss") {
+        let status = Command::new(&args[2])
+            .args(&args[3..])
+            .status()
+            .expect("spawn");
+        let rss = getrusage(UsageWho::RUSAGE_CHILDREN)
+            .expect("getrusage")
+            .max_rss();
+        eprintln!("peak-rss-kib {rss}");
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    let dir = PathBuf::from(format!("/dev/shm/shm-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("bench dir in /dev/shm");
+    let result = std::panic::catch_unwind(|| run_all(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+    if result.is_err() {
+        std::process::exit(1);
+    }
+}
+
+fn run_all(dir: &Path) {
+    println!("# shm-tools benchmark");
+    println!(
+        "machine: {}, {} cores, Linux {}",
+        cpu_model(),
+        cores(),
+        kernel()
+    );
+    println!("date: {}", shm_tools::info::format_utc(unix_now()));
+    println!();
+    stream_throughput(dir);
+    snapshot(dir);
+    startup(dir);
+    follow_latency();
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+fn kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_or_else(|_| "?".into(), |s| s.trim().to_owned())
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+}
+
+fn make_data(path: &Path, len: usize) {
+    let mut file = File::create(path).expect("data file");
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut block = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        for chunk in block.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let bytes = x.to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+        let n = left.min(block.len());
+        file.write_all(&block[..n]).expect("write data");
+        left -= n;
+    }
+}
+
+fn sh(script: &str) -> Duration {
+    let started = Instant::now();
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .status()
+        .expect("sh");
+    assert!(status.success(), "failed: {script}");
+    started.elapsed()
+}
+
+fn best(runs: usize, mut f: impl FnMut() -> Duration) -> Duration {
+    (0..runs).map(|_| f()).min().expect("runs > 0")
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn ratio(a: Duration, b: Duration) -> String {
+    format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64())
+}
+
+/// One stream transfer; returns wall time and both sides' peak RSS (KiB).
+fn stream_once(data: &Path, name: &str, ring: &str) -> (Duration, i64, i64) {
+    let me = std::env::current_exe().expect("bench path");
+    let started = Instant::now();
+    let writer = Command::new(&me)
+        .args(["--child-rss", WRITE, "--stream", "-n", name, "-s", ring])
+        .stdin(File::open(data).expect("data"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("writer");
+    let reader = Command::new(&me)
+        .args(["--child-rss", READ, "--stream", "--wait", "-n", name])
+        .stdout(File::create("/dev/null").expect("/dev/null"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("reader");
+    let w = writer.wait_with_output().expect("writer");
+    let r = reader.wait_with_output().expect("reader");
+    let elapsed = started.elapsed();
+    assert!(w.status.success() && r.status.success(), "stream failed");
+    (elapsed, rss_of(&w.stderr), rss_of(&r.stderr))
+}
+
+fn rss_of(stderr: &[u8]) -> i64 {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .find_map(|l| l.strip_prefix("peak-rss-kib ").and_then(|v| v.parse().ok()))
+        .unwrap_or(-1)
+}
+
+fn stream_throughput(dir: &Path) {
+    let mib: usize = std::env::var("SHM_BENCH_STREAM_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let data = dir.join("stream.in");
+    make_data(&data, mib << 20);
+    let d = data.display();
+    let name = format!("shm-bench-stream-{}", std::process::id());
+    let pipe = best(3, || sh(&format!("cat {d} | cat > /dev/null")));
+    let floor = best(3, || sh(&format!("cat {d} > /dev/null")));
+    println!("## stream: {mib} MiB from a tmpfs file to /dev/null (best of 3)");
+    println!();
+    println!(
+        "| ring | stream | vs pipe (target ≤ 0.50x) | vs single read (target ≤ 1.30x) | writer peak RSS | reader peak RSS |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for ring in ["256K", "1M", "4M", "16M"] {
+        let mut rss = (0, 0);
+        let stream = best(3, || {
+            let (t, w, r) = stream_once(&data, &name, ring);
+            rss = (w, r);
+            t
+        });
+        println!(
+            "| {ring} | {} | {} | {} | {} MiB | {} MiB |",
+            ms(stream),
+            ratio(stream, pipe),
+            ratio(stream, floor),
+            rss.0 / 1024,
+            rss.1 / 1024
+        );
+    }
+    println!();
+    println!(
+        "kernel pipe `cat file | cat > /dev/null`: {}; single read `cat file > /dev/null`: {}",
+        ms(pipe),
+        ms(floor)
+    );
+    println!();
+    let _ = std::fs::remove_file(&data);
+}
+
+fn snapshot(dir: &Path) {
+    println!("## snapshot: publish and read, against a file in /dev/shm (median)");
+    println!();
+    println!("| size | shm-write | write file | ratio | shm-read | read file | ratio |");
+    println!("|---|---|---|---|---|---|---|");
+    for (label, len, runs) in [("1 MiB", 1usize << 20, 41), ("256 MiB", 256 << 20, 5)] {
+        let data = dir.join("snap.in");
+        make_data(&data, len);
+        let copy = dir.join("snap.copy");
+        let name = format!("shm-bench-snap-{}", std::process::id());
+        let size = format!("{}", len * 2 + 4096);
+        let d = data.display();
+        let c = copy.display();
+        sh(&format!("{WRITE} -n {name} -s {size} < {d}"));
+        let ours_w = median(
+            (0..runs)
+                .map(|_| sh(&format!("{WRITE} -n {name} < {d}")))
+                .collect(),
+        );
+        let file_w = median((0..runs).map(|_| sh(&format!("cat {d} > {c}"))).collect());
+        let ours_r = median(
+            (0..runs)
+                .map(|_| sh(&format!("{READ} -n {name} > /dev/null")))
+                .collect(),
+        );
+        let file_r = median(
+            (0..runs)
+                .map(|_| sh(&format!("cat {c} > /dev/null")))
+                .collect(),
+        );
+        sh(&format!("{READ} -n {name} --remove > /dev/null"));
+        println!(
+            "| {label} | {} | {} | {} | {} | {} | {} |",
+            ms(ours_w),
+            ms(file_w),
+            ratio(ours_w, file_w),
+            ms(ours_r),
+            ms(file_r),
+            ratio(ours_r, file_r)
+        );
+        let _ = std::fs::remove_file(&data);
+        let _ = std::fs::remove_file(&copy);
+    }
+    println!();
+}
+
+const WRITER_C: &str = "#include <stdio.h>\n#include <sys/ipc.h>\n#include <sys/shm.h>\n\
+int main(void){key_t key=ftok(\"shmfile\",65);int shmid=shmget(key,1024,0666|IPC_CREAT);\
+char*str=(char*)shmat(shmid,(void*)0,0);printf(\"Write Data : \");fgets(str,1024,stdin);\
+printf(\"Data written in memory: %s\\n\",str);shmdt(str);return 0;}\n";
+const READER_C: &str = "#include <stdio.h>\n#include <sys/ipc.h>\n#include <sys/shm.h>\n\
+int main(void){key_t key=ftok(\"shmfile\",65);int shmid=shmget(key,1024,0666|IPC_CREAT);\
+char*str=(char*)shmat(shmid,(void*)0,0);printf(\"Data read from memory: %s\\n\",str);\
+shmdt(str);shmctl(shmid,IPC_RMID,NULL);return 0;}\n";
+
+fn spawn_timed(program: &Path, args: &[&str], cwd: &Path, stdin: &[u8]) -> Duration {
+    let started = Instant::now();
+    let mut child = Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin)
+        .expect("stdin");
+    assert!(child.wait().expect("wait").success());
+    started.elapsed()
+}
+
+fn startup(dir: &Path) {
+    const ROUNDS: usize = 200;
+    let classic = dir.join("classic");
+    std::fs::create_dir_all(&classic).expect("classic dir");
+    std::fs::write(classic.join("shmfile"), b"").expect("shmfile");
+    for (name, src) in [("writer", WRITER_C), ("reader", READER_C)] {
+        std::fs::write(classic.join(format!("{name}.c")), src).expect("source");
+        let ok = Command::new("cc")
+            .args(["-O2", "-o", name, &format!("{name}.c")])
+            .current_dir(&classic)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            println!("## startup: skipped (no C compiler)\n");
+            return;
+        }
+    }
+    let name = format!("shm-bench-start-{}", std::process::id());
+    let ours: Duration = (0..ROUNDS)
+        .map(|_| {
+            spawn_timed(Path::new(WRITE), &["-n", &name], &classic, b"hi\n")
+                + spawn_timed(Path::new(READ), &["-n", &name, "--remove"], &classic, b"")
+        })
+        .sum();
+    let theirs: Duration = (0..ROUNDS)
+        .map(|_| {
+            spawn_timed(&classic.join("writer"), &[], &classic, b"hi\n")
+                + spawn_timed(&classic.join("reader"), &[], &classic, b"")
+        })
+        .sum();
+    println!("## startup: `echo hi | write` + `read` (and remove), {ROUNDS} rounds");
+    println!();
+    println!(
+        "| shm-write + shm-read | classic writer + reader (cc -O2) | ratio (target ≤ 1.50x) |"
+    );
+    println!("|---|---|---|");
+    let per = |d: Duration| ms(d / u32::try_from(ROUNDS).expect("small"));
+    println!(
+        "| {} per round | {} per round | {} |",
+        per(ours),
+        per(theirs),
+        ratio(ours, theirs)
+    );
+    println!();
+}
+
+fn follow_latency() {
+    const VERSIONS: usize = 1000;
+    let name = format!("shm-bench-follow-{}", std::process::id());
+    let target = Target::Name(PosixName::parse(&name).expect("name"));
+    let create = Create {
+        size: 64 << 10,
+        mode: 0o600,
+        exclusive: true,
+    };
+    let (segment, _) = Segment::open_or_create(&target, &create).expect("segment");
+    let framed = Framed::for_writing(segment.mapping(), &target).expect("framed");
+    framed.publish(b"0\n", Publish::Replace).expect("publish");
+    let mut follower = Command::new(READ)
+        .args(["-F", "-n", &name])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("follower");
+    let mut out = follower.stdout.take().expect("stdout");
+    let mut buf = [0u8; 64];
+    let _ = out.read(&mut buf).expect("first version");
+    let mut latencies = Vec::with_capacity(VERSIONS);
+    for i in 1..=VERSIONS {
+        std::thread::sleep(Duration::from_millis(1));
+        let line = format!("{i}\n");
+        let started = Instant::now();
+        framed
+            .publish(line.as_bytes(), Publish::Replace)
+            .expect("publish");
+        let mut got = Vec::new();
+        while !got.ends_with(line.as_bytes()) {
+            let n = out.read(&mut buf).expect("follower output");
+            assert!(n > 0, "follower ended early");
+            got.extend_from_slice(&buf[..n]);
+        }
+        latencies.push(started.elapsed());
+    }
+    segment.remove().expect("remove");
+    let _ = follower.wait();
+    latencies.sort();
+    let p = |q: f64| {
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let i = ((latencies.len() - 1) as f64 * q) as usize;
+        format!("{:.0} µs", latencies[i].as_secs_f64() * 1e6)
+    };
+    println!("## follow: publish → follower's stdout, {VERSIONS} versions 1 ms apart");
+    println!();
+    println!("| median (target < 1 ms) | p99 | max |");
+    println!("|---|---|---|");
+    println!("| {} | {} | {} |", p(0.5), p(0.99), p(1.0));
+    println!();
+}
