@@ -224,6 +224,21 @@ impl Mapping {
         })
     }
 
+    /// A read-only mapping of a private copy of `image` (a memfd), so an
+    /// untrusted segment image can be parsed exactly like a live segment:
+    /// the fuzz target and the tests use it.
+    pub fn from_bytes(image: &[u8]) -> Result<Mapping, Errno> {
+        use std::io::Write;
+        let fd = nix::sys::memfd::memfd_create(
+            "shm-tools-image",
+            nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
+        )?;
+        let mut file = std::fs::File::from(fd);
+        file.write_all(image)
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+        Mapping::map_fd(std::os::fd::AsFd::as_fd(&file), image.len(), false)
+    }
+
     /// Size of the mapping in bytes: the real bound for every header value.
     #[must_use]
     pub fn len(&self) -> usize {

@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use crate::address::{Address, Target};
 use crate::error::{Kind, failure, kind_of};
-use crate::format::Layout;
 use crate::format::framed::Framed;
-use crate::format::raw;
 use crate::format::ring::Ring;
+use crate::format::{self, Layout};
 use crate::info;
 use crate::segment::{Access, Segment};
 use crate::wait::{self, Deadline, RECHECK};
@@ -83,12 +82,7 @@ fn content(segment: &Segment, opts: &ReadOptions) -> anyhow::Result<Vec<u8>> {
         map.read(0, &mut all)?;
         return Ok(all);
     }
-    match Layout::detect(map) {
-        Layout::Framed if !opts.raw => Ok(Framed::open(map, segment.target())?.read()?.data),
-        // Without consuming: the stream's reader still gets every byte.
-        Layout::Ring if !opts.raw => Ring::open(map, segment.target())?.peek(),
-        _ => raw::read_c_string(map),
-    }
+    format::snapshot_content(map, segment.target(), opts.raw)
 }
 
 fn limit(data: &[u8], bytes: Option<u64>) -> &[u8] {

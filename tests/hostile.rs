@@ -236,3 +236,136 @@ fn permission_denied_names_owner_and_mode() {
         .expect_code(1)
         .stderr_has(&["permission denied"]);
 }
+
+/// A finished stream holding 1000 bytes that nobody has read yet.
+fn ring_segment() -> Seg {
+    let seg = Seg::key();
+    run(
+        &mut write_cmd(&strs(&seg.with(&["--stream", "-s", "64K"]))),
+        &[b'r'; 1000],
+    )
+    .ok();
+    seg
+}
+
+#[test]
+fn corrupt_ring_headers_are_clear_errors() {
+    type Scribble = fn(&Mapping);
+    let cases: [(&str, Scribble, &str); 7] = [
+        (
+            "tail past head",
+            |m| m.atomic_u64(128).unwrap().store(2000, Ordering::SeqCst),
+            "corrupt",
+        ),
+        (
+            "head past the ring",
+            |m| m.atomic_u64(64).unwrap().store(1 << 40, Ordering::SeqCst),
+            "corrupt",
+        ),
+        (
+            "capacity zero",
+            |m| m.atomic_u64(16).unwrap().store(0, Ordering::SeqCst),
+            "capacity",
+        ),
+        (
+            "capacity max",
+            |m| m.atomic_u64(16).unwrap().store(u64::MAX, Ordering::SeqCst),
+            "capacity",
+        ),
+        (
+            "version",
+            |m| m.atomic_u32(8).unwrap().store(7, Ordering::SeqCst),
+            "version 7",
+        ),
+        (
+            "header size",
+            |m| m.atomic_u32(12).unwrap().store(4096, Ordering::SeqCst),
+            "header size",
+        ),
+        (
+            "dead reader in place",
+            |m| {
+                m.atomic_u32(28)
+                    .unwrap()
+                    .store(0x7fff_fff0, Ordering::SeqCst)
+            },
+            "died",
+        ),
+    ];
+    for (what, scribble, expected) in cases {
+        let seg = ring_segment();
+        scribble(&attach(&seg));
+        let out = run_limited(
+            &mut read_cmd(&strs(&seg.with(&["--stream"]))),
+            b"",
+            Duration::from_secs(10),
+        );
+        assert_eq!(out.code(), Some(1), "{what}\n{out}");
+        out.stderr_has(&[expected]);
+        for args in [&[][..], &["--info"][..]] {
+            let out = run_limited(
+                &mut read_cmd(&strs(&seg.with(args))),
+                b"",
+                Duration::from_secs(10),
+            );
+            assert!(!out.stderr.contains("panicked"), "{what}\n{out}");
+        }
+    }
+}
+
+#[test]
+fn ring_whose_writer_vanished_without_finishing_ends_the_reader() {
+    let seg = ring_segment();
+    let map = attach(&seg);
+    map.atomic_u32(32).unwrap().store(0, Ordering::SeqCst);
+    map.atomic_u32(24)
+        .unwrap()
+        .store(0x7fff_fff0, Ordering::SeqCst);
+    drop(map);
+    let out = run_limited(
+        &mut read_cmd(&strs(&seg.with(&["--stream"]))),
+        b"",
+        Duration::from_secs(10),
+    );
+    out.expect_code(1).stderr_has(&["died after 1000 bytes"]);
+    assert_eq!(out.stdout, vec![b'r'; 1000], "what did arrive is delivered");
+}
+
+#[test]
+fn shm_read_into_a_closed_pipe_exits_quietly() {
+    let seg = Seg::name();
+    write(&strs(&seg.args), &random_bytes(8 << 20, 1)).ok();
+    let mut reader = spawn(&mut read_cmd(&strs(&seg.args)));
+    let mut first = [0u8; 10];
+    std::io::Read::read_exact(reader.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(reader.stdout.take());
+    let out = finish(
+        reader,
+        "shm-read | head -c 10".into(),
+        b"",
+        Duration::from_secs(10),
+    );
+    out.ok();
+    assert!(out.stderr.is_empty(), "{out}");
+}
+
+#[test]
+fn sizes_beyond_dev_shm_name_the_limit() {
+    let Ok(stat) = nix::sys::statvfs::statvfs("/dev/shm") else {
+        return;
+    };
+    let total = u64::from(stat.fragment_size()) * u64::from(stat.blocks());
+    if total == 0 || total >= 1 << 40 {
+        eprintln!("skipped: /dev/shm is unlimited or larger than the 1T --size limit");
+        return;
+    }
+    let seg = Seg::name();
+    let size = format!("{}M", (total >> 20) + 64);
+    write(&strs(&seg.with(&["-s", &size])), b"x")
+        .expect_code(1)
+        .stderr_has(&["/dev/shm", "--size"]);
+    assert!(
+        !seg.exists(),
+        "a segment that could not be sized is removed"
+    );
+}

@@ -11,6 +11,7 @@ pub mod ring;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::address::Target;
 use crate::os::Mapping;
 
 /// Which layout a segment holds.
@@ -48,6 +49,42 @@ impl Layout {
             Layout::Foreign => "foreign",
         }
     }
+}
+
+/// What a snapshot read shows: a framed segment's published version, the
+/// bytes in flight in a ring (without consuming them), or the C string at
+/// offset 0 of anything else (always, with `raw`).
+pub fn snapshot_content(map: &Mapping, target: &Target, raw: bool) -> anyhow::Result<Vec<u8>> {
+    match Layout::detect(map) {
+        Layout::Framed if !raw => Ok(framed::Framed::open(map, target)?.read()?.data),
+        Layout::Ring if !raw => ring::Ring::open(map, target)?.peek(),
+        _ => raw::read_c_string(map),
+    }
+}
+
+/// Parses an untrusted segment image the way `shm-read` and `--info` do
+/// (layout, header, content, ring positions), on a private read-only copy.
+/// Any problem must come back as an error: the fuzz target and the image
+/// tests call this to prove no input makes it panic, hang or read out of
+/// bounds.
+pub fn check_image(image: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let map = Mapping::from_bytes(image)?;
+    let target = Target::Name(crate::address::PosixName::parse("image").expect("valid name"));
+    match Layout::detect(&map) {
+        Layout::Framed => {
+            let framed = framed::Framed::open(&map, &target)?;
+            framed.seq()?;
+            framed.lock_holder()?;
+        }
+        Layout::Ring => {
+            let ring = ring::Ring::open(&map, &target)?;
+            ring.fill()?;
+            ring.peers()?;
+            ring.flags()?;
+        }
+        Layout::Foreign => {}
+    }
+    snapshot_content(&map, &target, false)
 }
 
 /// Nanoseconds since the Unix epoch, for "time of last write" fields.

@@ -320,6 +320,13 @@ impl Drop for Seg {
                 let _ = nix::sys::mman::shm_unlink(format!("/{name}").as_str());
             }
         }
+        // The leak guard's own check: a segment that survived its removal
+        // fails the test (unless it is failing already).
+        assert!(
+            thread::panicking() || !self.exists(),
+            "segment {:?} was left behind after its guard removed it",
+            self.args
+        );
     }
 }
 
