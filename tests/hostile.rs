@@ -18,6 +18,18 @@ fn attach(seg: &Seg) -> Mapping {
     Mapping::attach_sysv(id, size, true).expect("attach")
 }
 
+type Scribble = Box<dyn Fn(&Mapping)>;
+
+/// Stores `value` in the 64-bit header word at `offset`.
+fn put64(offset: usize, value: u64) -> Scribble {
+    Box::new(move |m| m.atomic_u64(offset).unwrap().store(value, Ordering::SeqCst))
+}
+
+/// Stores `value` in the 32-bit header word at `offset`.
+fn put32(offset: usize, value: u32) -> Scribble {
+    Box::new(move |m| m.atomic_u32(offset).unwrap().store(value, Ordering::SeqCst))
+}
+
 fn framed_segment(content: &[u8]) -> Seg {
     let seg = Seg::key();
     write(&strs(&seg.with(&["-s", "8K"])), content).ok();
@@ -26,48 +38,15 @@ fn framed_segment(content: &[u8]) -> Seg {
 
 #[test]
 fn corrupt_header_fields_are_clear_errors() {
-    type Scribble = fn(&Mapping);
     let cases: [(&str, Scribble, &str); 8] = [
-        (
-            "capacity max",
-            |m| m.atomic_u64(16).unwrap().store(u64::MAX, Ordering::SeqCst),
-            "capacity",
-        ),
-        (
-            "capacity zero",
-            |m| m.atomic_u64(16).unwrap().store(0, Ordering::SeqCst),
-            "capacity",
-        ),
-        (
-            "capacity past the end",
-            |m| m.atomic_u64(16).unwrap().store(8192, Ordering::SeqCst),
-            "capacity",
-        ),
-        (
-            "version",
-            |m| m.atomic_u32(8).unwrap().store(99, Ordering::SeqCst),
-            "version 99",
-        ),
-        (
-            "header size",
-            |m| m.atomic_u32(12).unwrap().store(0, Ordering::SeqCst),
-            "header size",
-        ),
-        (
-            "length max, slot 1",
-            |m| m.atomic_u64(56).unwrap().store(u64::MAX, Ordering::SeqCst),
-            "length",
-        ),
-        (
-            "length past capacity",
-            |m| m.atomic_u64(56).unwrap().store(5000, Ordering::SeqCst),
-            "length",
-        ),
-        (
-            "published slot mid-write",
-            |m| m.atomic_u32(72).unwrap().store(7, Ordering::SeqCst),
-            "being written",
-        ),
+        ("capacity max", put64(16, u64::MAX), "capacity"),
+        ("capacity zero", put64(16, 0), "capacity"),
+        ("capacity past the end", put64(16, 8192), "capacity"),
+        ("version", put32(8, 99), "version 99"),
+        ("header size", put32(12, 0), "header size"),
+        ("length max, slot 1", put64(56, u64::MAX), "length"),
+        ("length past capacity", put64(56, 5000), "length"),
+        ("published slot mid-write", put32(72, 7), "being written"),
     ];
     for (what, scribble, expected) in cases {
         let seg = framed_segment(b"intact");
@@ -250,47 +229,14 @@ fn ring_segment() -> Seg {
 
 #[test]
 fn corrupt_ring_headers_are_clear_errors() {
-    type Scribble = fn(&Mapping);
     let cases: [(&str, Scribble, &str); 7] = [
-        (
-            "tail past head",
-            |m| m.atomic_u64(128).unwrap().store(2000, Ordering::SeqCst),
-            "corrupt",
-        ),
-        (
-            "head past the ring",
-            |m| m.atomic_u64(64).unwrap().store(1 << 40, Ordering::SeqCst),
-            "corrupt",
-        ),
-        (
-            "capacity zero",
-            |m| m.atomic_u64(16).unwrap().store(0, Ordering::SeqCst),
-            "capacity",
-        ),
-        (
-            "capacity max",
-            |m| m.atomic_u64(16).unwrap().store(u64::MAX, Ordering::SeqCst),
-            "capacity",
-        ),
-        (
-            "version",
-            |m| m.atomic_u32(8).unwrap().store(7, Ordering::SeqCst),
-            "version 7",
-        ),
-        (
-            "header size",
-            |m| m.atomic_u32(12).unwrap().store(4096, Ordering::SeqCst),
-            "header size",
-        ),
-        (
-            "dead reader in place",
-            |m| {
-                m.atomic_u32(28)
-                    .unwrap()
-                    .store(0x7fff_fff0, Ordering::SeqCst)
-            },
-            "died",
-        ),
+        ("tail past head", put64(128, 2000), "corrupt"),
+        ("head past the ring", put64(64, 1 << 40), "corrupt"),
+        ("capacity zero", put64(16, 0), "capacity"),
+        ("capacity max", put64(16, u64::MAX), "capacity"),
+        ("version", put32(8, 7), "version 7"),
+        ("header size", put32(12, 4096), "header size"),
+        ("dead reader in place", put32(28, 0x7fff_fff0), "died"),
     ];
     for (what, scribble, expected) in cases {
         let seg = ring_segment();
@@ -354,7 +300,7 @@ fn sizes_beyond_dev_shm_name_the_limit() {
     let Ok(stat) = nix::sys::statvfs::statvfs("/dev/shm") else {
         return;
     };
-    let total = u64::from(stat.fragment_size()) * u64::from(stat.blocks());
+    let total = stat.fragment_size() * stat.blocks();
     if total == 0 || total >= 1 << 40 {
         eprintln!("skipped: /dev/shm is unlimited or larger than the 1T --size limit");
         return;
