@@ -23,7 +23,9 @@ pub struct Field {
     pub text: String,
 }
 
-fn field(name: &'static str, json: Value) -> Field {
+/// A field whose text is its JSON value (strings unquoted, null as `-`).
+#[must_use]
+pub fn field(name: &'static str, json: Value) -> Field {
     let text = match &json {
         Value::String(s) => s.clone(),
         Value::Null => "-".to_owned(),

@@ -6,15 +6,18 @@
 //! - [`segment`]: finding, creating, attaching and removing segments;
 //! - [`format`]: what is on a segment (our framed layout, our stream ring, or a C string);
 //! - [`wait`]: how peers wait for each other (futexes, liveness, the write lock);
-//! - [`read`], [`write`], [`stream`], [`info`]: what the two tools do;
+//! - [`read`], [`write`], [`stream`], [`info`], [`list`], [`hex`], [`progress`]: what the two tools do;
 //! - [`cli`], [`error`]: the command-line glue and exit codes both binaries share.
 
 pub mod address;
 pub mod cli;
 pub mod error;
 pub mod format;
+pub mod hex;
 pub mod info;
+pub mod list;
 pub mod os;
+pub mod progress;
 pub mod read;
 pub mod segment;
 pub mod stream;

@@ -9,9 +9,9 @@ use crate::error::{Kind, failure, kind_of};
 use crate::format::framed::Framed;
 use crate::format::ring::Ring;
 use crate::format::{self, Layout};
-use crate::info;
 use crate::segment::{Access, Segment};
 use crate::wait::{self, Deadline, RECHECK};
+use crate::{hex, info};
 
 /// Everything `shm-read` can be asked in snapshot mode.
 #[derive(Debug, Clone)]
@@ -24,6 +24,8 @@ pub struct ReadOptions {
     pub all: bool,
     /// Output at most this many bytes.
     pub bytes: Option<u64>,
+    /// Print a hex dump instead of the bytes.
+    pub hex: bool,
     /// Wait until the segment exists and holds content.
     pub wait: bool,
     /// Bound on that wait (implies it).
@@ -64,7 +66,12 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
             follow(&segment, opts, out)?;
         } else {
             let content = content(&segment, opts)?;
-            out.write_all(limit(&content, opts.bytes))?;
+            let shown = limit(&content, opts.bytes);
+            if opts.hex {
+                hex::dump(shown, out)?;
+            } else {
+                out.write_all(shown)?;
+            }
         }
     }
     out.flush()?;

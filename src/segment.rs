@@ -45,8 +45,12 @@ enum Undo {
 
 #[derive(Debug)]
 enum Handle {
-    Sysv(ShmId),
-    Posix { fd: OwnedFd, name: PosixName },
+    /// The id, and what IPC_STAT said just before we attached.
+    Sysv(ShmId, Option<SysvStat>),
+    Posix {
+        fd: OwnedFd,
+        name: PosixName,
+    },
 }
 
 /// What the OS reports about a segment.
@@ -75,8 +79,8 @@ impl Segment {
     /// Attaches an existing segment.
     pub fn open(target: &Target, access: Access) -> anyhow::Result<Segment> {
         let handle = match target {
-            Target::Key { key, .. } => Handle::Sysv(lookup_key(target, *key)?),
-            Target::Id(id) => Handle::Sysv(*id),
+            Target::Key { key, .. } => Handle::Sysv(lookup_key(target, *key)?, None),
+            Target::Id(id) => Handle::Sysv(*id, None),
             Target::Name(name) => {
                 let flags = match access {
                     Access::ReadOnly => OFlag::O_RDONLY,
@@ -99,7 +103,7 @@ impl Segment {
     pub fn open_or_create(target: &Target, create: &Create) -> anyhow::Result<(Segment, bool)> {
         let mode = libc::c_int::try_from(create.mode & 0o777).unwrap_or(0o600);
         let (handle, created) = match target {
-            Target::Id(_) => (Segment::open(target, Access::ReadWrite)?.handle, false),
+            Target::Id(id) => (Handle::Sysv(*id, None), false),
             Target::Key { key, .. } => {
                 let flags = libc::IPC_CREAT | libc::IPC_EXCL | mode;
                 match os::shmget(*key, create.size, flags) {
@@ -108,17 +112,17 @@ impl Segment {
                             // What ipcmk prints, so scripts can pick the id up.
                             eprintln!("Shared memory id: {id}");
                         }
-                        (Handle::Sysv(id), true)
+                        (Handle::Sysv(id, None), true)
                     }
                     Err(Errno::EEXIST) if create.exclusive => return Err(exists_error(target)),
-                    Err(Errno::EEXIST) => (Handle::Sysv(lookup_key(target, *key)?), false),
+                    Err(Errno::EEXIST) => (Handle::Sysv(lookup_key(target, *key)?, None), false),
                     Err(e) => return Err(create_error(target, create.size, e)),
                 }
             }
             Target::Name(name) => create_posix(target, name, create)?,
         };
         let undo = match &handle {
-            Handle::Sysv(id) => Undo::Sysv(*id),
+            Handle::Sysv(id, _) => Undo::Sysv(*id),
             Handle::Posix { name, .. } => Undo::Posix(name.shm_open_name()),
         };
         match Segment::attach(target, handle, Access::ReadWrite) {
@@ -137,12 +141,15 @@ impl Segment {
         }
     }
 
-    fn attach(target: &Target, handle: Handle, access: Access) -> anyhow::Result<Segment> {
+    fn attach(target: &Target, mut handle: Handle, access: Access) -> anyhow::Result<Segment> {
         let writable = access == Access::ReadWrite;
-        let mapping = match &handle {
-            Handle::Sysv(id) => {
+        let mapping = match &mut handle {
+            Handle::Sysv(id, before) => {
                 let stat = os::shm_stat(*id).map_err(|e| open_error(target, e))?;
-                Mapping::attach_sysv(*id, stat.size, writable).map_err(|e| open_error(target, e))?
+                let mapping = Mapping::attach_sysv(*id, stat.size, writable)
+                    .map_err(|e| open_error(target, e))?;
+                *before = Some(stat);
+                mapping
             }
             Handle::Posix { fd, .. } => {
                 let size = posix_size(fd, target)?;
@@ -176,12 +183,17 @@ impl Segment {
         &self.mapping
     }
 
-    /// What the OS reports about the segment now.
+    /// What the OS reports about the segment: for System V as it was just
+    /// before we attached (our own shmat changes the attach count, last pid
+    /// and attach time), for POSIX as it is now.
     pub fn stat(&self) -> anyhow::Result<Stat> {
         match &self.handle {
-            Handle::Sysv(id) => Ok(Stat::Sysv {
+            Handle::Sysv(id, before) => Ok(Stat::Sysv {
                 id: *id,
-                stat: os::shm_stat(*id).map_err(|e| open_error(&self.target, e))?,
+                stat: match before {
+                    Some(stat) => stat.clone(),
+                    None => os::shm_stat(*id).map_err(|e| open_error(&self.target, e))?,
+                },
             }),
             Handle::Posix { fd, .. } => Ok(Stat::Posix(
                 fstat(fd).map_err(|e| open_error(&self.target, e))?,
@@ -194,7 +206,7 @@ impl Segment {
     #[must_use]
     pub fn is_removed(&self) -> bool {
         match &self.handle {
-            Handle::Sysv(id) => os::shm_stat(*id).map_or(true, |s| s.mode & os::SHM_DEST != 0),
+            Handle::Sysv(id, _) => os::shm_stat(*id).map_or(true, |s| s.mode & os::SHM_DEST != 0),
             Handle::Posix { fd, .. } => fstat(fd).map_or(true, |s| s.st_nlink == 0),
         }
     }
@@ -203,7 +215,7 @@ impl Segment {
     /// detaches) or shm_unlink.
     pub fn remove(&self) -> anyhow::Result<()> {
         let result = match &self.handle {
-            Handle::Sysv(id) => os::shm_remove(*id),
+            Handle::Sysv(id, _) => os::shm_remove(*id),
             Handle::Posix { name, .. } => nix::sys::mman::shm_unlink(name.shm_open_name().as_str()),
         };
         result.map_err(|e| match e {

@@ -15,6 +15,7 @@ use crate::address::{Address, Target};
 use crate::error::{Kind, Outcome, failure, kind_of, outcome};
 use crate::format::Layout;
 use crate::format::ring::Ring;
+use crate::progress::{Meter, Progress};
 use crate::segment::{Access, Create, Segment};
 use crate::wait::{self, Deadline};
 
@@ -22,7 +23,12 @@ use crate::wait::{self, Deadline};
 pub const DEFAULT_RING_SIZE: usize = 4 << 20;
 
 /// `producer | shm-write --stream`: creates the ring and fills it from stdin.
-pub fn write_stream(address: &Address, size: Option<usize>, mode: u32) -> anyhow::Result<()> {
+pub fn write_stream(
+    address: &Address,
+    size: Option<usize>,
+    mode: u32,
+    progress: Option<Progress>,
+) -> anyhow::Result<()> {
     let target = address.resolve()?;
     let create = Create {
         size: size.unwrap_or(DEFAULT_RING_SIZE),
@@ -41,7 +47,9 @@ pub fn write_stream(address: &Address, size: Option<usize>, mode: u32) -> anyhow
         }
     };
     let stdin = io::stdin();
-    let result = ring.produce(stdin.as_fd());
+    let meter = Meter::new(progress, "sent");
+    let result = ring.produce(stdin.as_fd(), &|bytes| meter.set(bytes));
+    meter.finish();
     if result.is_err() && ring.reader_gone() {
         // Nobody will drain or remove the ring now; a failure to remove it
         // matters less than the error that says what happened.
@@ -56,6 +64,7 @@ pub fn read_stream(
     address: &Address,
     wait_for_writer: bool,
     timeout: Option<Duration>,
+    progress: Option<Progress>,
 ) -> anyhow::Result<()> {
     let target = address.resolve()?;
     let segment = if wait_for_writer || timeout.is_some() {
@@ -66,7 +75,9 @@ pub fn read_stream(
     let ring = Ring::open(segment.mapping(), &target)?;
     ring.claim_reader()?;
     let stdout = io::stdout();
-    let result = ring.consume(stdout.as_fd());
+    let meter = Meter::new(progress, "received");
+    let result = ring.consume(stdout.as_fd(), &|bytes| meter.set(bytes));
+    meter.finish();
     match &result {
         Ok(_) => segment.remove()?,
         // Our consumer went away: the writer sees that and removes the ring.

@@ -343,10 +343,15 @@ impl<'a> Ring<'a> {
     }
 
     /// Writer: moves everything from `input` into the ring until end of
-    /// input, blocking while the ring is full. Marks the stream done (or
-    /// failed, on error) so the reader can finish.
-    pub fn produce(&self, input: BorrowedFd<'_>) -> anyhow::Result<Transferred> {
-        let result = self.produce_inner(input);
+    /// input, blocking while the ring is full, telling `progress` the bytes
+    /// sent so far. Marks the stream done (or failed, on error) so the
+    /// reader can finish.
+    pub fn produce(
+        &self,
+        input: BorrowedFd<'_>,
+        progress: &dyn Fn(u64),
+    ) -> anyhow::Result<Transferred> {
+        let result = self.produce_inner(input, progress);
         self.set_flag(if result.is_ok() {
             WRITER_DONE
         } else {
@@ -355,7 +360,11 @@ impl<'a> Ring<'a> {
         result
     }
 
-    fn produce_inner(&self, input: BorrowedFd<'_>) -> anyhow::Result<Transferred> {
+    fn produce_inner(
+        &self,
+        input: BorrowedFd<'_>,
+        progress: &dyn Fn(u64),
+    ) -> anyhow::Result<Transferred> {
         let head_word = self.word64(OFF_HEAD)?;
         let chunk = chunk_limit(self.capacity);
         loop {
@@ -393,6 +402,7 @@ impl<'a> Ring<'a> {
             }
             head_word.store(head + n, Ordering::SeqCst);
             self.notify(OFF_READER_WAITING, OFF_HEAD_EVENT)?;
+            progress(head + n);
         }
     }
 
@@ -463,8 +473,13 @@ impl<'a> Ring<'a> {
     }
 
     /// Reader: moves everything from the ring to `output` until the writer
-    /// is done and the ring is drained.
-    pub fn consume(&self, output: BorrowedFd<'_>) -> anyhow::Result<Transferred> {
+    /// is done and the ring is drained, telling `progress` the bytes
+    /// delivered so far.
+    pub fn consume(
+        &self,
+        output: BorrowedFd<'_>,
+        progress: &dyn Fn(u64),
+    ) -> anyhow::Result<Transferred> {
         let tail_word = self.word64(OFF_TAIL)?;
         let chunk = chunk_limit(self.capacity);
         loop {
@@ -505,6 +520,7 @@ impl<'a> Ring<'a> {
             };
             tail_word.store(tail + n, Ordering::SeqCst);
             self.notify(OFF_WRITER_WAITING, OFF_TAIL_EVENT)?;
+            progress(tail + n);
         }
     }
 

@@ -11,6 +11,11 @@ use clap::Args;
 use crate::address::{Address, PosixName, parse_id, parse_key, parse_proj_id};
 use crate::error::{Outcome, outcome};
 use crate::os::{ShmId, ShmKey};
+pub use crate::progress::Progress;
+
+pub mod assets;
+pub mod read_args;
+pub mod write_args;
 
 /// How to find the segment; at most one of key, file, id, name.
 #[derive(Debug, Clone, Args)]

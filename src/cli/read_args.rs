@@ -1,0 +1,154 @@
+//! `shm-read`'s command line.
+
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::cli::{Progress, SegmentArgs, parse_duration};
+use crate::list::list;
+use crate::read::{ReadOptions, read};
+use crate::stream::read_stream;
+
+const EXAMPLES: &str = "\
+Examples:
+  Two terminals, like the classic writer.c / reader.c:
+    $ echo 'hello from terminal 1' | shm-write
+    $ shm-read
+    hello from terminal 1
+
+  Read what the classic writer.c left (ftok(\"shmfile\", 65)), then remove it
+  as reader.c does:
+    $ shm-read -f shmfile --remove
+
+  Wait up to 5 seconds for a writer:
+    $ shm-read -n jobs --wait --timeout 5s
+
+  Follow a segment: print every new version as it is published
+    $ shm-read -F -n chat
+
+  The other end of a stream (either side may start first):
+    $ shm-read --stream --wait -n backup | tar t
+
+  Every segment on the machine, then the bytes of one:
+    $ shm-read --list
+    $ shm-read -k 0x1234 --hex
+
+  Metadata, as JSON:
+    $ shm-read -k 0x1234 --info --json
+";
+
+/// Dump a System V or POSIX shared memory segment to stdout.
+///
+/// Segments written by shm-write give exactly the bytes last published;
+/// others (C programs, ipcmk, Python) are read as a C string up to the first
+/// NUL. Without -k/-f/-i/-n, the per-user default segment is read
+/// (POSIX /dev/shm/shm-tools-UID, or $SHM_TOOLS_NAME).
+///
+/// With --stream it drains a `shm-write --stream` ring to stdout, like the
+/// read end of a pipe, and exits non-zero if the writer dies mid-stream.
+///
+/// Exit status: 0 ok, 1 error, 2 usage, 3 no such segment, 124 timed out.
+#[derive(Debug, Parser)]
+#[command(name = "shm-read", version, after_long_help = EXAMPLES)]
+pub struct ReadArgs {
+    #[command(flatten)]
+    segment: SegmentArgs,
+
+    /// Read the plain C string at offset 0, even from a shm-write segment
+    #[arg(long)]
+    raw: bool,
+
+    /// Dump every byte of the segment, header included
+    #[arg(long, conflicts_with = "raw")]
+    all: bool,
+
+    /// Print at most N bytes
+    #[arg(short = 'c', long, value_name = "N")]
+    bytes: Option<u64>,
+
+    /// Print the content as a hex dump (offset, hex bytes, ASCII), like xxd
+    #[arg(long, conflicts_with_all = ["info", "follow"])]
+    hex: bool,
+
+    /// Wait until the segment exists and holds content
+    #[arg(short, long)]
+    wait: bool,
+
+    /// Give up waiting after DURATION (500ms, 5s, 2m) with exit 124; implies --wait
+    #[arg(short, long, value_name = "DURATION", value_parser = parse_duration)]
+    timeout: Option<Duration>,
+
+    /// Remove the segment after reading it (IPC_RMID, or shm_unlink)
+    #[arg(long)]
+    remove: bool,
+
+    /// Print the segment's metadata instead of its content
+    #[arg(long)]
+    info: bool,
+
+    /// With --info or --list: print JSON
+    #[arg(long)]
+    json: bool,
+
+    /// Print the content, then every new version, until the segment is removed
+    #[arg(short = 'F', long, conflicts_with_all = ["info", "remove", "all", "raw"])]
+    follow: bool,
+
+    /// Drain a `shm-write --stream` ring to stdout until the writer is done (then remove it)
+    #[arg(long, conflicts_with_all = ["info", "remove", "all", "raw", "follow", "bytes", "hex"])]
+    stream: bool,
+
+    /// With --stream: show bytes, rate and time on stderr (auto: only on a terminal)
+    #[arg(long, value_name = "WHEN", num_args = 0..=1, default_missing_value = "auto", value_enum, requires = "stream")]
+    progress: Option<Progress>,
+
+    /// List every segment you can see, System V and POSIX, and what each holds
+    #[arg(short = 'L', long, conflicts_with_all = [
+        "key", "file", "id", "name", "raw", "all", "bytes", "hex", "wait", "timeout",
+        "remove", "info", "follow", "stream",
+    ])]
+    list: bool,
+}
+
+impl ReadArgs {
+    /// Does what the command line asks, writing data to stdout.
+    pub fn execute(&self) -> anyhow::Result<()> {
+        if self.list {
+            return list(self.json, &mut std::io::stdout().lock());
+        }
+        let address = self.segment.address(self.stream)?;
+        if self.stream {
+            return read_stream(&address, self.wait, self.timeout, self.progress);
+        }
+        if self.json && !self.info {
+            return Err(crate::error::failure(
+                crate::error::Kind::Usage,
+                "--json goes with --info or --list",
+            ));
+        }
+        let opts = ReadOptions {
+            address,
+            raw: self.raw,
+            all: self.all,
+            bytes: self.bytes,
+            hex: self.hex,
+            wait: self.wait,
+            timeout: self.timeout,
+            remove: self.remove,
+            info: self.info,
+            json: self.json,
+            follow: self.follow,
+        };
+        read(&opts, &mut std::io::stdout().lock())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        super::ReadArgs::command().debug_assert();
+    }
+}

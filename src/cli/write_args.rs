@@ -1,0 +1,114 @@
+//! `shm-write`'s command line.
+
+use clap::Parser;
+
+use crate::cli::{Progress, SegmentArgs, parse_mode, parse_size};
+use crate::stream::write_stream;
+use crate::write::{WriteOptions, write};
+
+const EXAMPLES: &str = "\
+Examples:
+  Two terminals, like the classic writer.c / reader.c:
+    $ echo 'hello from terminal 1' | shm-write
+    $ shm-read
+    hello from terminal 1
+
+  Talk to the classic C programs (ftok(\"shmfile\", 65), a C string):
+    $ touch shmfile
+    $ echo 'hi, reader.c' | shm-write --raw -f shmfile
+
+  A live chat: each typed line becomes a new version
+    $ shm-write -l -n chat          # terminal 1
+    $ shm-read -F -n chat           # terminal 2
+
+  A pipe between two unrelated pipelines, through a 4 MiB ring:
+    $ tar c . | shm-write --stream -n backup          # terminal 1
+    $ shm-read --stream -n backup | tar t             # terminal 2
+
+  Keys and ids as ipcs shows them:
+    $ shm-write -k 0x1234 -s 1M < picture.png
+    $ ipcs -m
+";
+
+/// Publish stdin into a System V or POSIX shared memory segment.
+///
+/// The segment is created when missing (mode 0600 unless -m) and its content
+/// is replaced by all of stdin, atomically: a reader sees the old content or
+/// the new, never a mix, and a failed or killed write leaves the old content.
+/// Without -k/-f/-i/-n, a per-user default segment is used
+/// (POSIX /dev/shm/shm-tools-UID, or $SHM_TOOLS_NAME).
+///
+/// With --stream the segment becomes a ring buffer that carries stdin, of
+/// any size, to one `shm-read --stream`, like a pipe between unrelated
+/// processes; the writer blocks while the ring is full.
+///
+/// Exit status: 0 ok, 1 error (also: the stream's reader went away),
+/// 2 usage, 3 no such segment (-i).
+#[derive(Debug, Parser)]
+#[command(name = "shm-write", version, after_long_help = EXAMPLES)]
+pub struct WriteArgs {
+    #[command(flatten)]
+    segment: SegmentArgs,
+
+    /// Size when creating (4096, 64K, 1M, 1GiB...); default fits the input, at least 4K
+    #[arg(short, long, value_name = "SIZE", value_parser = parse_size)]
+    size: Option<usize>,
+
+    /// Permissions when creating, in octal (applied exactly, umask ignored)
+    #[arg(short, long, value_name = "OCTAL", default_value = "0600", value_parser = parse_mode)]
+    mode: u32,
+
+    /// Fail if the segment already exists
+    #[arg(short = 'x', long)]
+    exclusive: bool,
+
+    /// Append stdin to the current content instead of replacing it
+    #[arg(short, long)]
+    append: bool,
+
+    /// Write plain bytes plus a NUL (the classic C-string layout), no header
+    #[arg(long)]
+    raw: bool,
+
+    /// Publish each input line (with its newline) as its own version
+    #[arg(short, long)]
+    lines: bool,
+
+    /// Make the segment a pipe: stream stdin, any size, to `shm-read --stream` (ring size: --size, default 4M)
+    #[arg(long, conflicts_with_all = ["append", "raw", "lines", "exclusive"])]
+    stream: bool,
+
+    /// With --stream: show bytes, rate and time on stderr (auto: only on a terminal)
+    #[arg(long, value_name = "WHEN", num_args = 0..=1, default_missing_value = "auto", value_enum, requires = "stream")]
+    progress: Option<Progress>,
+}
+
+impl WriteArgs {
+    /// Does what the command line asks.
+    pub fn execute(&self) -> anyhow::Result<()> {
+        let address = self.segment.address(self.stream)?;
+        if self.stream {
+            return write_stream(&address, self.size, self.mode, self.progress);
+        }
+        let opts = WriteOptions {
+            address,
+            size: self.size,
+            mode: self.mode,
+            exclusive: self.exclusive,
+            append: self.append,
+            raw: self.raw,
+            lines: self.lines,
+        };
+        write(&opts, &mut std::io::stdin().lock())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        super::WriteArgs::command().debug_assert();
+    }
+}
