@@ -1,0 +1,526 @@
+//! Every example in README.md and in both tools' `--help` is run here, so
+//! the documentation cannot rot: `examples_are_all_covered` fails when an
+//! example is added, changed or removed without its scenario, and each
+//! scenario runs the documented command text through `sh`, with only the
+//! segment names, keys and ids swapped for unique ones.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::thread;
+use std::time::Duration;
+
+use common::*;
+
+/// Commands documented but not run here, and why.
+const NOT_RUN: &[(&str, &str)] = &[
+    (
+        "cargo build --release && echo 'hello, shared memory' | ./target/release/shm-write && ./target/release/shm-read",
+        ".ci/run runs it literally",
+    ),
+    ("cargo test --release", "it is what runs this test"),
+    ("cargo install --path .", "installs into ~/.cargo/bin"),
+    (
+        "cargo run --example assets -- target/assets",
+        "the generation is tested in tests/ecosystem.rs",
+    ),
+    (
+        "sudo cp target/assets/*.1 /usr/local/share/man/man1/",
+        "system installation",
+    ),
+    (
+        "cp target/assets/shm-*.bash ~/.local/share/bash-completion/completions/",
+        "user installation",
+    ),
+    ("cp target/assets/_shm-* ~/.zfunc/", "user installation"),
+    (
+        "cp target/assets/shm-*.fish ~/.config/fish/completions/",
+        "user installation",
+    ),
+    (
+        "./writer",
+        "needs a terminal to type into; run with piped input in the C scenario",
+    ),
+];
+
+/// Every example command the scenarios below run, as documented.
+const RUN: &[&str] = &[
+    "echo 'Hello from terminal 1' | shm-write",
+    "echo 'hello from terminal 1' | shm-write",
+    "shm-read",
+    "shm-write --lines -n chat",
+    "shm-read --follow -n chat",
+    "shm-write -l -n chat",
+    "shm-read -F -n chat",
+    "tar c ~/project | shm-write --stream -n backup",
+    "shm-read --stream --wait -n backup | tar t",
+    "tar c . | shm-write --stream -n backup",
+    "shm-read --stream -n backup | tar t",
+    "shm-read --stream -n out | ssh host 'shm-write --stream -n in'",
+    "shm-read -n results --wait --timeout 30s > results.bin",
+    "shm-read -n jobs --wait --timeout 5s",
+    "shm-write -k 0x1234 < photo.jpg",
+    "shm-read -k 0x1234 | sha256sum",
+    "shm-read -k 0x1234 --remove > /dev/null",
+    "shm-write -k 0x1234 -s 1M < picture.png",
+    "shm-read -k 0x1234 --info",
+    "shm-read -k 0x1234 --info --json",
+    "shm-read -k 0x1234 --hex",
+    "shm-read -k 0x1234 --all --hex | head",
+    "ipcs -m",
+    "shm-read --list",
+    "shm-read --list --json",
+    "touch shmfile",
+    "echo 'Hello, reader.c' | shm-write --raw -f shmfile",
+    "echo 'hi, reader.c' | shm-write --raw -f shmfile",
+    "./reader",
+    "shm-read -f shmfile",
+    "shm-read -f shmfile --remove",
+    "ls -l /dev/shm",
+    "shm-read -i SHMID --remove > /dev/null",
+    "ipcrm -m SHMID",
+    "shm-read -n NAME --remove > /dev/null",
+    "rm /dev/shm/NAME",
+];
+
+/// Strips the prompt and a trailing `# comment` (after two spaces).
+fn normalize(line: &str) -> String {
+    let line = line.trim().strip_prefix("$ ").unwrap_or(line.trim());
+    let line = line.find("  #").map_or(line, |i| &line[..i]);
+    line.trim().to_owned()
+}
+
+/// Commands in README's ```sh blocks: the `$ ` lines where a block has
+/// them (the rest is output), else every line.
+fn readme_examples() -> Vec<String> {
+    let readme = include_str!("../README.md");
+    let mut out = Vec::new();
+    let mut block: Option<Vec<&str>> = None;
+    for line in readme.lines() {
+        match (&mut block, line.trim_end()) {
+            (None, "```sh") => block = Some(Vec::new()),
+            (Some(lines), "```") => {
+                let prompted = lines.iter().any(|l| l.starts_with("$ "));
+                out.extend(
+                    lines
+                        .iter()
+                        .filter(|l| !l.trim().is_empty() && (!prompted || l.starts_with("$ ")))
+                        .map(|l| normalize(l)),
+                );
+                block = None;
+            }
+            (Some(lines), _) => lines.push(line),
+            (None, _) => {}
+        }
+    }
+    out
+}
+
+/// Commands in the examples that end `--help` (the `$ ` lines).
+fn help_examples(tool: &str) -> Vec<String> {
+    let out = run(Command::new(bin_path(tool)).arg("--help"), b"");
+    out.ok();
+    let help = out.stdout_str();
+    assert!(help.contains("Examples:"), "{tool} --help has no examples");
+    help.lines()
+        .filter(|l| l.trim_start().starts_with("$ "))
+        .map(normalize)
+        .collect()
+}
+
+fn bin_path(tool: &str) -> &'static str {
+    match tool {
+        "shm-write" => env!("CARGO_BIN_EXE_shm-write"),
+        _ => env!("CARGO_BIN_EXE_shm-read"),
+    }
+}
+
+#[test]
+fn examples_are_all_covered() {
+    let mut documented: BTreeSet<String> = readme_examples().into_iter().collect();
+    documented.extend(help_examples("shm-write"));
+    documented.extend(help_examples("shm-read"));
+    let known: BTreeSet<String> = RUN
+        .iter()
+        .copied()
+        .chain(NOT_RUN.iter().map(|(c, _)| *c))
+        .map(str::to_owned)
+        .collect();
+    let untested: Vec<_> = documented.difference(&known).collect();
+    assert!(
+        untested.is_empty(),
+        "documented examples no test runs: {untested:#?}"
+    );
+    let stale: Vec<_> = known.difference(&documented).collect();
+    assert!(
+        stale.is_empty(),
+        "tested examples the docs no longer show: {stale:#?}"
+    );
+}
+
+/// A scratch directory with the files the examples mention, unique names
+/// for the segments they use, and guards that remove them.
+struct Scene {
+    dir: PathBuf,
+    names: Vec<(&'static str, Seg)>,
+    key: Seg,
+    default: Seg,
+}
+
+impl Scene {
+    fn new() -> Scene {
+        let key = Seg::key();
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("docs-{}", key.args[1]));
+        std::fs::create_dir_all(dir.join("project")).unwrap();
+        std::fs::write(dir.join("project/notes.txt"), b"notes").unwrap();
+        std::fs::write(dir.join("photo.jpg"), random_bytes(50_000, 1)).unwrap();
+        std::fs::write(dir.join("picture.png"), random_bytes(70_000, 2)).unwrap();
+        let names = ["chat", "backup", "results", "jobs", "out", "in", "NAME"]
+            .into_iter()
+            .map(|n| (n, Seg::name()))
+            .collect();
+        Scene {
+            dir,
+            names,
+            key,
+            default: Seg::name(),
+        }
+    }
+
+    fn name(&self, doc_name: &str) -> &Seg {
+        &self.names.iter().find(|(n, _)| *n == doc_name).unwrap().1
+    }
+
+    /// The documented command with this scene's names swapped in.
+    fn adapt(&self, doc: &str) -> String {
+        assert!(RUN.contains(&doc), "not a documented example: {doc}");
+        let mut cmd = format!("{doc} ");
+        for (doc_name, seg) in &self.names {
+            let unique = seg.name_value().unwrap();
+            for end in [" ", "'"] {
+                cmd = cmd.replace(&format!("-n {doc_name}{end}"), &format!("-n {unique}{end}"));
+            }
+            cmd = cmd.replace(
+                &format!("/dev/shm/{doc_name} "),
+                &format!("/dev/shm/{unique} "),
+            );
+        }
+        cmd = cmd.replace("0x1234", &self.key.args[1]);
+        cmd = cmd.replace("~/project", "project");
+        cmd = cmd.replace("ssh host", "sh -c");
+        cmd.trim_end().to_owned()
+    }
+
+    fn sh(&self, doc: &str) -> Command {
+        self.sh_replacing(doc, &[])
+    }
+
+    /// Like `sh`, also replacing placeholders such as SHMID.
+    fn sh_replacing(&self, doc: &str, more: &[(&str, &str)]) -> Command {
+        let mut script = self.adapt(doc);
+        for (placeholder, value) in more {
+            script = script.replace(placeholder, value);
+        }
+        let mut cmd = Command::new("sh");
+        let bins = Path::new(env!("CARGO_BIN_EXE_shm-read")).parent().unwrap();
+        let path = format!(
+            "{}:{}",
+            bins.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        cmd.arg("-c")
+            .arg(script)
+            .current_dir(&self.dir)
+            .env("PATH", path)
+            .env("SHM_TOOLS_NAME", self.default.name_value().unwrap());
+        cmd
+    }
+
+    fn run(&self, doc: &str, stdin: &[u8]) -> Output {
+        let out = run(&mut self.sh(doc), stdin);
+        out.ok();
+        out
+    }
+
+    fn start(&self, doc: &str) -> Live {
+        Live::start(&mut self.sh(doc))
+    }
+}
+
+impl Drop for Scene {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn two_terminals() {
+    let scene = Scene::new();
+    scene.run("echo 'Hello from terminal 1' | shm-write", b"");
+    assert_eq!(
+        scene.run("shm-read", b"").stdout,
+        b"Hello from terminal 1\n"
+    );
+    scene.run("echo 'hello from terminal 1' | shm-write", b"");
+    assert_eq!(
+        scene.run("shm-read", b"").stdout,
+        b"hello from terminal 1\n"
+    );
+}
+
+#[test]
+fn live_chat() {
+    let scene = Scene::new();
+    let pairs = [
+        ("shm-write --lines -n chat", "shm-read --follow -n chat"),
+        ("shm-write -l -n chat", "shm-read -F -n chat"),
+    ];
+    for (writer_doc, follower_doc) in pairs {
+        let mut writer = scene.start(writer_doc);
+        writer.send(b"hi there\n");
+        let chat = scene.name("chat");
+        until("the first line is published", || {
+            read(&strs(&chat.args)).code() == Some(0)
+        });
+        let follower = scene.start(follower_doc);
+        follower.wait_stdout(Duration::from_secs(10), "first line", |o| {
+            o == b"hi there\n"
+        });
+        writer.send(b"how are you?\n");
+        follower.wait_stdout(Duration::from_secs(10), "second line", |o| {
+            o == b"hi there\nhow are you?\n"
+        });
+        writer.finish(Duration::from_secs(10)).ok();
+        read(&strs(&chat.with(&["--remove"]))).ok();
+        follower.finish(Duration::from_secs(10)).ok();
+    }
+}
+
+#[test]
+fn stream_between_pipelines() {
+    let scene = Scene::new();
+    let pairs = [
+        (
+            "tar c ~/project | shm-write --stream -n backup",
+            "shm-read --stream --wait -n backup | tar t",
+        ),
+        (
+            "tar c . | shm-write --stream -n backup",
+            "shm-read --stream -n backup | tar t",
+        ),
+    ];
+    for (writer_doc, reader_doc) in pairs {
+        let writer = scene.start(writer_doc);
+        let backup = scene.name("backup");
+        // The second reader has no --wait: start it once the ring exists.
+        until("the ring exists", || {
+            info_opt(backup).is_some_and(|i| i["layout"] == "stream")
+        });
+        let listing = scene.run(reader_doc, b"").stdout_str();
+        assert!(
+            listing.contains("project/notes.txt") || listing.contains("./project/notes.txt"),
+            "{listing}"
+        );
+        writer.finish(Duration::from_secs(30)).ok();
+        assert!(!backup.exists());
+    }
+}
+
+/// Polls `done` for up to ten seconds.
+fn until(what: &str, done: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{what} did not happen"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn info_opt(seg: &Seg) -> Option<serde_json::Value> {
+    let out = read(&strs(&seg.with(&["--info", "--json"])));
+    (out.code() == Some(0))
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
+
+#[test]
+fn stream_across_a_remote_shell() {
+    let scene = Scene::new();
+    let out = scene.name("out");
+    let input = random_bytes(300_000, 3);
+    run(&mut write_cmd(&strs(&out.with(&["--stream"]))), &input).ok();
+    let remote = scene.start("shm-read --stream -n out | ssh host 'shm-write --stream -n in'");
+    let received = read(&strs(
+        &scene.name("in").with(&["--stream", "--wait", "-t", "20s"]),
+    ));
+    received.ok();
+    assert!(received.stdout == input);
+    remote.finish(Duration::from_secs(20)).ok();
+}
+
+#[test]
+fn waiting_for_a_writer() {
+    let scene = Scene::new();
+    for (doc, name) in [
+        (
+            "shm-read -n results --wait --timeout 30s > results.bin",
+            "results",
+        ),
+        ("shm-read -n jobs --wait --timeout 5s", "jobs"),
+    ] {
+        let reader = scene.start(doc);
+        thread::sleep(Duration::from_millis(100));
+        write(&strs(&scene.name(name).args), b"done\n").ok();
+        let out = reader.finish(Duration::from_secs(30));
+        out.ok();
+        let got = if doc.contains("results.bin") {
+            std::fs::read(scene.dir.join("results.bin")).unwrap()
+        } else {
+            out.stdout.clone()
+        };
+        assert_eq!(got, b"done\n");
+    }
+}
+
+#[test]
+fn binary_data_keys_and_metadata() {
+    let scene = Scene::new();
+    scene.run("shm-write -k 0x1234 < photo.jpg", b"");
+    let sum = scene
+        .run("shm-read -k 0x1234 | sha256sum", b"")
+        .stdout_str();
+    let expected = run(
+        Command::new("sha256sum").arg(scene.dir.join("photo.jpg")),
+        b"",
+    )
+    .stdout_str();
+    assert_eq!(sum.split(' ').next(), expected.split(' ').next());
+    assert!(
+        scene
+            .run("shm-read -k 0x1234 --info", b"")
+            .stdout_str()
+            .contains("content_length:  50000")
+    );
+    assert!(
+        scene
+            .run("ipcs -m", b"")
+            .stdout_str()
+            .contains(&scene.key.args[1])
+    );
+    let removed = scene.run("shm-read -k 0x1234 --remove > /dev/null", b"");
+    assert!(removed.stdout.is_empty());
+    assert!(!scene.key.exists());
+
+    scene.run("shm-write -k 0x1234 -s 1M < picture.png", b"");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&scene.run("shm-read -k 0x1234 --info --json", b"").stdout).unwrap();
+    assert_eq!(meta["size"], 1 << 20);
+    assert_eq!(meta["content_length"], 70_000);
+    let hex = scene.run("shm-read -k 0x1234 --hex", b"").stdout_str();
+    assert_eq!(hex.lines().count(), 70_000usize.div_ceil(16));
+    let head = scene
+        .run("shm-read -k 0x1234 --all --hex | head", b"")
+        .stdout_str();
+    assert!(
+        head.starts_with("00000000: 5348 4d54 4652 414d") && head.lines().count() == 10,
+        "{head}"
+    );
+    let listing = scene.run("shm-read --list", b"").stdout_str();
+    assert!(listing.contains(&format!("-k {}", scene.key.args[1])));
+    let json = scene.run("shm-read --list --json", b"").stdout;
+    assert!(
+        serde_json::from_slice::<serde_json::Value>(&json)
+            .unwrap()
+            .is_array()
+    );
+}
+
+#[test]
+fn talking_to_the_classic_c_programs() {
+    let scene = Scene::new();
+    let compiled = ["writer", "reader"].iter().all(|name| {
+        let src = scene.dir.join(format!("{name}.c"));
+        std::fs::write(
+            &src,
+            if *name == "writer" {
+                WRITER_C
+            } else {
+                READER_C
+            },
+        )
+        .unwrap();
+        Command::new("cc")
+            .args(["-O2", "-o", name, &format!("{name}.c")])
+            .current_dir(&scene.dir)
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if !compiled {
+        eprintln!("skipped: no C compiler");
+        return;
+    }
+    scene.run("touch shmfile", b"");
+    let key = shm_tools::os::ftok(&scene.dir.join("shmfile"), 65).unwrap();
+    let _guard = Seg::guard_key(key);
+    scene.run("echo 'Hello, reader.c' | shm-write --raw -f shmfile", b"");
+    assert_eq!(
+        scene.run("./reader", b"").stdout_str(),
+        "Data read from memory: Hello, reader.c\n\n"
+    );
+    // ./writer, with the line typed into its stdin.
+    run(
+        Command::new(scene.dir.join("writer")).current_dir(&scene.dir),
+        b"typed line\n",
+    )
+    .ok();
+    assert_eq!(
+        scene.run("shm-read -f shmfile", b"").stdout,
+        b"typed line\n"
+    );
+    scene.run("echo 'hi, reader.c' | shm-write --raw -f shmfile", b"");
+    assert_eq!(
+        scene.run("shm-read -f shmfile --remove", b"").stdout,
+        b"hi, reader.c\n"
+    );
+}
+
+const WRITER_C: &str = "#include <stdio.h>\n#include <sys/ipc.h>\n#include <sys/shm.h>\n\
+int main(void){key_t key=ftok(\"shmfile\",65);int shmid=shmget(key,1024,0666|IPC_CREAT);\
+char*str=(char*)shmat(shmid,(void*)0,0);printf(\"Write Data : \");fgets(str,1024,stdin);\
+printf(\"Data written in memory: %s\\n\",str);shmdt(str);return 0;}\n";
+const READER_C: &str = "#include <stdio.h>\n#include <sys/ipc.h>\n#include <sys/shm.h>\n\
+int main(void){key_t key=ftok(\"shmfile\",65);int shmid=shmget(key,1024,0666|IPC_CREAT);\
+char*str=(char*)shmat(shmid,(void*)0,0);printf(\"Data read from memory: %s\\n\",str);\
+shmdt(str);shmctl(shmid,IPC_RMID,NULL);return 0;}\n";
+
+#[test]
+fn finding_and_removing_leftovers() {
+    let scene = Scene::new();
+    let name = scene.name("NAME");
+    let posix = name.name_value().unwrap().to_owned();
+    write(&strs(&name.args), b"left behind").ok();
+    assert!(
+        scene
+            .run("ls -l /dev/shm", b"")
+            .stdout_str()
+            .contains(&posix)
+    );
+    scene.run("shm-read -n NAME --remove > /dev/null", b"");
+    assert!(!name.exists());
+    write(&strs(&name.args), b"left behind again").ok();
+    scene.run("rm /dev/shm/NAME", b"");
+    assert!(!name.exists());
+
+    for doc in ["shm-read -i SHMID --remove > /dev/null", "ipcrm -m SHMID"] {
+        write(&strs(&scene.key.args), b"left behind").ok();
+        let id = info(&scene.key)["id"].to_string();
+        let listing = scene.run("ipcs -m", b"").stdout_str();
+        assert!(listing.contains(&scene.key.args[1]));
+        run(&mut scene.sh_replacing(doc, &[("SHMID", &id)]), b"").ok();
+        assert!(!scene.key.exists(), "{doc} did not remove it");
+    }
+}
