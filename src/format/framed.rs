@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crate::address::Target;
 use crate::error::{Kind, failure};
 use crate::format::Layout;
+use crate::format::prefix::Prefix;
 use crate::os::Mapping;
 use crate::wait::{self, Deadline, PidLockGuard};
 
@@ -23,10 +24,13 @@ pub const VERSION: u32 = 1;
 /// Bytes before slot 0.
 pub const HEADER_SIZE: usize = 128;
 
-const OFF_MAGIC: usize = 0;
-const OFF_VERSION: usize = 8;
-const OFF_HEADER_SIZE: usize = 12;
-const OFF_CAPACITY: usize = 16;
+/// Magic, version, header size and capacity, shared with the ring layout.
+const PREFIX: Prefix = Prefix {
+    magic: MAGIC,
+    version: VERSION,
+    header_size: HEADER_SIZE,
+    remedy: "read it with --raw or --all, or remove it and write again",
+};
 const OFF_SEQ: usize = 24;
 const OFF_LOCK: usize = 28;
 const OFF_SLOTS: usize = 32;
@@ -89,53 +93,11 @@ pub struct Framed<'a> {
 impl<'a> Framed<'a> {
     /// Validates the header of a segment whose magic says it is framed.
     pub fn open(map: &'a Mapping, target: &'a Target) -> anyhow::Result<Framed<'a>> {
-        let corrupt = |what: String| {
-            failure(
-                Kind::Failed,
-                format!(
-                    "{target} has a corrupt shm-tools header ({what}); read it with --raw or --all, \
-                     or remove it and write again"
-                ),
-            )
-        };
-        let mut magic = [0u8; 8];
-        map.read(OFF_MAGIC, &mut magic)?;
-        if magic != MAGIC {
-            return Err(corrupt("wrong magic".into()));
-        }
-        let version = map.atomic_u32(OFF_VERSION)?.load(Ordering::Acquire);
-        if version != VERSION {
-            return Err(failure(
-                Kind::Failed,
-                format!(
-                    "{target} uses shm-tools layout version {version}, this shm-tools reads version {VERSION}; \
-                     use a matching shm-tools, or --raw/--all to see the bytes"
-                ),
-            ));
-        }
-        let header_size = map.atomic_u32(OFF_HEADER_SIZE)?.load(Ordering::Relaxed);
-        if usize::try_from(header_size).ok() != Some(HEADER_SIZE) {
-            return Err(corrupt(format!(
-                "header size {header_size}, expected {HEADER_SIZE}"
-            )));
-        }
-        let capacity = map.atomic_u64(OFF_CAPACITY)?.load(Ordering::Relaxed);
-        let fits = capacity_for(map.len())
-            .is_some_and(|max| u64::try_from(max).is_ok_and(|max| capacity <= max));
-        if capacity == 0 || !fits {
-            return Err(corrupt(format!(
-                "capacity {capacity} does not fit a segment of {} bytes",
-                map.len()
-            )));
-        }
+        let capacity = PREFIX.check(map, target, capacity_for(map.len()))?;
         Ok(Framed {
             map,
             target,
-            #[allow(
-                clippy::cast_possible_truncation,
-                reason = "checked against the mapping size above"
-            )]
-            capacity: capacity as usize,
+            capacity,
         })
     }
 
@@ -147,7 +109,7 @@ impl<'a> Framed<'a> {
         if Layout::detect(map) == Layout::Framed {
             return Framed::open(map, target);
         }
-        let blank = map.is_zero(OFF_MAGIC, MAGIC.len().min(map.len()))?
+        let blank = map.is_zero(0, MAGIC.len().min(map.len()))?
             && (map.len() <= OFF_SLOTS || map.is_zero(OFF_SLOTS, map.len() - OFF_SLOTS)?);
         if blank {
             return Framed::initialize(map, target);
@@ -176,17 +138,8 @@ impl<'a> Framed<'a> {
             )
         })?;
         let _guard = take_lock(map, target)?;
-        let magic = map.atomic_u64(OFF_MAGIC)?;
-        if magic.load(Ordering::Acquire) != u64::from_ne_bytes(MAGIC) {
-            map.atomic_u32(OFF_VERSION)?
-                .store(VERSION, Ordering::Relaxed);
-            map.atomic_u32(OFF_HEADER_SIZE)?.store(
-                u32::try_from(HEADER_SIZE).expect("small"),
-                Ordering::Relaxed,
-            );
-            map.atomic_u64(OFF_CAPACITY)?
-                .store(capacity as u64, Ordering::Relaxed);
-            magic.store(u64::from_ne_bytes(MAGIC), Ordering::Release);
+        if !PREFIX.present(map)? {
+            PREFIX.write(map, capacity)?;
         }
         Framed::open(map, target)
     }

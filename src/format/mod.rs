@@ -6,6 +6,7 @@
 //! byte-level layouts are documented in docs/FORMAT.md.
 
 pub mod framed;
+mod prefix;
 pub mod raw;
 pub mod ring;
 

@@ -17,6 +17,7 @@ use nix::errno::Errno;
 use crate::address::Target;
 use crate::error::{Kind, failure};
 use crate::format::Layout;
+use crate::format::prefix::Prefix;
 use crate::os::Mapping;
 use crate::wait::{self, RECHECK};
 
@@ -27,10 +28,13 @@ pub const VERSION: u32 = 1;
 /// Bytes before the data area.
 pub const HEADER_SIZE: usize = 256;
 
-const OFF_MAGIC: usize = 0;
-const OFF_VERSION: usize = 8;
-const OFF_HEADER_SIZE: usize = 12;
-const OFF_CAPACITY: usize = 16;
+/// Magic, version, header size and capacity, shared with the framed layout.
+const PREFIX: Prefix = Prefix {
+    magic: MAGIC,
+    version: VERSION,
+    header_size: HEADER_SIZE,
+    remedy: "remove it and start the stream again",
+};
 const OFF_WRITER_PID: usize = 24;
 const OFF_READER_PID: usize = 28;
 const OFF_FLAGS: usize = 32;
@@ -143,29 +147,12 @@ impl<'a> Ring<'a> {
                 ),
             ));
         }
-        map.atomic_u32(OFF_VERSION)?
-            .store(VERSION, Ordering::Relaxed);
-        map.atomic_u32(OFF_HEADER_SIZE)?.store(
-            u32::try_from(HEADER_SIZE).expect("small"),
-            Ordering::Relaxed,
-        );
-        map.atomic_u64(OFF_CAPACITY)?
-            .store(capacity as u64, Ordering::Relaxed);
-        map.atomic_u64(OFF_MAGIC)?
-            .store(u64::from_ne_bytes(MAGIC), Ordering::Release);
+        PREFIX.write(map, capacity)?;
         Ring::open(map, target)
     }
 
     /// Validates the header of a segment whose magic says it is a ring.
     pub fn open(map: &'a Mapping, target: &'a Target) -> anyhow::Result<Ring<'a>> {
-        let corrupt = |what: String| {
-            failure(
-                Kind::Failed,
-                format!(
-                    "{target} has a corrupt stream header ({what}); remove it and start the stream again"
-                ),
-            )
-        };
         if Layout::detect(map) != Layout::Ring {
             return Err(failure(
                 Kind::Failed,
@@ -175,24 +162,7 @@ impl<'a> Ring<'a> {
                 ),
             ));
         }
-        let version = map.atomic_u32(OFF_VERSION)?.load(Ordering::Acquire);
-        if version != VERSION {
-            return Err(corrupt(format!(
-                "version {version}, this shm-tools reads {VERSION}"
-            )));
-        }
-        let header_size = map.atomic_u32(OFF_HEADER_SIZE)?.load(Ordering::Relaxed);
-        if usize::try_from(header_size).ok() != Some(HEADER_SIZE) {
-            return Err(corrupt(format!("header size {header_size}")));
-        }
-        let capacity = map.atomic_u64(OFF_CAPACITY)?.load(Ordering::Relaxed);
-        let max = capacity_for(map.len()).map_or(0, |c| c as u64);
-        if capacity == 0 || capacity > max {
-            return Err(corrupt(format!(
-                "capacity {capacity} does not fit a segment of {} bytes",
-                map.len()
-            )));
-        }
+        let capacity = PREFIX.check(map, target, capacity_for(map.len()))? as u64;
         Ok(Ring {
             map,
             target,

@@ -1,0 +1,104 @@
+//! The header prefix both our layouts start with: magic (8 bytes), version
+//! (u32 at 8), header size (u32 at 12), capacity (u64 at 16). Each layout
+//! names the values it expects; this checks them against the mapping and
+//! writes them, magic last, so nobody sees a half-made header as valid.
+
+use std::sync::atomic::Ordering;
+
+use crate::address::Target;
+use crate::error::{Kind, failure};
+use crate::os::Mapping;
+
+const OFF_MAGIC: usize = 0;
+const OFF_VERSION: usize = 8;
+const OFF_HEADER_SIZE: usize = 12;
+const OFF_CAPACITY: usize = 16;
+
+/// What one layout's prefix must hold.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Prefix {
+    /// The layout's magic.
+    pub magic: [u8; 8],
+    /// The layout version this code reads and writes.
+    pub version: u32,
+    /// Bytes before the data area.
+    pub header_size: usize,
+    /// How to recover from a bad header, for the error message.
+    pub remedy: &'static str,
+}
+
+impl Prefix {
+    fn corrupt(&self, target: &Target, what: &str) -> anyhow::Error {
+        failure(
+            Kind::Failed,
+            format!(
+                "{target} has a corrupt shm-tools header ({what}); {}",
+                self.remedy
+            ),
+        )
+    }
+
+    /// Checks the prefix; returns the capacity, which is non-zero and at
+    /// most `max_capacity` (what the real mapping can hold).
+    pub(crate) fn check(
+        &self,
+        map: &Mapping,
+        target: &Target,
+        max_capacity: Option<usize>,
+    ) -> anyhow::Result<usize> {
+        let mut magic = [0u8; 8];
+        map.read(OFF_MAGIC, &mut magic)?;
+        if magic != self.magic {
+            return Err(self.corrupt(target, "wrong magic"));
+        }
+        let version = map.atomic_u32(OFF_VERSION)?.load(Ordering::Acquire);
+        if version != self.version {
+            return Err(failure(
+                Kind::Failed,
+                format!(
+                    "{target} uses shm-tools layout version {version}, this shm-tools reads version {}; \
+                     use a matching shm-tools, or {}",
+                    self.version, self.remedy
+                ),
+            ));
+        }
+        let header_size = map.atomic_u32(OFF_HEADER_SIZE)?.load(Ordering::Relaxed);
+        if usize::try_from(header_size).ok() != Some(self.header_size) {
+            return Err(self.corrupt(
+                target,
+                &format!("header size {header_size}, expected {}", self.header_size),
+            ));
+        }
+        let capacity = map.atomic_u64(OFF_CAPACITY)?.load(Ordering::Relaxed);
+        match usize::try_from(capacity) {
+            Ok(c) if c > 0 && max_capacity.is_some_and(|max| c <= max) => Ok(c),
+            _ => Err(self.corrupt(
+                target,
+                &format!(
+                    "capacity {capacity} does not fit a segment of {} bytes",
+                    map.len()
+                ),
+            )),
+        }
+    }
+
+    /// Writes version, header size and capacity, then the magic with
+    /// release ordering.
+    pub(crate) fn write(&self, map: &Mapping, capacity: usize) -> anyhow::Result<()> {
+        map.atomic_u32(OFF_VERSION)?
+            .store(self.version, Ordering::Relaxed);
+        let header_size = u32::try_from(self.header_size).expect("headers are small");
+        map.atomic_u32(OFF_HEADER_SIZE)?
+            .store(header_size, Ordering::Relaxed);
+        map.atomic_u64(OFF_CAPACITY)?
+            .store(capacity as u64, Ordering::Relaxed);
+        map.atomic_u64(OFF_MAGIC)?
+            .store(u64::from_ne_bytes(self.magic), Ordering::Release);
+        Ok(())
+    }
+
+    /// Whether the magic is already in place.
+    pub(crate) fn present(&self, map: &Mapping) -> anyhow::Result<bool> {
+        Ok(map.atomic_u64(OFF_MAGIC)?.load(Ordering::Acquire) == u64::from_ne_bytes(self.magic))
+    }
+}
