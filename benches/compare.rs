@@ -250,14 +250,8 @@ fn snapshot(dir: &Path) {
     println!();
 }
 
-const WRITER_C: &str = "#include <stdio.h>\n#include <sys/ipc.h>\n#include <sys/shm.h>\n\
-int main(void){key_t key=ftok(\"shmfile\",65);int shmid=shmget(key,1024,0666|IPC_CREAT);\
-char*str=(char*)shmat(shmid,(void*)0,0);printf(\"Write Data : \");fgets(str,1024,stdin);\
-printf(\"Data written in memory: %s\\n\",str);shmdt(str);return 0;}\n";
-const READER_C: &str = "#include <stdio.h>\n#include <sys/ipc.h>\n#include <sys/shm.h>\n\
-int main(void){key_t key=ftok(\"shmfile\",65);int shmid=shmget(key,1024,0666|IPC_CREAT);\
-char*str=(char*)shmat(shmid,(void*)0,0);printf(\"Data read from memory: %s\\n\",str);\
-shmdt(str);shmctl(shmid,IPC_RMID,NULL);return 0;}\n";
+const WRITER_C: &str = include_str!("../tests/classic/writer.c");
+const READER_C: &str = include_str!("../tests/classic/reader.c");
 
 fn spawn_timed(program: &Path, args: &[&str], cwd: &Path, stdin: &[u8]) -> Duration {
     let started = Instant::now();

@@ -442,23 +442,7 @@ fn binary_data_keys_and_metadata() {
 #[test]
 fn talking_to_the_classic_c_programs() {
     let scene = Scene::new();
-    let compiled = ["writer", "reader"].iter().all(|name| {
-        let src = scene.dir.join(format!("{name}.c"));
-        std::fs::write(
-            &src,
-            if *name == "writer" {
-                WRITER_C
-            } else {
-                READER_C
-            },
-        )
-        .unwrap();
-        Command::new("cc")
-            .args(["-O2", "-o", name, &format!("{name}.c")])
-            .current_dir(&scene.dir)
-            .status()
-            .is_ok_and(|s| s.success())
-    });
+    let compiled = compile_classic(&scene.dir).is_some();
     if !compiled {
         eprintln!("skipped: no C compiler");
         return;
@@ -487,15 +471,6 @@ fn talking_to_the_classic_c_programs() {
         b"hi, reader.c\n"
     );
 }
-
-const WRITER_C: &str = "#include <stdio.h>\n#include <sys/ipc.h>\n#include <sys/shm.h>\n\
-int main(void){key_t key=ftok(\"shmfile\",65);int shmid=shmget(key,1024,0666|IPC_CREAT);\
-char*str=(char*)shmat(shmid,(void*)0,0);printf(\"Write Data : \");fgets(str,1024,stdin);\
-printf(\"Data written in memory: %s\\n\",str);shmdt(str);return 0;}\n";
-const READER_C: &str = "#include <stdio.h>\n#include <sys/ipc.h>\n#include <sys/shm.h>\n\
-int main(void){key_t key=ftok(\"shmfile\",65);int shmid=shmget(key,1024,0666|IPC_CREAT);\
-char*str=(char*)shmat(shmid,(void*)0,0);printf(\"Data read from memory: %s\\n\",str);\
-shmdt(str);shmctl(shmid,IPC_RMID,NULL);return 0;}\n";
 
 #[test]
 fn finding_and_removing_leftovers() {

@@ -281,16 +281,8 @@ fn ring_whose_writer_vanished_without_finishing_ends_the_reader() {
 fn shm_read_into_a_closed_pipe_exits_quietly() {
     let seg = Seg::name();
     write(&strs(&seg.args), &random_bytes(8 << 20, 1)).ok();
-    let mut reader = spawn(&mut read_cmd(&strs(&seg.args)));
-    let mut first = [0u8; 10];
-    std::io::Read::read_exact(reader.stdout.as_mut().unwrap(), &mut first).unwrap();
-    drop(reader.stdout.take());
-    let out = finish(
-        reader,
-        "shm-read | head -c 10".into(),
-        b"",
-        Duration::from_secs(10),
-    );
+    let reader = spawn(&mut read_cmd(&strs(&seg.args)));
+    let out = read_then_close(reader, "shm-read", 10);
     out.ok();
     assert!(out.stderr.is_empty(), "{out}");
 }

@@ -3,72 +3,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
 use shm_tools::os::{self, Mapping};
-
-/// The classic writer.c (with fgets: gets() is gone from C11).
-const WRITER_C: &str = r#"
-#include <stdio.h>
-#include <sys/ipc.h>
-#include <sys/shm.h>
-
-int main(void)
-{
-    key_t key = ftok("shmfile", 65);
-    int shmid = shmget(key, 1024, 0666 | IPC_CREAT);
-    char *str = (char *)shmat(shmid, (void *)0, 0);
-    printf("Write Data : ");
-    fgets(str, 1024, stdin);
-    printf("Data written in memory: %s\n", str);
-    shmdt(str);
-    return 0;
-}
-"#;
-
-/// The classic reader.c: prints the string, then removes the segment.
-const READER_C: &str = r#"
-#include <stdio.h>
-#include <sys/ipc.h>
-#include <sys/shm.h>
-
-int main(void)
-{
-    key_t key = ftok("shmfile", 65);
-    int shmid = shmget(key, 1024, 0666 | IPC_CREAT);
-    char *str = (char *)shmat(shmid, (void *)0, 0);
-    printf("Data read from memory: %s\n", str);
-    shmdt(str);
-    shmctl(shmid, IPC_RMID, NULL);
-    return 0;
-}
-"#;
-
-/// Compiles the classic pair into `dir`, or None where there is no C compiler.
-fn compile_classic(dir: &Path) -> Option<(PathBuf, PathBuf)> {
-    let mut built = Vec::new();
-    for (name, source) in [("writer", WRITER_C), ("reader", READER_C)] {
-        let src = dir.join(format!("{name}.c"));
-        std::fs::write(&src, source).expect("write C source");
-        let exe = dir.join(name);
-        match Command::new("cc")
-            .arg("-O2")
-            .arg("-o")
-            .arg(&exe)
-            .arg(&src)
-            .status()
-        {
-            Ok(status) if status.success() => built.push(exe),
-            Ok(status) => panic!("cc failed on {name}.c: {status}"),
-            Err(_) => return None,
-        }
-    }
-    let reader = built.pop()?;
-    let writer = built.pop()?;
-    Some((writer, reader))
-}
 
 #[test]
 fn classic_writer_to_shm_read_and_shm_write_to_classic_reader() {

@@ -195,11 +195,8 @@ fn reader_whose_output_closes_exits_quietly_and_the_writer_fails() {
     let mut writer = stream_writer(&seg, &["-s", "64K"]);
     let feeder = feed(&mut writer, vec![2u8; 16 << 20]);
     // `shm-read --stream | head -c 10`, with the test as head.
-    let mut reader = spawn(&mut read_cmd(&strs(&seg.with(&["--stream", "--wait"]))));
-    let mut first = [0u8; 10];
-    std::io::Read::read_exact(reader.stdout.as_mut().unwrap(), &mut first).unwrap();
-    drop(reader.stdout.take());
-    let out = finish(reader, "shm-read --stream | head -c 10".into(), b"", BOUND);
+    let reader = spawn(&mut read_cmd(&strs(&seg.with(&["--stream", "--wait"]))));
+    let out = read_then_close(reader, "shm-read --stream", 10);
     out.ok();
     assert!(out.stderr.is_empty(), "{out}");
     writer

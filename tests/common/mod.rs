@@ -4,7 +4,7 @@
 #![allow(dead_code, reason = "each test binary uses its own subset")]
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
@@ -133,6 +133,25 @@ pub fn spawn(cmd: &mut Command) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", describe(cmd)))
+}
+
+/// Plays `head -c N` on a running tool: reads `n` bytes of its stdout,
+/// closes the pipe, and waits for it to end.
+pub fn read_then_close(mut child: Child, line: &str, n: usize) -> Output {
+    let mut first = vec![0u8; n];
+    child
+        .stdout
+        .as_mut()
+        .expect("stdout piped")
+        .read_exact(&mut first)
+        .expect("first bytes");
+    drop(child.stdout.take());
+    finish(
+        child,
+        format!("{line} | head -c {n}"),
+        b"",
+        Duration::from_secs(30),
+    )
 }
 
 /// Feeds `stdin` from a thread (so a full pipe cannot deadlock us), collects
@@ -491,4 +510,34 @@ impl Drop for Live {
             self.kill();
         }
     }
+}
+
+/// The classic writer.c (with fgets: gets() is gone from C11).
+const WRITER_C: &str = include_str!("../classic/writer.c");
+
+/// The classic reader.c: prints the string, then removes the segment.
+const READER_C: &str = include_str!("../classic/reader.c");
+
+/// Compiles the classic pair into `dir`, or None where there is no C compiler.
+pub fn compile_classic(dir: &Path) -> Option<(PathBuf, PathBuf)> {
+    let mut built = Vec::new();
+    for (name, source) in [("writer", WRITER_C), ("reader", READER_C)] {
+        let src = dir.join(format!("{name}.c"));
+        std::fs::write(&src, source).expect("write C source");
+        let exe = dir.join(name);
+        match Command::new("cc")
+            .arg("-O2")
+            .arg("-o")
+            .arg(&exe)
+            .arg(&src)
+            .status()
+        {
+            Ok(status) if status.success() => built.push(exe),
+            Ok(status) => panic!("cc failed on {name}.c: {status}"),
+            Err(_) => return None,
+        }
+    }
+    let reader = built.pop()?;
+    let writer = built.pop()?;
+    Some((writer, reader))
 }
