@@ -152,7 +152,15 @@ pub fn run(program: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
+
+    #[test]
+    fn both_command_lines_are_consistent() {
+        write_args::WriteArgs::command().debug_assert();
+        read_args::ReadArgs::command().debug_assert();
+    }
 
     #[test]
     fn sizes() {

@@ -142,13 +142,3 @@ impl ReadArgs {
         read(&opts, &mut std::io::stdout().lock())
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use clap::CommandFactory;
-
-    #[test]
-    fn cli_is_consistent() {
-        super::ReadArgs::command().debug_assert();
-    }
-}

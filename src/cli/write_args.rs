@@ -102,13 +102,3 @@ impl WriteArgs {
         write(&opts, &mut std::io::stdin().lock())
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use clap::CommandFactory;
-
-    #[test]
-    fn cli_is_consistent() {
-        super::WriteArgs::command().debug_assert();
-    }
-}
