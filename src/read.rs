@@ -4,12 +4,12 @@
 use std::io::Write;
 use std::time::Duration;
 
-use crate::address::{Address, Target};
-use crate::error::{Kind, failure, kind_of};
+use crate::address::Address;
+use crate::error::{Kind, failure};
 use crate::format::framed::Framed;
 use crate::format::ring::Ring;
 use crate::format::{self, Layout};
-use crate::segment::{Access, Segment};
+use crate::segment::{Access, Segment, timed_out};
 use crate::wait::{self, Deadline, RECHECK};
 use crate::{hex, info};
 
@@ -46,7 +46,14 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     let deadline = Deadline::after(opts.timeout);
     let waits = opts.wait || opts.timeout.is_some();
     let segment = if waits {
-        wait_for_segment(&target, deadline, opts.timeout)?
+        Segment::open_when(
+            &target,
+            Access::ReadOnly,
+            deadline,
+            opts.timeout,
+            "to exist",
+            |_| Ok(true),
+        )?
     } else {
         Segment::open(&target, Access::ReadOnly)?
     };
@@ -97,28 +104,6 @@ fn limit(data: &[u8], bytes: Option<u64>) -> &[u8] {
         Some(n) if n < data.len() => &data[..n],
         _ => data,
     }
-}
-
-fn timed_out(target: &Target, timeout: Option<Duration>, what: &str) -> anyhow::Error {
-    let after = timeout.map_or_else(String::new, |t| format!(" after {t:?}"));
-    failure(
-        Kind::TimedOut,
-        format!("timed out{after} waiting for {target} {what}"),
-    )
-}
-
-/// Opens the segment, retrying while it does not exist yet.
-fn wait_for_segment(
-    target: &Target,
-    deadline: Deadline,
-    timeout: Option<Duration>,
-) -> anyhow::Result<Segment> {
-    let found = wait::poll_until(deadline, || match Segment::open(target, Access::ReadOnly) {
-        Ok(segment) => Ok(Some(segment)),
-        Err(e) if kind_of(&e) == Some(Kind::NotFound) => Ok(None),
-        Err(e) => Err(e),
-    })?;
-    found.ok_or_else(|| timed_out(target, timeout, "to exist"))
 }
 
 /// Waits until a framed segment has had a version published, or a foreign

@@ -7,6 +7,7 @@
 //! detaches it; only [`Segment::remove`] destroys it.
 
 use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -14,8 +15,9 @@ use nix::libc;
 use nix::sys::stat::{FileStat, Mode, fchmod, fstat};
 
 use crate::address::{PosixName, Target};
-use crate::error::{Kind, failure};
+use crate::error::{Kind, failure, kind_of};
 use crate::os::{self, Mapping, ShmId, ShmKey, SysvStat};
+use crate::wait::{self, Deadline};
 
 /// Whether a segment is attached for reading only or also for writing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,6 +173,26 @@ impl Segment {
         })
     }
 
+    /// Opens the segment once it exists and `ready` accepts it, polling
+    /// until `deadline`. Running out is exit 124, with a message that says
+    /// what was awaited (`what`, after "waiting for SEGMENT") and for how
+    /// long (`timeout`).
+    pub fn open_when(
+        target: &Target,
+        access: Access,
+        deadline: Deadline,
+        timeout: Option<Duration>,
+        what: &str,
+        ready: impl Fn(&Segment) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<Segment> {
+        let found = wait::poll_until(deadline, || match Segment::open(target, access) {
+            Ok(segment) => Ok(ready(&segment)?.then_some(segment)),
+            Err(e) if kind_of(&e) == Some(Kind::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        })?;
+        found.ok_or_else(|| timed_out(target, timeout, what))
+    }
+
     /// How this segment is addressed, for messages.
     #[must_use]
     pub fn target(&self) -> &Target {
@@ -223,6 +245,15 @@ impl Segment {
             e => anyhow::Error::new(e).context(format!("cannot remove {}", self.target)),
         })
     }
+}
+
+/// The exit-124 error: what `target` was awaited for, and how long.
+pub fn timed_out(target: &Target, timeout: Option<Duration>, what: &str) -> anyhow::Error {
+    let after = timeout.map_or_else(String::new, |t| format!(" after {t:?}"));
+    failure(
+        Kind::TimedOut,
+        format!("timed out{after} waiting for {target} {what}"),
+    )
 }
 
 fn lookup_key(target: &Target, key: ShmKey) -> anyhow::Result<ShmId> {

@@ -11,13 +11,13 @@ use std::io;
 use std::os::fd::AsFd;
 use std::time::Duration;
 
-use crate::address::{Address, Target};
-use crate::error::{Kind, Outcome, failure, kind_of, outcome};
+use crate::address::Address;
+use crate::error::{Outcome, outcome};
 use crate::format::Layout;
 use crate::format::ring::Ring;
 use crate::progress::{Meter, Progress};
 use crate::segment::{Access, Create, Segment};
-use crate::wait::{self, Deadline};
+use crate::wait::Deadline;
 
 /// Ring size when `--size` is not given (see the benchmark in README).
 pub const DEFAULT_RING_SIZE: usize = 4 << 20;
@@ -68,7 +68,24 @@ pub fn read_stream(
 ) -> anyhow::Result<()> {
     let target = address.resolve()?;
     let segment = if wait_for_writer || timeout.is_some() {
-        wait_for_ring(&target, Deadline::after(timeout), timeout)?
+        let deadline = Deadline::after(timeout);
+        Segment::open_when(
+            &target,
+            Access::ReadWrite,
+            deadline,
+            timeout,
+            "to get a stream writer",
+            |segment| {
+                let map = segment.mapping();
+                match Layout::detect(map) {
+                    Layout::Ring => Ok(true),
+                    // Blank: a writer is still setting it up.
+                    _ if map.is_zero(0, map.len().min(64))? => Ok(false),
+                    // Anything else is not going to become a stream: say so.
+                    _ => Ring::open(map, &target).map(|_| false),
+                }
+            },
+        )?
     } else {
         Segment::open(&target, Access::ReadWrite)?
     };
@@ -89,35 +106,4 @@ pub fn read_stream(
         }
     }
     result.map(drop)
-}
-
-/// Opens the segment once it exists and a writer has made it a ring.
-fn wait_for_ring(
-    target: &Target,
-    deadline: Deadline,
-    timeout: Option<Duration>,
-) -> anyhow::Result<Segment> {
-    let found = wait::poll_until(deadline, || {
-        match Segment::open(target, Access::ReadWrite) {
-            Ok(segment) => {
-                let map = segment.mapping();
-                let blank = map.is_zero(0, map.len().min(64))?;
-                match Layout::detect(map) {
-                    Layout::Ring => Ok(Some(segment)),
-                    // A writer is still setting it up.
-                    _ if blank => Ok(None),
-                    _ => Ring::open(map, target).map(|_| None),
-                }
-            }
-            Err(e) if kind_of(&e) == Some(Kind::NotFound) => Ok(None),
-            Err(e) => Err(e),
-        }
-    })?;
-    found.ok_or_else(|| {
-        let after = timeout.map_or_else(String::new, |t| format!(" after {t:?}"));
-        failure(
-            Kind::TimedOut,
-            format!("timed out{after} waiting for a stream writer on {target}"),
-        )
-    })
 }

@@ -21,7 +21,10 @@ const NOT_RUN: &[(&str, &str)] = &[
         ".ci/run runs it literally",
     ),
     ("cargo test --release", "it is what runs this test"),
-    ("cargo install --path .", ".ci/run installs into a scratch root"),
+    (
+        "cargo install --path .",
+        ".ci/run installs into a scratch root",
+    ),
     (
         "cargo run --example assets -- target/assets",
         "the generation is tested in tests/ecosystem.rs",
