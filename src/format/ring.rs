@@ -131,19 +131,25 @@ impl<'a> Ring<'a> {
                 ),
             )
         })?;
-        let writer = map.atomic_u32(OFF_WRITER_PID)?;
-        let me = wait::my_pid();
-        if !map.is_zero(0, map.len())?
-            || writer
-                .compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-        {
+        if !map.is_zero(0, map.len())? {
             return Err(failure(
                 Kind::Failed,
                 format!(
                     "{target} already holds data, so it cannot become a stream; use another address, \
                      or remove it first: shm-read --remove {} > /dev/null",
                     target.flag()
+                ),
+            ));
+        }
+        // Two writers racing for the same blank segment: one wins.
+        let writer = map.atomic_u32(OFF_WRITER_PID)?;
+        if let Err(pid) =
+            writer.compare_exchange(0, wait::my_pid(), Ordering::AcqRel, Ordering::Acquire)
+        {
+            return Err(failure(
+                Kind::Failed,
+                format!(
+                    "{target} already has a stream writer (pid {pid}); only one writer per stream"
                 ),
             ));
         }
