@@ -158,7 +158,7 @@ impl Target {
     pub fn flag(&self) -> String {
         match self {
             Target::Key {
-                ftok: Some((path, 65)),
+                ftok: Some((path, CLASSIC_PROJ_ID)),
                 ..
             } => format!("-f {}", path.display()),
             Target::Key {

@@ -251,12 +251,6 @@ impl Mapping {
         self.len == 0
     }
 
-    /// Whether this mapping may be written.
-    #[must_use]
-    pub fn is_writable(&self) -> bool {
-        self.writable
-    }
-
     fn span(&self, offset: usize, len: usize) -> Result<*mut u8, OutOfBounds> {
         let end = offset.checked_add(len).ok_or(OutOfBounds)?;
         if end > self.len {

@@ -23,9 +23,6 @@ pub const RECHECK: Duration = Duration::from_millis(50);
 pub struct Deadline(Option<Instant>);
 
 impl Deadline {
-    /// Never expires.
-    pub const NEVER: Deadline = Deadline(None);
-
     /// Expires `timeout` from now, or never.
     #[must_use]
     pub fn after(timeout: Option<Duration>) -> Deadline {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::address::{Address, PosixName, parse_id, parse_key, parse_proj_id};
+use crate::address::{Address, CLASSIC_PROJ_ID, PosixName, parse_id, parse_key, parse_proj_id};
 use crate::error::{Outcome, outcome};
 use crate::os::{ShmId, ShmKey};
 pub use crate::progress::Progress;
@@ -30,7 +30,7 @@ pub struct SegmentArgs {
     pub file: Option<PathBuf>,
 
     /// Project id for --file (only its low 8 bits count; 0 is refused)
-    #[arg(long, value_name = "N", default_value = "65", value_parser = parse_proj_id, requires = "file")]
+    #[arg(long, value_name = "N", default_value_t = CLASSIC_PROJ_ID, value_parser = parse_proj_id, requires = "file")]
     pub proj_id: u8,
 
     /// Existing System V segment by id, as ipcs -m prints it
