@@ -52,8 +52,13 @@ impl Address {
         } else {
             base
         };
+        let origin = if stream {
+            Origin::DefaultStream
+        } else {
+            Origin::Default
+        };
         PosixName::parse(&name)
-            .map(Address::Name)
+            .map(|name| Address::Name(name.with_origin(origin)))
             .map_err(|e| failure(Kind::Usage, format!("${DEFAULT_NAME_ENV}: {e}")))
     }
 
@@ -88,9 +93,34 @@ impl Address {
     }
 }
 
-/// A POSIX shared memory name, stored without its leading slash.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PosixName(String);
+/// Where a POSIX name came from: the user, or the per-user default. The
+/// default is trusted only when the user owns it (see `segment`), and hints
+/// address it again the way the user did: with no option at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Given with `-n` (or found by `--list`).
+    Given,
+    /// The snapshot default: `shm-tools-UID` or `$SHM_TOOLS_NAME`.
+    Default,
+    /// The stream default: the snapshot default plus `.stream`.
+    DefaultStream,
+}
+
+/// A POSIX shared memory name, stored without its leading slash. Two names
+/// are equal when they name the same object, whatever their origin.
+#[derive(Debug, Clone)]
+pub struct PosixName {
+    name: String,
+    origin: Origin,
+}
+
+impl PartialEq for PosixName {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for PosixName {}
 
 impl PosixName {
     /// Accepts `name` or `/name`; refuses empty names, `.`/`..`, another
@@ -114,25 +144,48 @@ impl PosixName {
                 name.len()
             ));
         }
-        Ok(PosixName(name.to_owned()))
+        Ok(PosixName {
+            name: name.to_owned(),
+            origin: Origin::Given,
+        })
+    }
+
+    /// The same name, marked as coming from `origin`.
+    #[must_use]
+    pub fn with_origin(mut self, origin: Origin) -> PosixName {
+        self.origin = origin;
+        self
+    }
+
+    /// Where the name came from.
+    #[must_use]
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+
+    /// Whether this is one of the per-user default names, which must be
+    /// owned by the user and writable by nobody else.
+    #[must_use]
+    pub fn is_default(&self) -> bool {
+        self.origin != Origin::Given
     }
 
     /// The name as shm_open takes it: `/name`.
     #[must_use]
     pub fn shm_open_name(&self) -> String {
-        format!("/{}", self.0)
+        format!("/{}", self.name)
     }
 
     /// The name without the slash.
     #[must_use]
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.name
     }
 
     /// Where Linux shows the object: `/dev/shm/name`.
     #[must_use]
     pub fn dev_shm_path(&self) -> PathBuf {
-        PathBuf::from("/dev/shm").join(&self.0)
+        PathBuf::from("/dev/shm").join(&self.name)
     }
 }
 
@@ -153,7 +206,11 @@ pub enum Target {
 }
 
 impl Target {
-    /// The option that addresses this target again, for hints in messages.
+    /// The option that addresses this target again in a snapshot command
+    /// (`shm-read`, `shm-write` without `--stream`), for hints in messages:
+    /// empty for the snapshot default, which those commands find without
+    /// one; the stream default needs its name, since they would find the
+    /// snapshot default instead.
     #[must_use]
     pub fn flag(&self) -> String {
         match self {
@@ -169,7 +226,29 @@ impl Target {
             }
             Target::Key { key, .. } => format!("-k {key}"),
             Target::Id(id) => format!("-i {id}"),
+            Target::Name(name) if name.origin() == Origin::Default => String::new(),
             Target::Name(name) => format!("-n {}", name.as_str()),
+        }
+    }
+
+    /// `command` followed by [`Target::flag`], for hints: `shm-write`, or
+    /// `shm-write -n NAME`.
+    #[must_use]
+    pub fn command(&self, command: &str) -> String {
+        let flag = self.flag();
+        if flag.is_empty() {
+            command.to_owned()
+        } else {
+            format!("{command} {flag}")
+        }
+    }
+
+    /// The POSIX name, if this is one.
+    #[must_use]
+    pub fn posix_name(&self) -> Option<&PosixName> {
+        match self {
+            Target::Name(name) => Some(name),
+            _ => None,
         }
     }
 }
@@ -251,6 +330,22 @@ mod tests {
         assert!(PosixName::parse("..").is_err());
         assert!(PosixName::parse(&"n".repeat(256)).is_err());
         assert!(PosixName::parse(&"n".repeat(255)).is_ok());
+    }
+
+    #[test]
+    fn hints_address_the_default_as_the_user_did() {
+        let name = PosixName::parse("shm-tools-0").unwrap();
+        let given = Target::Name(name.clone());
+        assert_eq!(given.command("shm-write"), "shm-write -n shm-tools-0");
+        let default = Target::Name(name.clone().with_origin(Origin::Default));
+        assert_eq!(default.command("shm-write"), "shm-write");
+        assert_eq!(default, given, "the origin does not change which object");
+        let stream = PosixName::parse("shm-tools-0.stream").unwrap();
+        let stream = Target::Name(stream.with_origin(Origin::DefaultStream));
+        assert_eq!(
+            stream.command("shm-read --remove"),
+            "shm-read --remove -n shm-tools-0.stream"
+        );
     }
 
     #[test]

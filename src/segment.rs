@@ -1,20 +1,27 @@
 //! How a segment is found, created, attached and removed.
 //!
 //! Contract: [`Segment::open`] attaches an existing segment and never
-//! creates or removes one; [`Segment::open_or_create`] creates when missing
-//! and removes what it created if it fails before handing it over. Every
-//! error names the segment and says what to do. Dropping a `Segment`
-//! detaches it; only [`Segment::remove`] destroys it.
+//! creates or removes one; [`Segment::open_or_create`] creates when missing.
+//! A POSIX object is prepared (mode, size, reserved space) before it gets
+//! its name, so nobody ever sees it half-made; once a segment is visible to
+//! others it is never removed on a later failure, because a racing writer
+//! may already have published into it. Whatever stands behind a POSIX name
+//! is checked on the opened descriptor: it must be a regular file, and the
+//! per-user default must belong to the user and be writable by nobody
+//! else. [`Segment::remove`] acts on the object this process holds, never
+//! on whatever the name means by then. Every error names the segment and
+//! says what to do. Dropping a `Segment` detaches it.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
+use nix::fcntl::{AT_FDCWD, AtFlags, FallocateFlags, OFlag, RenameFlags};
 use nix::libc;
-use nix::sys::stat::{FileStat, Mode, fchmod, fstat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, lstat};
 
-use crate::address::{PosixName, Target};
+use crate::address::{Origin, PosixName, Target};
 use crate::error::{Kind, failure, kind_of};
 use crate::os::{self, Mapping, ShmId, ShmKey, SysvStat};
 use crate::wait::{self, Deadline};
@@ -39,11 +46,13 @@ pub struct Create {
     pub exclusive: bool,
 }
 
-/// What removes a half-made segment.
-enum Undo {
-    Sysv(ShmId),
-    Posix(String),
-}
+/// Where Linux keeps POSIX shared memory objects (glibc's shm_open
+/// opens `/dev/shm/NAME`).
+const SHM_DIR: &str = "/dev/shm";
+
+/// How often a name that vanishes between "it exists" and opening it is
+/// tried again before giving up.
+const CREATE_ATTEMPTS: usize = 8;
 
 #[derive(Debug)]
 enum Handle {
@@ -84,13 +93,10 @@ impl Segment {
             Target::Key { key, .. } => Handle::Sysv(lookup_key(target, *key)?, None),
             Target::Id(id) => Handle::Sysv(*id, None),
             Target::Name(name) => {
-                let flags = match access {
-                    Access::ReadOnly => OFlag::O_RDONLY,
-                    Access::ReadWrite => OFlag::O_RDWR,
-                };
-                let fd =
-                    nix::sys::mman::shm_open(name.shm_open_name().as_str(), flags, Mode::empty())
-                        .map_err(|e| open_error(target, e))?;
+                let fd = open_posix(target, name, access)?;
+                if access == Access::ReadWrite {
+                    reserve_space(&fd, target, 0)?;
+                }
                 Handle::Posix {
                     fd,
                     name: name.clone(),
@@ -101,8 +107,12 @@ impl Segment {
     }
 
     /// Attaches the segment, creating it first when it does not exist.
-    /// Returns whether this call created it.
+    /// Returns whether this call created it. A segment it created is never
+    /// removed again, even if attaching fails: it was visible (System V:
+    /// zero-filled; POSIX: complete) from the moment it existed, so another
+    /// writer may already be using it.
     pub fn open_or_create(target: &Target, create: &Create) -> anyhow::Result<(Segment, bool)> {
+        refuse_shared_default(target, create.mode)?;
         let mode = libc::c_int::try_from(create.mode & 0o777).unwrap_or(0o600);
         let (handle, created) = match target {
             Target::Id(id) => (Handle::Sysv(*id, None), false),
@@ -123,24 +133,8 @@ impl Segment {
             }
             Target::Name(name) => create_posix(target, name, create)?,
         };
-        let undo = match &handle {
-            Handle::Sysv(id, _) => Undo::Sysv(*id),
-            Handle::Posix { name, .. } => Undo::Posix(name.shm_open_name()),
-        };
-        match Segment::attach(target, handle, Access::ReadWrite) {
-            Ok(segment) => Ok((segment, created)),
-            Err(e) => {
-                if created {
-                    // Half-made and ours: remove it. A failure here only adds
-                    // a leftover to the original error, which says more.
-                    let _ = match undo {
-                        Undo::Sysv(id) => os::shm_remove(id),
-                        Undo::Posix(name) => nix::sys::mman::shm_unlink(name.as_str()),
-                    };
-                }
-                Err(e)
-            }
-        }
+        let segment = Segment::attach(target, handle, Access::ReadWrite)?;
+        Ok((segment, created))
     }
 
     fn attach(target: &Target, mut handle: Handle, access: Access) -> anyhow::Result<Segment> {
@@ -233,12 +227,21 @@ impl Segment {
         }
     }
 
-    /// Removes the segment: IPC_RMID (it disappears when the last process
-    /// detaches) or shm_unlink.
+    /// Removes the segment this process holds: IPC_RMID by id (it
+    /// disappears when the last process detaches), or shm_unlink of the
+    /// name only while the name still leads to our object. A name that is
+    /// gone, or now leads to another object, means ours is unreachable
+    /// already: that is success, and the other object is left alone.
+    ///
+    /// What remains for POSIX: between comparing the name's device and
+    /// inode with ours and unlinking it, someone could replace the object
+    /// behind the name, and that newcomer would be unlinked (it stays
+    /// usable by whoever has it open, but loses its name). Linux has no
+    /// "unlink if it is this inode" call; the window is a few microseconds.
     pub fn remove(&self) -> anyhow::Result<()> {
         let result = match &self.handle {
             Handle::Sysv(id, _) => os::shm_remove(*id),
-            Handle::Posix { name, .. } => nix::sys::mman::shm_unlink(name.shm_open_name().as_str()),
+            Handle::Posix { fd, name } => remove_posix(fd, name),
         };
         result.map_err(|e| match e {
             Errno::EPERM | Errno::EACCES => permission_error(&self.target, "remove"),
@@ -266,53 +269,298 @@ fn lookup_key(target: &Target, key: ShmKey) -> anyhow::Result<ShmId> {
     os::shmget(key, 0, 0).map_err(|e| open_error(target, e))
 }
 
+/// Refuses, before anything exists, to create the per-user default with a
+/// mode that lets others write it: such a default would be refused by every
+/// later read and write (see [`verify_posix`]).
+fn refuse_shared_default(target: &Target, mode: u32) -> anyhow::Result<()> {
+    match target {
+        Target::Name(name) if name.is_default() && mode & 0o022 != 0 => Err(failure(
+            Kind::Usage,
+            format!(
+                "-m {mode:04o} would let other users write {target}, your default segment, which must \
+                 stay private; for a shared segment give it a name: -n NAME -m {mode:04o}"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Opens an existing POSIX object without following a symlink (glibc adds
+/// O_NOFOLLOW) and without blocking (a FIFO would block forever), then
+/// checks on the descriptor what it is.
+fn open_posix(target: &Target, name: &PosixName, access: Access) -> anyhow::Result<OwnedFd> {
+    let flags = match access {
+        Access::ReadOnly => OFlag::O_RDONLY,
+        Access::ReadWrite => OFlag::O_RDWR,
+    } | OFlag::O_NONBLOCK;
+    let fd = nix::sys::mman::shm_open(name.shm_open_name().as_str(), flags, Mode::empty())
+        .map_err(|e| open_posix_error(target, name, e))?;
+    verify_posix(&fd, target, name)?;
+    Ok(fd)
+}
+
+/// Checks what the descriptor leads to: a regular file (what shm_open
+/// makes), and, for the per-user default, one that belongs to the
+/// effective user and that group and others cannot write (the rule for
+/// XDG_RUNTIME_DIR and OpenSSH's StrictModes). Done on the descriptor, so
+/// nothing can be swapped in between the check and the use.
+fn verify_posix(fd: &OwnedFd, target: &Target, name: &PosixName) -> anyhow::Result<()> {
+    let stat = fstat(fd).map_err(|e| open_error(target, e))?;
+    let kind = SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits());
+    if kind != SFlag::S_IFREG {
+        return Err(not_an_object(target, name, file_kind(kind)));
+    }
+    if name.is_default() {
+        let me = nix::unistd::geteuid().as_raw();
+        let mode = stat.st_mode & 0o7777;
+        let path = name.dev_shm_path();
+        let path = path.display();
+        if stat.st_uid != me {
+            let owner = user_name(stat.st_uid);
+            return Err(failure(
+                Kind::Failed,
+                format!(
+                    "refusing {target}: it is your default segment but belongs to user {owner} \
+                     (mode {mode:04o}), who would control what you write and read there; \
+                     have {owner} or root remove it (rm {path}), or name a segment with -n NAME"
+                ),
+            ));
+        }
+        if mode & 0o022 != 0 {
+            return Err(failure(
+                Kind::Failed,
+                format!(
+                    "refusing {target}: it is your default segment but group or others may write it \
+                     (mode {mode:04o}); make it private (chmod 600 {path}), or name a shared \
+                     segment with -n NAME"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// "a FIFO", "a directory", ...: what stands behind a name instead of a
+/// shared memory object.
+fn file_kind(kind: SFlag) -> &'static str {
+    match kind {
+        SFlag::S_IFIFO => "a FIFO (named pipe)",
+        SFlag::S_IFDIR => "a directory",
+        SFlag::S_IFLNK => "a symbolic link (not followed: it could lead anywhere)",
+        SFlag::S_IFSOCK => "a socket",
+        SFlag::S_IFCHR => "a character device",
+        SFlag::S_IFBLK => "a block device",
+        _ => "something other than a regular file",
+    }
+}
+
+fn not_an_object(target: &Target, name: &PosixName, what: &str) -> anyhow::Error {
+    let path = name.dev_shm_path();
+    let remove = if what == "a directory" { "rmdir" } else { "rm" };
+    failure(
+        Kind::Failed,
+        format!(
+            "{target} is not a shared memory object: {} is {what}; remove it ({remove} {}) \
+             or use another name",
+            path.display(),
+            path.display()
+        ),
+    )
+}
+
+/// Explains a failed shm_open of an existing POSIX name. What the other
+/// errors mean (a directory is EINVAL from glibc, a socket ENXIO, ...) is
+/// told apart with lstat, for the message only: the kernel decided.
+fn open_posix_error(target: &Target, name: &PosixName, e: Errno) -> anyhow::Error {
+    match e {
+        // O_NOFOLLOW's answer for a symlink.
+        Errno::ELOOP => not_an_object(target, name, file_kind(SFlag::S_IFLNK)),
+        Errno::ENOENT | Errno::EACCES | Errno::EPERM => open_error(target, e),
+        e => match lstat(&name.dev_shm_path()) {
+            Ok(stat) if stat.st_mode & SFlag::S_IFMT.bits() != SFlag::S_IFREG.bits() => {
+                let kind = SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits());
+                not_an_object(target, name, file_kind(kind))
+            }
+            _ => open_error(target, e),
+        },
+    }
+}
+
+/// Opens the object behind `name` for writing, creating it when missing,
+/// and makes sure its space is reserved.
 fn create_posix(
     target: &Target,
     name: &PosixName,
     create: &Create,
 ) -> anyhow::Result<(Handle, bool)> {
-    let mode = Mode::from_bits_truncate(create.mode & 0o777);
-    let open_name = name.shm_open_name();
-    let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL;
-    let (fd, created) = match nix::sys::mman::shm_open(open_name.as_str(), flags, mode) {
-        Ok(fd) => (fd, true),
-        Err(Errno::EEXIST) if create.exclusive => return Err(exists_error(target)),
-        Err(Errno::EEXIST) => {
-            let fd = nix::sys::mman::shm_open(open_name.as_str(), OFlag::O_RDWR, Mode::empty())
-                .map_err(|e| open_error(target, e))?;
-            (fd, false)
-        }
-        Err(e) => return Err(create_error(target, create.size, e)),
+    let handle = |fd| Handle::Posix {
+        fd,
+        name: name.clone(),
     };
-    // A new object, or one someone created but never sized, gets its size
-    // now; the space is reserved so a full /dev/shm fails here, not as a
-    // SIGBUS in the middle of a write.
-    if created || posix_size(&fd, target)? == 0 {
-        let sized = (|| {
-            if created {
-                // shm_open applied the umask; -m is meant exactly, as shmget does it.
-                fchmod(&fd, mode)?;
+    for _ in 0..CREATE_ATTEMPTS {
+        if !create.exclusive {
+            match open_posix(target, name, Access::ReadWrite) {
+                Ok(fd) => {
+                    // One that someone created but never sized gets our size.
+                    reserve_space(&fd, target, create.size)?;
+                    return Ok((handle(fd), false));
+                }
+                Err(e) if kind_of(&e) == Some(Kind::NotFound) => {}
+                Err(e) => return Err(e),
             }
-            let len = libc::off_t::try_from(create.size).map_err(|_| Errno::EFBIG)?;
-            nix::unistd::ftruncate(&fd, len)?;
-            nix::fcntl::posix_fallocate(&fd, 0, len)
-        })();
-        if let Err(e) = sized {
-            if created {
-                // Half-made: ours to remove. Failing to is harmless to report
-                // less than the original error.
-                let _ = nix::sys::mman::shm_unlink(open_name.as_str());
-            }
-            return Err(create_error(target, create.size, e));
+        }
+        match create_named(name, create) {
+            Ok(Some(fd)) => return Ok((handle(fd), true)),
+            Ok(None) if create.exclusive => return Err(exists_error(target)),
+            // Someone else's came first: open that one.
+            Ok(None) => {}
+            Err(e) => return Err(create_error(target, create.size, e)),
         }
     }
-    Ok((
-        Handle::Posix {
-            fd,
-            name: name.clone(),
-        },
-        created,
+    Err(failure(
+        Kind::Failed,
+        format!(
+            "{target} keeps appearing and disappearing: another program is creating and removing it; \
+             try again, or use another name"
+        ),
     ))
+}
+
+/// Creates a POSIX object under `name` atomically: made unnamed (O_TMPFILE
+/// in /dev/shm), given its exact mode, size and reserved space, and only
+/// then linked under the name, which fails if the name exists. So nobody
+/// ever sees it half-made, and there is never anything to undo. Returns
+/// None when the name exists already.
+fn create_named(name: &PosixName, create: &Create) -> Result<Option<OwnedFd>, Errno> {
+    let mode = Mode::from_bits_truncate(create.mode & 0o777);
+    let len = libc::off_t::try_from(create.size).map_err(|_| Errno::EFBIG)?;
+    let path = name.dev_shm_path();
+    let fd = match nix::fcntl::open(
+        SHM_DIR,
+        OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC,
+        mode,
+    ) {
+        Ok(fd) => fd,
+        // No O_TMPFILE here (old kernel, or not a tmpfs).
+        Err(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL) => {
+            return create_by_rename(&path, mode, len);
+        }
+        Err(e) => return Err(e),
+    };
+    prepare_new(&fd, mode, len)?;
+    let by_proc = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    match nix::unistd::linkat(
+        AT_FDCWD,
+        by_proc.as_str(),
+        AT_FDCWD,
+        &path,
+        AtFlags::AT_SYMLINK_FOLLOW,
+    ) {
+        Ok(()) => Ok(Some(fd)),
+        Err(Errno::EEXIST) => Ok(None),
+        // No /proc to link from.
+        Err(Errno::ENOENT) if !std::path::Path::new("/proc/self/fd").exists() => {
+            create_by_rename(&path, mode, len)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The fallback without O_TMPFILE: prepare the object under a unique
+/// temporary name, then rename it to `path` without replacing anything.
+/// The temporary name is removed on every failure.
+fn create_by_rename(
+    path: &std::path::Path,
+    mode: Mode,
+    len: libc::off_t,
+) -> Result<Option<OwnedFd>, Errno> {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let temp = format!(
+        "{SHM_DIR}/.shm-tools-new-{}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        crate::format::now_ns()
+    );
+    let flags =
+        OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = nix::fcntl::open(temp.as_str(), flags, mode)?;
+    let named = prepare_new(&fd, mode, len).and_then(|()| {
+        nix::fcntl::renameat2(
+            AT_FDCWD,
+            temp.as_str(),
+            AT_FDCWD,
+            path,
+            RenameFlags::RENAME_NOREPLACE,
+        )
+    });
+    match named {
+        Ok(()) => Ok(Some(fd)),
+        Err(e) => {
+            // Ours alone: nobody else knows the temporary name. A failure
+            // to remove it matters less than the error that explains.
+            let _ = nix::unistd::unlink(temp.as_str());
+            if e == Errno::EEXIST { Ok(None) } else { Err(e) }
+        }
+    }
+}
+
+/// Gives a new, still private object its exact mode (the umask is not
+/// applied, as shmget does it) and its size, with the space reserved.
+fn prepare_new(fd: &OwnedFd, mode: Mode, len: libc::off_t) -> Result<(), Errno> {
+    fchmod(fd, mode)?;
+    nix::fcntl::fallocate(fd, FallocateFlags::empty(), 0, len)
+}
+
+/// Reserves the whole of an existing object opened for writing, so a full
+/// /dev/shm fails here, with a message, instead of as a SIGBUS halfway
+/// through a write: another program (Python's SharedMemory, for one) may
+/// have sized it with ftruncate alone, leaving it sparse. A 0-byte object
+/// is grown to `size_if_empty` (0: left as it is). fallocate(2) itself, not
+/// posix_fallocate(3): glibc's fallback for file systems without it writes
+/// into the object, which must not race the writers using it.
+fn reserve_space(fd: &OwnedFd, target: &Target, size_if_empty: usize) -> anyhow::Result<()> {
+    let size = match posix_size(fd, target)? {
+        0 => size_if_empty,
+        size => size,
+    };
+    if size == 0 {
+        return Ok(());
+    }
+    let len = libc::off_t::try_from(size).map_err(|_| space_error(target, size))?;
+    match nix::fcntl::fallocate(fd, FallocateFlags::empty(), 0, len) {
+        Ok(()) | Err(Errno::EOPNOTSUPP) => Ok(()),
+        Err(Errno::ENOSPC | Errno::EFBIG) => Err(space_error(target, size)),
+        Err(e) => Err(anyhow::Error::new(e).context(format!(
+            "cannot reserve space for the {size} bytes of {target}"
+        ))),
+    }
+}
+
+fn space_error(target: &Target, size: usize) -> anyhow::Error {
+    failure(
+        Kind::Failed,
+        format!(
+            "cannot reserve the {size} bytes of {target}: not enough space in /dev/shm \
+             (df -h /dev/shm; its size is a tmpfs mount option); free space there and try again \
+             — nothing was written"
+        ),
+    )
+}
+
+/// shm_unlink of `name`, but only while it still leads to the object `fd`
+/// holds (same device and inode). See [`Segment::remove`] for what remains.
+fn remove_posix(fd: &OwnedFd, name: &PosixName) -> Result<(), Errno> {
+    let ours = fstat(fd)?;
+    match lstat(&name.dev_shm_path()) {
+        Ok(there) if there.st_dev == ours.st_dev && there.st_ino == ours.st_ino => {}
+        // Gone, or another object now: ours cannot be reached by name any more.
+        Ok(_) | Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    match nix::sys::mman::shm_unlink(name.shm_open_name().as_str()) {
+        Ok(()) | Err(Errno::ENOENT) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 fn posix_size(fd: &OwnedFd, target: &Target) -> anyhow::Result<usize> {
@@ -327,7 +575,7 @@ fn owner_and_mode(target: &Target) -> Option<(u32, u32)> {
     match target {
         Target::Name(name) => {
             use std::os::unix::fs::MetadataExt;
-            let meta = std::fs::metadata(name.dev_shm_path()).ok()?;
+            let meta = std::fs::symlink_metadata(name.dev_shm_path()).ok()?;
             Some((meta.uid(), meta.mode() & 0o7777))
         }
         Target::Key { key, .. } => sysvipc_row(|k, _| k == key.as_raw()),
@@ -375,7 +623,13 @@ fn open_error(target: &Target, e: Errno) -> anyhow::Error {
         Errno::ENOENT | Errno::EINVAL | Errno::EIDRM => {
             let hint = match target {
                 Target::Id(_) => "ipcs -m lists the ids that exist".to_owned(),
-                _ => format!("create it with: echo hello | shm-write {}", target.flag()),
+                Target::Name(name) if name.origin() == Origin::DefaultStream => {
+                    "start a stream with: producer | shm-write --stream".to_owned()
+                }
+                _ => format!(
+                    "create it with: echo hello | {}",
+                    target.command("shm-write")
+                ),
             };
             failure(
                 Kind::NotFound,
@@ -391,8 +645,8 @@ fn exists_error(target: &Target) -> anyhow::Error {
         Kind::Failed,
         format!(
             "{target} already exists and -x/--exclusive was given; drop -x to write into it, \
-             or remove it first with: shm-read --remove {} > /dev/null",
-            target.flag()
+             or remove it first with: {} > /dev/null",
+            target.command("shm-read --remove")
         ),
     )
 }
@@ -424,4 +678,53 @@ fn create_error(target: &Target, size: usize, e: Errno) -> anyhow::Error {
         (_, e) => format!("cannot create {target} with {size} bytes: {}", e.desc()),
     };
     failure(Kind::Failed, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leftovers() -> usize {
+        let ours = format!(".shm-tools-new-{}-", std::process::id());
+        std::fs::read_dir(SHM_DIR).map_or(0, |dir| {
+            dir.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&ours))
+                .count()
+        })
+    }
+
+    #[test]
+    fn creation_is_complete_exact_and_never_replaces() {
+        let name = PosixName::parse(&format!("shm-tools-unit-{}", std::process::id())).unwrap();
+        let path = name.dev_shm_path();
+        let create = Create {
+            size: 8192,
+            mode: 0o640,
+            exclusive: true,
+        };
+        let mode = Mode::from_bits_truncate(0o640);
+        for by_rename in [false, true] {
+            let first = if by_rename {
+                create_by_rename(&path, mode, 8192)
+            } else {
+                create_named(&name, &create)
+            };
+            let fd = first.unwrap().expect("the name was free");
+            let stat = fstat(&fd).unwrap();
+            assert_eq!(stat.st_size, 8192);
+            assert_eq!(stat.st_mode & 0o777, 0o640, "umask not applied");
+            assert!(stat.st_blocks * 512 >= 8192, "space is reserved");
+            let again = if by_rename {
+                create_by_rename(&path, mode, 8192)
+            } else {
+                create_named(&name, &create)
+            };
+            assert!(
+                again.unwrap().is_none(),
+                "an existing name is never replaced"
+            );
+            assert_eq!(leftovers(), 0, "the temporary name is gone");
+            nix::unistd::unlink(&path).unwrap();
+        }
+    }
 }

@@ -6,9 +6,10 @@ use std::io::{BufRead, BufReader, Read};
 use anyhow::Context;
 
 use crate::address::{Address, Target};
+use crate::error::{Kind, failure, kind_of};
 use crate::format::framed::{self, Framed, Publish};
-use crate::format::raw;
-use crate::segment::{Create, Segment};
+use crate::format::{Layout, raw};
+use crate::segment::{Access, Create, Segment};
 
 /// Segments are never created smaller than this, so a classic reader's
 /// `shmget(key, 1024, ...)` finds them big enough.
@@ -92,30 +93,36 @@ struct Writer<'o> {
 }
 
 impl<'o> Writer<'o> {
-    /// Opens or creates the segment and publishes the first version. A
-    /// segment this call created is removed again if that first publish
-    /// fails, so a failed write leaves nothing behind.
+    /// Opens or creates the segment and publishes the first version.
+    ///
+    /// A segment, once created, is never removed again when that publish
+    /// fails: others can see it from the moment it exists, and a racing
+    /// writer may already have published into it. So what can be known to
+    /// fail is refused before anything is created: a `--size` too small
+    /// for the first input (an existing segment has its own size, so it is
+    /// tried).
     fn start(
         target: &Target,
         opts: &'o WriteOptions,
         size: usize,
         first: &[u8],
     ) -> anyhow::Result<Writer<'o>> {
-        let create = Create {
-            size,
-            mode: opts.mode,
-            exclusive: opts.exclusive,
-        };
-        let (segment, created) = Segment::open_or_create(target, &create)?;
-        let writer = Writer { segment, opts };
-        if let Err(e) = writer.publish(first) {
-            if created {
-                // The segment is ours and holds nothing; a failure to remove
-                // it matters less than the error that explains why.
-                let _ = writer.segment.remove();
+        let segment = if fits(size, first.len(), opts.raw) {
+            let create = Create {
+                size,
+                mode: opts.mode,
+                exclusive: opts.exclusive,
+            };
+            Segment::open_or_create(target, &create)?.0
+        } else {
+            match Segment::open(target, Access::ReadWrite) {
+                Ok(segment) if !opts.exclusive => segment,
+                Err(e) if kind_of(&e) != Some(Kind::NotFound) => return Err(e),
+                _ => return Err(size_too_small(target, size, first.len(), opts.raw)),
             }
-            return Err(e);
-        }
+        };
+        let writer = Writer { segment, opts };
+        writer.publish(first)?;
         Ok(writer)
     }
 
@@ -123,6 +130,7 @@ impl<'o> Writer<'o> {
         let map = self.segment.mapping();
         let target = self.segment.target();
         if self.opts.raw {
+            refuse_raw_over_ours(map, target)?;
             return raw::write_c_string(map, target, data, self.opts.append);
         }
         let how = if self.opts.append {
@@ -132,6 +140,58 @@ impl<'o> Writer<'o> {
         };
         Framed::for_writing(map, target)?.publish(data, how)
     }
+}
+
+/// Whether a new segment of `size` bytes holds `len` bytes of input.
+fn fits(size: usize, len: usize, raw: bool) -> bool {
+    if raw {
+        len <= size
+    } else {
+        framed::capacity_for(size).is_some_and(|capacity| capacity >= len)
+    }
+}
+
+/// The up-front refusal of a `--size` that cannot hold the input.
+fn size_too_small(target: &Target, size: usize, len: usize, raw: bool) -> anyhow::Error {
+    let (holds, needed) = if raw {
+        (size, len)
+    } else {
+        (
+            framed::capacity_for(size).unwrap_or(0),
+            framed::size_for(len).unwrap_or(usize::MAX),
+        )
+    };
+    let layout = if raw {
+        "as a C string"
+    } else {
+        "with the shm-tools header (128 bytes, then two slots)"
+    };
+    failure(
+        Kind::Failed,
+        format!(
+            "--size {size} holds at most {holds} bytes {layout}, but the input is {len} bytes; \
+             {target} was not created; give a --size of {} or more",
+            framed::suggest_size(needed)
+        ),
+    )
+}
+
+/// `--raw` writes from offset 0 with no header: over one of our layouts it
+/// would destroy the header and leave a foreign segment, so it is refused.
+fn refuse_raw_over_ours(map: &crate::os::Mapping, target: &Target) -> anyhow::Result<()> {
+    let what = match Layout::detect(map) {
+        Layout::Foreign => return Ok(()),
+        Layout::Framed => "a shm-tools snapshot (written by shm-write without --raw)",
+        Layout::Ring => "the ring of a `shm-write --stream`",
+    };
+    Err(failure(
+        Kind::Failed,
+        format!(
+            "{target} holds {what}; --raw would overwrite its header and leave it unreadable as \
+             such. Write without --raw, or remove it first: {} > /dev/null",
+            target.command("shm-read --remove")
+        ),
+    ))
 }
 
 #[cfg(test)]

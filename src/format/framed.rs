@@ -105,6 +105,12 @@ impl<'a> Framed<'a> {
     /// zero, or zero but for the header fields another writer is setting up
     /// right now) becomes an empty framed one; anything else is refused, so
     /// a foreign layout is never silently overwritten.
+    ///
+    /// Racing writers: the magic is stored last and never cleared, so a
+    /// segment that was not framed at the first look but is no longer blank
+    /// may have been initialised (and published into) by another writer
+    /// meanwhile. It is looked at again, and refused only if it is still
+    /// not framed.
     pub fn for_writing(map: &'a Mapping, target: &'a Target) -> anyhow::Result<Framed<'a>> {
         if Layout::detect(map) == Layout::Framed {
             return Framed::open(map, target);
@@ -114,14 +120,34 @@ impl<'a> Framed<'a> {
         if blank {
             return Framed::initialize(map, target);
         }
-        Err(failure(
-            Kind::Failed,
-            format!(
-                "{target} holds data in a layout shm-tools did not write (a C program's string, for example); \
-                 write it as a C string with --raw, or remove it first (shm-read --remove {} > /dev/null)",
-                target.flag()
-            ),
-        ))
+        match Layout::detect(map) {
+            Layout::Framed => Framed::open(map, target),
+            Layout::Ring => Err(failure(
+                Kind::Failed,
+                format!(
+                    "{target} is the ring of a `shm-write --stream`, not a snapshot segment; read the \
+                     stream with: {}, or remove it first: {} > /dev/null",
+                    target.command("shm-read --stream"),
+                    target.command("shm-read --remove")
+                ),
+            )),
+            Layout::Foreign => {
+                let what = if holds_c_string(map)? {
+                    "a C string (written with --raw, or by a C program)"
+                } else {
+                    "data in a layout shm-tools did not write (another program's)"
+                };
+                Err(failure(
+                    Kind::Failed,
+                    format!(
+                        "{target} holds {what}, which the shm-tools header would overwrite; write a \
+                         C string instead with: {} --raw, or remove it first: {} > /dev/null",
+                        target.command("shm-write"),
+                        target.command("shm-read --remove")
+                    ),
+                ))
+            }
+        }
     }
 
     /// Turns an all-zero segment into an empty framed one. Safe against
@@ -132,7 +158,9 @@ impl<'a> Framed<'a> {
             failure(
                 Kind::Failed,
                 format!(
-                    "{target} is {} bytes, too small for the shm-tools header; use --raw, or a larger --size",
+                    "{target} is {} bytes, too small for the shm-tools header ({HEADER_SIZE} bytes and two \
+                     slots); write a C string into it with --raw, or remove it and write again with a \
+                     larger --size",
                     map.len()
                 ),
             )
@@ -308,6 +336,24 @@ impl<'a> Framed<'a> {
             ),
         )
     }
+}
+
+/// Whether the segment starts with text ended by a NUL, as a C string:
+/// only for naming what a refused segment holds.
+fn holds_c_string(map: &Mapping) -> anyhow::Result<bool> {
+    let mut head = [0u8; 4096];
+    let len = head.len().min(map.len());
+    map.read(0, &mut head[..len])?;
+    let head = &head[..len];
+    Ok(match head.iter().position(|&b| b == 0) {
+        Some(end) => {
+            end > 0
+                && head[..end]
+                    .iter()
+                    .all(|&b| b.is_ascii_graphic() || b.is_ascii_whitespace() || b >= 0x80)
+        }
+        None => false,
+    })
 }
 
 /// Takes the header's write lock. Legitimate holders keep it only for a
