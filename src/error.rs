@@ -97,3 +97,33 @@ pub fn outcome(err: &anyhow::Error) -> Outcome {
     }
     Outcome::Exit(Kind::Failed.exit_code())
 }
+
+/// Refuses to run when stdin was closed at start (`<&-`): the runtime then
+/// reads /dev/null, and an empty input would silently empty the segment.
+pub fn require_stdin(program: &str) -> anyhow::Result<()> {
+    if crate::os::was_closed_at_start(0) {
+        return Err(failure(
+            Kind::Failed,
+            format!(
+                "stdin is closed; give the data on stdin (… | {program} …, or < FILE; < /dev/null for empty content)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses to run when stdout was closed at start (`>&-`): the content
+/// would go nowhere, and a segment could be removed or a stream drained
+/// for nothing. Checked before any segment is touched.
+pub fn require_stdout(program: &str) -> anyhow::Result<()> {
+    if crate::os::was_closed_at_start(1) {
+        return Err(failure(
+            Kind::Failed,
+            format!(
+                "stdout is closed, so there is nowhere to put the output; nothing was read or changed: \
+                 give {program} an output (> FILE, | COMMAND, or > /dev/null to discard it)"
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -10,11 +10,12 @@
 use std::ffi::CString;
 use std::fmt;
 use std::num::NonZeroUsize;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, Once, OnceLock};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -172,6 +173,8 @@ pub struct Mapping {
     len: usize,
     writable: bool,
     unmap: Unmap,
+    /// For POSIX objects, which can shrink under us: see "Truncation guard".
+    guard: Option<TruncationGuard>,
 }
 
 /// Returned by the accessors when an offset or length leaves the mapping;
@@ -201,6 +204,7 @@ impl Mapping {
             len,
             writable,
             unmap: Unmap::Shmdt,
+            guard: None,
         })
     }
 
@@ -216,11 +220,13 @@ impl Mapping {
         // object; all access goes through this type's raw-pointer methods.
         let addr =
             unsafe { nix::sys::mman::mmap(None, length, prot, MapFlags::MAP_SHARED, fd, 0) }?;
+        let guard = Some(TruncationGuard::register(fd, addr.as_ptr() as usize, len));
         Ok(Mapping {
             base: addr.cast::<u8>(),
             len,
             writable,
             unmap: Unmap::Munmap,
+            guard,
         })
     }
 
@@ -261,40 +267,40 @@ impl Mapping {
     }
 
     /// Copies `buf.len()` bytes starting at `offset` out of the segment.
-    pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), OutOfBounds> {
+    pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), AccessError> {
         let src = self.span(offset, buf.len())?;
         // SAFETY: `src..src+len` lies in the mapping (checked by span) and
         // cannot overlap `buf`, which is process-private memory.
         unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
-        Ok(())
+        Ok(self.check_intact()?)
     }
 
     /// Copies `data` into the segment at `offset`.
-    pub fn write(&self, offset: usize, data: &[u8]) -> Result<(), OutOfBounds> {
+    pub fn write(&self, offset: usize, data: &[u8]) -> Result<(), AccessError> {
         if !self.writable {
-            return Err(OutOfBounds);
+            return Err(OutOfBounds.into());
         }
         let dst = self.span(offset, data.len())?;
         // SAFETY: the span is inside a writable mapping and `data` is private
         // memory, so the two cannot overlap.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
-        Ok(())
+        Ok(self.check_intact()?)
     }
 
     /// Copies `len` bytes inside the segment from `from` to `to`.
-    pub fn copy_within(&self, from: usize, to: usize, len: usize) -> Result<(), OutOfBounds> {
+    pub fn copy_within(&self, from: usize, to: usize, len: usize) -> Result<(), AccessError> {
         if !self.writable {
-            return Err(OutOfBounds);
+            return Err(OutOfBounds.into());
         }
         let src = self.span(from, len)?;
         let dst = self.span(to, len)?;
         // SAFETY: both spans are inside the writable mapping; `copy` allows overlap.
         unsafe { std::ptr::copy(src, dst, len) };
-        Ok(())
+        Ok(self.check_intact()?)
     }
 
     /// Finds the first NUL byte at or after `offset`, or None.
-    pub fn find_nul(&self, offset: usize) -> Result<Option<usize>, OutOfBounds> {
+    pub fn find_nul(&self, offset: usize) -> Result<Option<usize>, AccessError> {
         let mut chunk = [0u8; 4096];
         let mut at = offset;
         while at < self.len {
@@ -309,7 +315,7 @@ impl Mapping {
     }
 
     /// Whether every byte in `offset..offset + len` is zero.
-    pub fn is_zero(&self, offset: usize, len: usize) -> Result<bool, OutOfBounds> {
+    pub fn is_zero(&self, offset: usize, len: usize) -> Result<bool, AccessError> {
         self.span(offset, len)?;
         let mut chunk = [0u8; 8192];
         let end = offset + len;
@@ -334,8 +340,11 @@ impl Mapping {
         len: usize,
     ) -> Result<usize, Errno> {
         let src = self.span(offset, len).map_err(|_| Errno::EFAULT)?;
+        // Pages replaced after a truncation hold zeros, not the content.
+        self.check_intact().map_err(|_| Errno::EFAULT)?;
         // SAFETY: the kernel reads `len` bytes from a span inside the mapping.
         let n = unsafe { libc::write(fd.as_raw_fd(), src.cast(), len) };
+        self.note_efault(n, offset + len);
         #[allow(
             clippy::cast_sign_loss,
             reason = "Errno::result removed the negative case"
@@ -355,9 +364,11 @@ impl Mapping {
             return Err(Errno::EBADF);
         }
         let dst = self.span(offset, len).map_err(|_| Errno::EFAULT)?;
+        self.check_intact().map_err(|_| Errno::EFAULT)?;
         // SAFETY: the kernel writes at most `len` bytes into a span inside a
         // writable mapping.
         let n = unsafe { libc::read(fd.as_raw_fd(), dst.cast(), len) };
+        self.note_efault(n, offset + len);
         #[allow(
             clippy::cast_sign_loss,
             reason = "Errno::result removed the negative case"
@@ -365,8 +376,15 @@ impl Mapping {
         Errno::result(n).map(|n| n as usize)
     }
 
-    /// A 32-bit atomic at `offset` (4-byte aligned) shared with other processes.
-    pub fn atomic_u32(&self, offset: usize) -> Result<&AtomicU32, OutOfBounds> {
+    /// A 32-bit atomic at `offset` (4-byte aligned) shared with other
+    /// processes; fails once the mapping is known to be truncated.
+    pub fn atomic_u32(&self, offset: usize) -> Result<&AtomicU32, AccessError> {
+        self.check_intact()?;
+        Ok(self.aligned_u32(offset)?)
+    }
+
+    /// [`Mapping::atomic_u32`] without the truncation check.
+    fn aligned_u32(&self, offset: usize) -> Result<&AtomicU32, OutOfBounds> {
         let ptr = self.span(offset, 4)?;
         if ptr.align_offset(4) != 0 {
             return Err(OutOfBounds);
@@ -378,10 +396,11 @@ impl Mapping {
     }
 
     /// A 64-bit atomic at `offset` (8-byte aligned) shared with other processes.
-    pub fn atomic_u64(&self, offset: usize) -> Result<&AtomicU64, OutOfBounds> {
+    pub fn atomic_u64(&self, offset: usize) -> Result<&AtomicU64, AccessError> {
+        self.check_intact()?;
         let ptr = self.span(offset, 8)?;
         if ptr.align_offset(8) != 0 {
-            return Err(OutOfBounds);
+            return Err(OutOfBounds.into());
         }
         // SAFETY: as for atomic_u32, with 8-byte alignment checked.
         Ok(unsafe { AtomicU64::from_ptr(ptr.cast()) })
@@ -390,6 +409,9 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        if let Some(guard) = self.guard.take() {
+            guard.release();
+        }
         // Errors are ignored: the only failure modes (EINVAL for an address
         // that is not mapped) cannot happen for a mapping we made, and the
         // kernel detaches everything at exit anyway.
@@ -412,6 +434,379 @@ impl Drop for Mapping {
 unsafe impl Send for Mapping {}
 // SAFETY: as above; &Mapping only offers copies and atomics.
 unsafe impl Sync for Mapping {}
+
+// ---------------------------------------------------------------------------
+// Truncation guard: a POSIX object shrunk under our mapping.
+//
+// Anyone allowed to open a POSIX object can ftruncate it while we have it
+// mapped; touching a page past the new end then raises SIGBUS, which would
+// kill us. Nothing another process does to a segment may do that, so every
+// POSIX mapping is registered here, and a SIGBUS handler replaces the
+// faulting page and the rest of that mapping with private zero pages (the
+// faulting instruction then completes, reading zeros) and records that the
+// mapping was truncated. The accessors check that record after each copy
+// and fail with [`Truncated`], so zeros are never taken for content, and
+// [`truncation_report`] lets the binaries refuse to exit 0 after one.
+// ---------------------------------------------------------------------------
+
+/// Why an access to a mapping failed.
+#[derive(Debug)]
+pub enum AccessError {
+    /// An offset or length outside the mapping: a bug, or an unchecked header.
+    OutOfBounds(OutOfBounds),
+    /// The object shrank under the mapping; what was read is not its content.
+    Truncated(Truncated),
+}
+
+impl From<OutOfBounds> for AccessError {
+    fn from(e: OutOfBounds) -> Self {
+        AccessError::OutOfBounds(e)
+    }
+}
+
+impl From<Truncated> for AccessError {
+    fn from(e: Truncated) -> Self {
+        AccessError::Truncated(e)
+    }
+}
+
+impl fmt::Display for AccessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AccessError::OutOfBounds(e) => e.fmt(f),
+            AccessError::Truncated(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for AccessError {}
+
+/// A POSIX object that another process truncated while we had it mapped.
+/// Its message is complete: it names the object and says what to do.
+#[derive(Debug, Clone)]
+pub struct Truncated {
+    message: String,
+}
+
+impl fmt::Display for Truncated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Truncated {}
+
+/// How many mappings can be guarded at once; a process maps a few.
+const GUARD_SLOTS: usize = 128;
+
+/// One registered mapping. `len == 0` means free or being set up.
+struct GuardSlot {
+    base: AtomicUsize,
+    len: AtomicUsize,
+    truncated: AtomicBool,
+}
+
+static GUARDED: [GuardSlot; GUARD_SLOTS] = [const {
+    GuardSlot {
+        base: AtomicUsize::new(0),
+        len: AtomicUsize::new(0),
+        truncated: AtomicBool::new(false),
+    }
+}; GUARD_SLOTS];
+
+/// Page size, read once before the handler is installed (sysconf is not
+/// async-signal-safe).
+static PAGE_SIZE: AtomicUsize = AtomicUsize::new(4096);
+/// Truncations noticed so far, in any mapping.
+static TRUNCATIONS: AtomicUsize = AtomicUsize::new(0);
+/// The message for the first truncation whose object we could describe.
+static FIRST_TRUNCATION: Mutex<Option<String>> = Mutex::new(None);
+/// The SIGBUS action before ours, handed faults that are not ours.
+static PREVIOUS_SIGBUS: OnceLock<libc::sigaction> = OnceLock::new();
+static INSTALL_SIGBUS: Once = Once::new();
+
+/// What a POSIX mapping keeps to notice and explain a truncation.
+#[derive(Debug)]
+struct TruncationGuard {
+    /// Index in `GUARDED`, or None when every slot was taken (unguarded).
+    slot: Option<usize>,
+    /// A duplicate of the object's descriptor, to fstat its size later.
+    source: Option<OwnedFd>,
+    /// "POSIX name /x", or the object's path.
+    what: String,
+    /// The -n option that addresses it, for the hint.
+    flag: Option<String>,
+}
+
+impl TruncationGuard {
+    fn register(fd: BorrowedFd<'_>, base: usize, len: usize) -> TruncationGuard {
+        INSTALL_SIGBUS.call_once(install_sigbus_handler);
+        let slot = GUARDED.iter().position(|slot| {
+            slot.base
+                .compare_exchange(0, base, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        });
+        if let Some(i) = slot {
+            GUARDED[i].truncated.store(false, Ordering::Relaxed);
+            GUARDED[i].len.store(len, Ordering::Release);
+        }
+        // The name behind the descriptor, as the kernel reports it.
+        let path = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let path = path.strip_suffix(" (deleted)").unwrap_or(&path);
+        let (what, flag) = match path.strip_prefix("/dev/shm/") {
+            Some(name) => (format!("POSIX name /{name}"), Some(format!("-n {name}"))),
+            None if path.is_empty() => ("a POSIX shared memory object".to_owned(), None),
+            None => (format!("shared memory object {path}"), None),
+        };
+        TruncationGuard {
+            slot,
+            source: fd.try_clone_to_owned().ok(),
+            what,
+            flag,
+        }
+    }
+
+    fn is_truncated(&self) -> bool {
+        self.slot
+            .is_some_and(|i| GUARDED[i].truncated.load(Ordering::Acquire))
+    }
+
+    fn mark_truncated(&self) {
+        let first = self
+            .slot
+            .is_none_or(|i| !GUARDED[i].truncated.swap(true, Ordering::AcqRel));
+        if first {
+            TRUNCATIONS.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// The object's size now, if it can still be asked.
+    fn current_size(&self) -> Option<i64> {
+        let source = self.source.as_ref()?;
+        nix::sys::stat::fstat(source).ok().map(|s| s.st_size)
+    }
+
+    /// The error, recorded as the process's first truncation if it is one.
+    fn error(&self) -> Truncated {
+        let size = self
+            .current_size()
+            .map_or_else(|| "fewer".to_owned(), |n| n.to_string());
+        let hint = self.flag.as_ref().map_or_else(
+            || "remove it and write it again".to_owned(),
+            |flag| format!("remove it (shm-read --remove {flag} > /dev/null) and write it again"),
+        );
+        let message = format!(
+            "{} shrank to {size} bytes while in use (another process truncated it); \
+             its content can no longer be trusted: {hint}",
+            self.what
+        );
+        let mut first = FIRST_TRUNCATION
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        first.get_or_insert_with(|| message.clone());
+        Truncated { message }
+    }
+
+    fn release(self) {
+        if self.is_truncated() {
+            // Describe it while the descriptor is still open.
+            self.error();
+        }
+        if let Some(i) = self.slot {
+            GUARDED[i].len.store(0, Ordering::Release);
+            GUARDED[i].truncated.store(false, Ordering::Relaxed);
+            GUARDED[i].base.store(0, Ordering::Release);
+        }
+    }
+}
+
+impl Mapping {
+    /// Fails with [`Truncated`] once the object was found shrunk under this
+    /// mapping. Callers that work through the lent atomics check this before
+    /// trusting what they loaded (the atomic accessors also check it).
+    pub fn check_intact(&self) -> Result<(), Truncated> {
+        match &self.guard {
+            Some(guard) if guard.is_truncated() => Err(guard.error()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Asks the OS for the object's size now (one fstat) and fails with
+    /// [`Truncated`] if it is smaller than the mapping. Shrinking within
+    /// the last page raises no SIGBUS (the rest of that page reads as
+    /// zeros), so callers that wait or loop call this to notice.
+    pub fn verify_size(&self) -> Result<(), Truncated> {
+        if let Some(guard) = &self.guard
+            && guard
+                .current_size()
+                .is_some_and(|size| usize::try_from(size).map_or(true, |size| size < self.len))
+        {
+            guard.mark_truncated();
+            return Err(guard.error());
+        }
+        self.check_intact()
+    }
+
+    /// After read(2)/write(2) on the mapping: EFAULT there (the kernel does
+    /// not raise SIGBUS for its own copies) means the object shrank when it
+    /// is now shorter than `end`.
+    fn note_efault(&self, ret: isize, end: usize) {
+        if ret != -1 || Errno::last() != Errno::EFAULT {
+            return;
+        }
+        if let Some(guard) = &self.guard
+            && guard
+                .current_size()
+                .is_some_and(|size| usize::try_from(size).map_or(true, |size| size < end))
+        {
+            guard.mark_truncated();
+        }
+    }
+}
+
+/// The message for the first truncation this process noticed, if any. The
+/// binaries call this before exiting so that nothing exits 0 after reading
+/// or writing zeros in place of a segment's content.
+#[must_use]
+pub fn truncation_report() -> Option<String> {
+    if TRUNCATIONS.load(Ordering::Acquire) == 0 {
+        return None;
+    }
+    let first = FIRST_TRUNCATION
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    Some(first.unwrap_or_else(|| {
+        "a POSIX shared memory object shrank while in use (another process truncated it); \
+         its content can no longer be trusted: remove it and write it again"
+            .to_owned()
+    }))
+}
+
+fn install_sigbus_handler() {
+    // SAFETY: sysconf only reads a constant of the system.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if let Ok(page) = usize::try_from(page)
+        && page.is_power_of_two()
+    {
+        PAGE_SIZE.store(page, Ordering::Relaxed);
+    }
+    let mut action = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    let mut previous = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    {
+        // SAFETY: zeroed is a valid sigaction (no flags, empty mask); only
+        // plain fields are set.
+        let action = unsafe { &mut *action.as_mut_ptr() };
+        action.sa_sigaction = on_sigbus as *const () as usize;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+    }
+    // SAFETY: both pointers point to live sigaction structs; the handler
+    // only makes async-signal-safe calls (mmap, sigaction, raise) and atomics.
+    let ret = unsafe { libc::sigaction(libc::SIGBUS, action.as_ptr(), previous.as_mut_ptr()) };
+    if ret == 0 {
+        // SAFETY: sigaction succeeded and filled in the previous action.
+        let _ = PREVIOUS_SIGBUS.set(unsafe { previous.assume_init() });
+    }
+}
+
+/// The SIGBUS handler: see the section comment. Runs in signal context, so
+/// it only uses atomics and async-signal-safe calls.
+extern "C" fn on_sigbus(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo_t.
+    let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
+    // si_code > 0: raised by a fault, not sent with kill(2).
+    if code > 0 {
+        for slot in &GUARDED {
+            let base = slot.base.load(Ordering::Acquire);
+            let len = slot.len.load(Ordering::Acquire);
+            if len == 0 || addr < base || addr - base >= len {
+                continue;
+            }
+            let start = addr & !(PAGE_SIZE.load(Ordering::Relaxed) - 1);
+            // SAFETY: start..base+len lies inside a mapping of ours that is
+            // registered (so not yet unmapped); MAP_FIXED replaces exactly
+            // those pages, which nothing in Rust borrows as a slice.
+            let replaced = unsafe {
+                libc::mmap(
+                    start as *mut libc::c_void,
+                    base + len - start,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            if replaced != libc::MAP_FAILED {
+                if !slot.truncated.swap(true, Ordering::AcqRel) {
+                    TRUNCATIONS.fetch_add(1, Ordering::AcqRel);
+                }
+                return;
+            }
+            break;
+        }
+    }
+    // Not ours: let whoever handled SIGBUS before handle it (the fault
+    // repeats on return), or die of it if it was sent with kill.
+    let mut default = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    let restore = match PREVIOUS_SIGBUS.get() {
+        Some(previous) if code > 0 => std::ptr::from_ref(previous),
+        _ => {
+            // SAFETY: zeroed is SIG_DFL with no flags and an empty mask.
+            unsafe { (*default.as_mut_ptr()).sa_sigaction = libc::SIG_DFL };
+            default.as_ptr()
+        }
+    };
+    // SAFETY: `restore` points to a valid sigaction for the call.
+    unsafe { libc::sigaction(libc::SIGBUS, restore, std::ptr::null_mut()) };
+    if code <= 0 {
+        // SAFETY: raise is async-signal-safe; SIGBUS stays blocked until we
+        // return, then the default action ends the process.
+        unsafe { libc::raise(libc::SIGBUS) };
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Standard streams closed at start.
+//
+// The Rust runtime reopens closed descriptors 0-2 as /dev/null before main,
+// so `shm-write <&-` would read an empty stdin and `shm-read >&-` would write
+// into nothing, both "successfully". This records which were closed before
+// the runtime runs: a function in .init_array, which the C runtime calls
+// before main (and before Rust's own start-up code).
+// ---------------------------------------------------------------------------
+
+/// Bit `fd` is set when descriptor `fd` (0, 1 or 2) was closed at exec.
+static CLOSED_AT_START: AtomicU8 = AtomicU8::new(0);
+
+#[cfg(target_os = "linux")]
+extern "C" fn record_closed_std_fds() {
+    for fd in 0..=2 {
+        // SAFETY: F_GETFD only queries the descriptor table.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+            CLOSED_AT_START.fetch_or(1 << fd, Ordering::Relaxed);
+        }
+    }
+}
+
+// SAFETY: .init_array holds pointers to `extern "C" fn()` that the C runtime
+// calls once before main; this one only makes fcntl calls and stores an atomic.
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static RECORD_CLOSED_STD_FDS: extern "C" fn() = record_closed_std_fds;
+
+/// Whether standard descriptor `fd` (0, 1 or 2) was closed when the process
+/// started, before the Rust runtime replaced it with /dev/null.
+#[must_use]
+pub fn was_closed_at_start(fd: i32) -> bool {
+    // Referencing the .init_array entry keeps it linked into every binary
+    // that asks, whatever the linker and LTO do with unreferenced statics.
+    #[cfg(target_os = "linux")]
+    std::hint::black_box(&RECORD_CLOSED_STD_FDS);
+    (0..=2).contains(&fd) && CLOSED_AT_START.load(Ordering::Relaxed) & (1 << fd) != 0
+}
 
 /// Sleeps until `word` no longer holds `expected`, a wake-up, or `timeout`.
 /// Shared (not FUTEX_PRIVATE) so it works across processes. Spurious
@@ -602,13 +997,13 @@ impl Mapping {
         if !self.writable || entry.align_offset(8) != 0 {
             return Err(OutOfBounds);
         }
-        Ok((entry, self.atomic_u32(offset + ROBUST_WORD_OFFSET)?))
+        Ok((entry, self.aligned_u32(offset + ROBUST_WORD_OFFSET)?))
     }
 
     /// The word of the robust lock at `offset` (any mapping, to look at it).
     pub fn robust_word(&self, offset: usize) -> Result<&AtomicU32, OutOfBounds> {
         self.span(offset, ROBUST_LOCK_SIZE)?;
-        self.atomic_u32(offset + ROBUST_WORD_OFFSET)
+        self.aligned_u32(offset + ROBUST_WORD_OFFSET)
     }
 
     /// One attempt to take the robust lock at `offset` (8-aligned, in a

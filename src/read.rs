@@ -4,11 +4,14 @@
 use std::io::Write;
 use std::time::Duration;
 
-use crate::address::Address;
-use crate::error::{Kind, failure};
+use anyhow::Context;
+
+use crate::address::{Address, Target};
+use crate::error::{Kind, failure, kind_of};
 use crate::format::framed::Framed;
 use crate::format::ring::Ring;
-use crate::format::{self, Layout};
+use crate::format::{Layout, raw};
+use crate::os::AccessError;
 use crate::segment::{Access, Segment, timed_out};
 use crate::wait::{self, Deadline, RECHECK};
 use crate::{hex, info};
@@ -41,6 +44,10 @@ pub struct ReadOptions {
 }
 
 /// Runs `shm-read` in snapshot, info or follow mode, writing to `out`.
+///
+/// With `remove`, the segment is removed once what is to be printed has
+/// been copied out of it and before it is written to `out`, so a reader of
+/// our stdout that goes away early never prevents a removal asked for.
 pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     let target = opts.address.resolve()?;
     let deadline = Deadline::after(opts.timeout);
@@ -60,50 +67,103 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
 
     if opts.info {
         let fields = info::describe(&segment)?;
-        if opts.json {
-            writeln!(out, "{}", info::to_json(&fields))?;
+        let text = if opts.json {
+            format!("{}\n", info::to_json(&fields))
         } else {
-            out.write_all(info::to_text(&fields).as_bytes())?;
+            info::to_text(&fields)
+        };
+        if opts.remove {
+            segment.remove()?;
         }
-    } else {
-        if waits && !opts.all {
-            wait_for_content(&segment, deadline, opts.timeout)?;
-        }
-        if opts.follow {
-            follow(&segment, opts, out)?;
-        } else {
-            let content = content(&segment, opts)?;
-            let shown = limit(&content, opts.bytes);
-            if opts.hex {
-                hex::dump(shown, out)?;
-            } else {
-                out.write_all(shown)?;
-            }
-        }
+        return to_stdout(&target, "the metadata of", out, |out| {
+            out.write_all(text.as_bytes())
+        });
     }
-    out.flush()?;
+    if waits && !opts.all {
+        wait_for_content(&segment, deadline, opts.timeout).map_err(|e| name_segment(e, &target))?;
+    }
+    if opts.follow {
+        return follow(&segment, opts, out).map_err(|e| name_segment(e, &target));
+    }
+    let content = content(&segment, opts).map_err(|e| name_segment(e, &target))?;
+    // A shrink inside the last page reads as zeros without a fault: ask.
+    segment.mapping().verify_size()?;
     if opts.remove {
         segment.remove()?;
     }
-    Ok(())
+    to_stdout(&target, "the content of", out, |out| {
+        if opts.hex {
+            hex::dump(&content, out)
+        } else {
+            out.write_all(&content)
+        }
+    })
 }
 
-/// The bytes `shm-read` prints for the segment's current state.
+/// Writes and flushes with `write`; a failure names the segment ("cannot
+/// write the content of ... to stdout: No space left on device"). A broken
+/// pipe stays recognisable in the chain, so it still ends quietly.
+fn to_stdout(
+    target: &Target,
+    what: &str,
+    out: &mut dyn Write,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
+    write(out)
+        .and_then(|()| out.flush())
+        .with_context(|| format!("cannot write {what} {target} to stdout"))
+}
+
+/// Gives an error that does not yet say which segment it is about (an
+/// access outside the mapping, found by the OS layer) the segment's name.
+fn name_segment(err: anyhow::Error, target: &Target) -> anyhow::Error {
+    let unnamed = err
+        .chain()
+        .any(|cause| matches!(cause.downcast_ref(), Some(AccessError::OutOfBounds(_))));
+    if unnamed && kind_of(&err).is_none() {
+        err.context(format!(
+            "cannot read {target}: its header does not match its size"
+        ))
+    } else {
+        err
+    }
+}
+
+/// The bytes `shm-read` prints for the segment's current state, at most
+/// `opts.bytes` of them: only that many are copied out of the segment.
 fn content(segment: &Segment, opts: &ReadOptions) -> anyhow::Result<Vec<u8>> {
     let map = segment.mapping();
+    let limit = limit(opts.bytes);
     if opts.all {
-        let mut all = vec![0; map.len()];
+        let mut all = vec![0; map.len().min(limit)];
         map.read(0, &mut all)?;
         return Ok(all);
     }
-    format::snapshot_content(map, segment.target(), opts.raw)
+    let mut data = match Layout::detect(map) {
+        Layout::Framed if !opts.raw => {
+            Framed::open(map, segment.target())?
+                .read_at_most(limit)?
+                .data
+        }
+        Layout::Ring if !opts.raw => Ring::open(map, segment.target())?.peek()?,
+        _ if limit < map.len() => {
+            // The C string's first `limit` bytes: no need to find its end.
+            let mut prefix = vec![0; limit];
+            map.read(0, &mut prefix)?;
+            if let Some(nul) = prefix.iter().position(|&b| b == 0) {
+                prefix.truncate(nul);
+            }
+            prefix
+        }
+        _ => raw::read_c_string(map)?,
+    };
+    data.truncate(limit);
+    Ok(data)
 }
 
-fn limit(data: &[u8], bytes: Option<u64>) -> &[u8] {
-    match bytes.and_then(|n| usize::try_from(n).ok()) {
-        Some(n) if n < data.len() => &data[..n],
-        _ => data,
-    }
+/// `-c N` as a length; no limit is `usize::MAX`.
+fn limit(bytes: Option<u64>) -> usize {
+    bytes.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 /// Waits until a framed segment has had a version published, or a foreign
@@ -138,6 +198,7 @@ fn wait_for_content(
                 std::thread::sleep(deadline.slice(Duration::from_millis(10)));
             }
         }
+        map.verify_size()?;
         if deadline.expired() {
             return Err(timed_out(segment.target(), timeout, "to hold content"));
         }
@@ -164,15 +225,17 @@ fn follow(segment: &Segment, opts: &ReadOptions, out: &mut dyn Write) -> anyhow:
     loop {
         let seq = framed.seq()?;
         if shown != Some(seq) && seq != 0 {
-            let version = framed.read()?;
-            out.write_all(limit(&version.data, opts.bytes))?;
-            out.flush()?;
+            let version = framed.read_at_most(limit(opts.bytes))?;
+            to_stdout(segment.target(), "the content of", out, |out| {
+                out.write_all(&version.data)
+            })?;
             shown = Some(version.seq);
             continue;
         }
         if segment.is_removed() {
             return Ok(());
         }
+        map.verify_size()?;
         wait::wait_while_equal(seq_word, seq, RECHECK * 4);
     }
 }

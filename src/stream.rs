@@ -11,8 +11,10 @@ use std::io;
 use std::os::fd::AsFd;
 use std::time::Duration;
 
-use crate::address::Address;
-use crate::error::{Outcome, outcome};
+use nix::errno::Errno;
+
+use crate::address::{Address, Target};
+use crate::error::{Outcome, kind_of, outcome};
 use crate::format::Layout;
 use crate::format::ring::Ring;
 use crate::progress::{Meter, Progress};
@@ -50,6 +52,8 @@ pub fn write_stream(
     let meter = Meter::new(progress, "sent");
     let result = ring.produce(stdin.as_fd(), &|bytes| meter.set(bytes));
     meter.finish();
+    // Records a truncation by another process, which the binary reports.
+    let _ = segment.mapping().verify_size();
     if result.is_err() && ring.reader_gone() {
         // Nobody will drain or remove the ring now; a failure to remove it
         // matters less than the error that says what happened.
@@ -93,8 +97,12 @@ pub fn read_stream(
     ring.claim_reader()?;
     let stdout = io::stdout();
     let meter = Meter::new(progress, "received");
-    let result = ring.consume(stdout.as_fd(), &|bytes| meter.set(bytes));
+    let result = ring
+        .consume(stdout.as_fd(), &|bytes| meter.set(bytes))
+        .map_err(|e| name_stdout_error(e, &target));
     meter.finish();
+    // Records a truncation by another process, which the binary reports.
+    let _ = segment.mapping().verify_size();
     match &result {
         Ok(_) => segment.remove()?,
         // Our consumer went away: the writer sees that and removes the ring.
@@ -106,4 +114,15 @@ pub fn read_stream(
         }
     }
     result.map(drop)
+}
+
+/// A failed write to stdout (other than a broken pipe) names the stream:
+/// "cannot write the content of ... to stdout: No space left on device".
+fn name_stdout_error(err: anyhow::Error, target: &Target) -> anyhow::Error {
+    match err.downcast_ref::<Errno>() {
+        Some(&e) if e != Errno::EPIPE && kind_of(&err).is_none() => {
+            anyhow::Error::new(e).context(format!("cannot write the content of {target} to stdout"))
+        }
+        _ => err,
+    }
 }

@@ -5,8 +5,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use shm_tools::cli::read_args::ReadArgs;
 use shm_tools::cli::run;
+use shm_tools::error::require_stdout;
 
 fn main() -> ExitCode {
     let args = ReadArgs::parse();
-    run("shm-read", || args.execute())
+    run("shm-read", || {
+        require_stdout("shm-read")?;
+        args.execute()
+    })
 }

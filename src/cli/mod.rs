@@ -136,9 +136,16 @@ pub fn parse_mode(raw: &str) -> Result<u32, String> {
 
 /// Runs a binary's body: prints a failure as one line on stderr, prefixed
 /// with the program name, and returns its exit code. A closed stdout ends
-/// the program quietly, as for any Unix filter.
+/// the program quietly, as for any Unix filter. A segment that another
+/// process truncated under us fails the run whatever the body returned,
+/// so nothing exits 0 having read or written zeros in place of content.
 pub fn run(program: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
-    match body() {
+    let result = body();
+    if let Some(report) = crate::os::truncation_report() {
+        eprintln!("{program}: {report}");
+        return ExitCode::from(crate::error::Kind::Failed.exit_code());
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => match outcome(&err) {
             Outcome::QuietBrokenPipe => ExitCode::SUCCESS,

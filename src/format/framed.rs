@@ -227,6 +227,12 @@ impl<'a> Framed<'a> {
 
     /// Copies out the published version, never a torn one.
     pub fn read(&self) -> anyhow::Result<Version> {
+        self.read_at_most(usize::MAX)
+    }
+
+    /// Like [`Framed::read`], but copies only the first `limit` bytes of
+    /// the content (still checked against the slot's generation).
+    pub fn read_at_most(&self, limit: usize) -> anyhow::Result<Version> {
         let started = Instant::now();
         let seq_word = self.seq_word()?;
         let mut data = Vec::new();
@@ -243,7 +249,7 @@ impl<'a> Framed<'a> {
                 }
             } else {
                 let len = self.slot_len(slot)?;
-                data.resize(len.unwrap_or(0), 0);
+                data.resize(len.unwrap_or(0).min(limit), 0);
                 self.map.read(self.slot_data(slot), &mut data)?;
                 let writer_pid = self.slot_word32(slot, SLOT_PID)?.load(Ordering::Relaxed);
                 let mtime_ns = self.slot_word64(slot, SLOT_MTIME)?.load(Ordering::Relaxed);

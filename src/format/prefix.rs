@@ -51,6 +51,18 @@ impl Prefix {
         if magic != self.magic {
             return Err(self.corrupt(target, "wrong magic"));
         }
+        // The fields below must lie inside the mapping before they are read:
+        // a short object can carry our magic too.
+        if map.len() < self.header_size.max(OFF_CAPACITY + 8) {
+            return Err(self.corrupt(
+                target,
+                &format!(
+                    "the segment is only {} bytes, too small for the {}-byte header",
+                    map.len(),
+                    self.header_size
+                ),
+            ));
+        }
         let version = map.atomic_u32(OFF_VERSION)?.load(Ordering::Acquire);
         if version != self.version {
             return Err(failure(
