@@ -532,10 +532,10 @@ struct TruncationGuard {
     slot: Option<usize>,
     /// A duplicate of the object's descriptor, to fstat its size later.
     source: Option<OwnedFd>,
-    /// "POSIX name /x", or the object's path.
+    /// How messages name the object ("POSIX name /x"); see [`Mapping::describe`].
     what: String,
-    /// The -n option that addresses it, for the hint.
-    flag: Option<String>,
+    /// What to do about it, for the message.
+    remedy: String,
 }
 
 impl TruncationGuard {
@@ -550,21 +550,11 @@ impl TruncationGuard {
             GUARDED[i].truncated.store(false, Ordering::Relaxed);
             GUARDED[i].len.store(len, Ordering::Release);
         }
-        // The name behind the descriptor, as the kernel reports it.
-        let path = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let path = path.strip_suffix(" (deleted)").unwrap_or(&path);
-        let (what, flag) = match path.strip_prefix("/dev/shm/") {
-            Some(name) => (format!("POSIX name /{name}"), Some(format!("-n {name}"))),
-            None if path.is_empty() => ("a POSIX shared memory object".to_owned(), None),
-            None => (format!("shared memory object {path}"), None),
-        };
         TruncationGuard {
             slot,
             source: fd.try_clone_to_owned().ok(),
-            what,
-            flag,
+            what: "a POSIX shared memory object".to_owned(),
+            remedy: "remove it and write it again".to_owned(),
         }
     }
 
@@ -593,14 +583,10 @@ impl TruncationGuard {
         let size = self
             .current_size()
             .map_or_else(|| "fewer".to_owned(), |n| n.to_string());
-        let hint = self.flag.as_ref().map_or_else(
-            || "remove it and write it again".to_owned(),
-            |flag| format!("remove it (shm-read --remove {flag} > /dev/null) and write it again"),
-        );
         let message = format!(
             "{} shrank to {size} bytes while in use (another process truncated it); \
-             its content can no longer be trusted: {hint}",
-            self.what
+             its content can no longer be trusted: {}",
+            self.what, self.remedy
         );
         let mut first = FIRST_TRUNCATION
             .lock()
@@ -623,6 +609,17 @@ impl TruncationGuard {
 }
 
 impl Mapping {
+    /// Sets how a truncation of this mapping's object is reported: `what`
+    /// names it ("POSIX name /x") and `remedy` says what to do. The OS layer
+    /// cannot know the name the user gave (a descriptor's /proc path is not
+    /// it), so the segment layer tells it.
+    pub fn describe(&mut self, what: String, remedy: String) {
+        if let Some(guard) = &mut self.guard {
+            guard.what = what;
+            guard.remedy = remedy;
+        }
+    }
+
     /// Fails with [`Truncated`] once the object was found shrunk under this
     /// mapping. Callers that work through the lent atomics check this before
     /// trusting what they loaded (the atomic accessors also check it).

@@ -157,7 +157,16 @@ impl Segment {
                         ),
                     ));
                 }
-                Mapping::map_fd(fd.as_fd(), size, writable).map_err(|e| open_error(target, e))?
+                let mut mapping = Mapping::map_fd(fd.as_fd(), size, writable)
+                    .map_err(|e| open_error(target, e))?;
+                mapping.describe(
+                    target.to_string(),
+                    format!(
+                        "remove it ({} > /dev/null) and write it again",
+                        target.command("shm-read --remove")
+                    ),
+                );
+                mapping
             }
         };
         Ok(Segment {
