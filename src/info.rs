@@ -1,16 +1,30 @@
 //! `shm-read --info`: what the OS and our header say about a segment, as
 //! aligned text or one JSON object.
+//!
+//! Contract: metadata anyone may see (`ipcs`, `ls -l`) is shown to anyone;
+//! content fields only to those who may read the segment, and a segment
+//! they may not read is never attached. Only headers are read, never the
+//! whole content, so describing a 1 GiB segment costs no 1 GiB copy.
 
 use std::fmt::Write as _;
+use std::io::Write;
+use std::time::Duration;
 
+use anyhow::Context;
 use serde_json::{Map, Value, json};
 
-use crate::address::Target;
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::{FileStat, Mode, SFlag};
+
+use crate::address::{Address, Target};
+use crate::error::{Kind, failure, kind_of};
 use crate::format::Layout;
 use crate::format::framed::{self, Framed};
-use crate::format::raw;
 use crate::format::ring::{self, Ring};
-use crate::segment::{Segment, Stat, user_name};
+use crate::os::{ShmId, ShmKey, SysvStat};
+use crate::segment::{Access, Segment, Stat, timed_out, user_name};
+use crate::wait::{self, Deadline};
 
 /// One reported fact: its JSON value and how text output shows it.
 #[derive(Debug, Clone)]
@@ -45,10 +59,10 @@ fn time_field(name: &'static str, secs: i64) -> Field {
     }
 }
 
-/// Every fact about the segment we can find.
-pub fn describe(segment: &Segment) -> anyhow::Result<Vec<Field>> {
-    let mut fields = vec![field("segment", json!(segment.target().to_string()))];
-    match segment.target() {
+/// How the segment was addressed: the fields every report starts with.
+fn address_fields(target: &Target) -> Vec<Field> {
+    let mut fields = vec![field("segment", json!(target.to_string()))];
+    match target {
         Target::Key { key, .. } => fields.push(field("key", json!(key.to_string()))),
         Target::Name(name) => {
             fields.push(field("name", json!(name.shm_open_name())));
@@ -59,50 +73,183 @@ pub fn describe(segment: &Segment) -> anyhow::Result<Vec<Field>> {
         }
         Target::Id(_) => {}
     }
+    fields
+}
+
+/// What the kernel records about System V segment `id`, as `ipcs` shows it.
+#[must_use]
+pub fn sysv_fields(target: &Target, id: ShmId, stat: &SysvStat) -> Vec<Field> {
+    let mut fields = vec![field("kind", json!("sysv"))];
+    if !matches!(target, Target::Key { .. }) {
+        fields.push(field("key", json!(stat.key.to_string())));
+    }
+    fields.extend([
+        field("id", json!(id.as_raw())),
+        field("size", json!(stat.size)),
+        field("mode", json!(format!("{:04o}", stat.mode & 0o777))),
+        field("uid", json!(stat.uid)),
+        field("user", json!(user_name(stat.uid))),
+        field("gid", json!(stat.gid)),
+        field("group", json!(group_name(stat.gid))),
+        field("creator_uid", json!(stat.cuid)),
+        field("creator_gid", json!(stat.cgid)),
+        field("creator_pid", json!(stat.cpid)),
+        field("last_pid", json!(stat.lpid)),
+        field("attach_count", json!(stat.nattch)),
+        time_field("attach_time", stat.atime),
+        time_field("detach_time", stat.dtime),
+        time_field("change_time", stat.ctime),
+        field("removed", json!(stat.mode & crate::os::SHM_DEST != 0)),
+    ]);
+    fields
+}
+
+/// What the file system records about a POSIX object, as `ls -l` shows it.
+#[must_use]
+pub fn posix_fields(st: &FileStat) -> Vec<Field> {
+    vec![
+        field("kind", json!("posix")),
+        field("size", json!(st.st_size)),
+        field("mode", json!(format!("{:04o}", st.st_mode & 0o777))),
+        field("uid", json!(st.st_uid)),
+        field("user", json!(user_name(st.st_uid))),
+        field("gid", json!(st.st_gid)),
+        field("group", json!(group_name(st.st_gid))),
+        time_field("access_time", st.st_atime),
+        time_field("modify_time", st.st_mtime),
+        time_field("change_time", st.st_ctime),
+        field("removed", json!(st.st_nlink == 0)),
+    ]
+}
+
+/// Every fact about an attached segment: what the OS says and what its
+/// header says. Reads headers only, never the whole content.
+pub fn describe(segment: &Segment) -> anyhow::Result<Vec<Field>> {
+    let mut fields = address_fields(segment.target());
     match segment.stat()? {
-        Stat::Sysv { id, stat } => {
-            fields.push(field("kind", json!("sysv")));
-            if !matches!(segment.target(), Target::Key { .. }) {
-                fields.push(field("key", json!(stat.key.to_string())));
-            }
-            fields.extend([
-                field("id", json!(id.as_raw())),
-                field("size", json!(stat.size)),
-                field("mode", json!(format!("{:04o}", stat.mode & 0o777))),
-                field("uid", json!(stat.uid)),
-                field("user", json!(user_name(stat.uid))),
-                field("gid", json!(stat.gid)),
-                field("group", json!(group_name(stat.gid))),
-                field("creator_uid", json!(stat.cuid)),
-                field("creator_gid", json!(stat.cgid)),
-                field("creator_pid", json!(stat.cpid)),
-                field("last_pid", json!(stat.lpid)),
-                field("attach_count", json!(stat.nattch)),
-                time_field("attach_time", stat.atime),
-                time_field("detach_time", stat.dtime),
-                time_field("change_time", stat.ctime),
-                field("removed", json!(stat.mode & crate::os::SHM_DEST != 0)),
-            ]);
-        }
-        Stat::Posix(st) => fields.extend([
-            field("kind", json!("posix")),
-            field("size", json!(st.st_size)),
-            field("mode", json!(format!("{:04o}", st.st_mode & 0o777))),
-            field("uid", json!(st.st_uid)),
-            field("user", json!(user_name(st.st_uid))),
-            field("gid", json!(st.st_gid)),
-            field("group", json!(group_name(st.st_gid))),
-            time_field("access_time", st.st_atime),
-            time_field("modify_time", st.st_mtime),
-            time_field("change_time", st.st_ctime),
-            field("removed", json!(st.st_nlink == 0)),
-        ]),
+        Stat::Sysv { id, stat } => fields.extend(sysv_fields(segment.target(), id, &stat)),
+        Stat::Posix(st) => fields.extend(posix_fields(&st)),
     }
     fields.extend(layout_fields(segment)?);
     Ok(fields)
 }
 
-/// What our header says, by layout.
+/// What `--info` shows, and `--list` for each segment: everything
+/// [`describe`] finds when this user may read the segment (plus
+/// `readable: true`); when they may not, what `ipcs` and `ls -l` would
+/// show (from /proc/sysvipc/shm or an lstat of /dev/shm/NAME) with
+/// `readable: false` and `layout: null` instead of the content fields.
+/// An unreadable segment is never attached, so what `ipcs -p`/`ipcs -t`
+/// show about it is not disturbed.
+pub fn report(target: &Target) -> anyhow::Result<(Vec<Field>, Option<Segment>)> {
+    // Opening checks permission before shmat/mmap: an unreadable segment
+    // fails here without being attached.
+    match Segment::open(target, Access::ReadOnly) {
+        Ok(segment) => {
+            let mut fields = describe(&segment)?;
+            fields.push(field("readable", json!(true)));
+            Ok((fields, Some(segment)))
+        }
+        Err(e) if kind_of(&e) == Some(Kind::NotFound) => Err(e),
+        Err(e) => unreadable(target).map(|fields| (fields, None)).ok_or(e),
+    }
+}
+
+/// The OS metadata of a segment that exists but that this user may not
+/// read; None when it is readable after all, or gone.
+fn unreadable(target: &Target) -> Option<Vec<Field>> {
+    let mut fields = address_fields(target);
+    match target {
+        Target::Name(name) => {
+            // Non-blocking: a FIFO planted at the name must not hang us.
+            let denied = nix::sys::mman::shm_open(
+                name.shm_open_name().as_str(),
+                OFlag::O_RDONLY | OFlag::O_NONBLOCK,
+                Mode::empty(),
+            );
+            if !matches!(denied, Err(Errno::EACCES | Errno::EPERM)) {
+                return None;
+            }
+            // lstat: a symlink planted in /dev/shm is not the object.
+            let st = nix::sys::stat::lstat(&name.dev_shm_path()).ok()?;
+            if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+                return None;
+            }
+            fields.extend(posix_fields(&st));
+        }
+        Target::Key { key, .. } => {
+            let (id, stat) = sysv_table().into_iter().find(|(_, s)| s.key == *key)?;
+            if !matches!(crate::os::shm_stat(id), Err(Errno::EACCES | Errno::EPERM)) {
+                return None;
+            }
+            fields.extend(sysv_fields(target, id, &stat));
+        }
+        Target::Id(want) => {
+            let (id, stat) = sysv_table().into_iter().find(|(id, _)| id == want)?;
+            if !matches!(crate::os::shm_stat(id), Err(Errno::EACCES | Errno::EPERM)) {
+                return None;
+            }
+            fields.extend(sysv_fields(target, id, &stat));
+        }
+    }
+    fields.push(Field {
+        name: "layout",
+        json: Value::Null,
+        text: "? (no permission to read it: content not shown)".to_owned(),
+    });
+    fields.push(field("readable", json!(false)));
+    Some(fields)
+}
+
+/// Every System V segment in this IPC namespace, from /proc/sysvipc/shm,
+/// which anyone may read (IPC_STAT needs read permission on the segment).
+/// Columns are found by their header names, so a kernel that adds or
+/// reorders columns is still read correctly.
+#[must_use]
+pub fn sysv_table() -> Vec<(ShmId, SysvStat)> {
+    let Ok(table) = std::fs::read_to_string("/proc/sysvipc/shm") else {
+        return Vec::new();
+    };
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .map(|h| h.split_whitespace().collect())
+        .unwrap_or_default();
+    let column = |name: &str| header.iter().position(|h| *h == name);
+    lines
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let get = |name: &str| column(name).and_then(|i| cols.get(i)).copied();
+            let num = |name: &str| get(name)?.parse::<i64>().ok();
+            let small = |name: &str| u32::try_from(num(name)?).ok();
+            let pid = |name: &str| i32::try_from(num(name)?).ok();
+            let key = ShmKey::from_raw(get("key")?.parse().ok()?);
+            let id = ShmId::from_raw(get("shmid")?.parse().ok()?);
+            Some((
+                id,
+                SysvStat {
+                    key,
+                    uid: small("uid")?,
+                    gid: small("gid")?,
+                    cuid: small("cuid")?,
+                    cgid: small("cgid")?,
+                    mode: u32::from_str_radix(get("perms")?, 8).ok()?,
+                    size: get("size")?.parse().ok()?,
+                    atime: num("atime")?,
+                    dtime: num("dtime")?,
+                    ctime: num("ctime")?,
+                    cpid: pid("cpid")?,
+                    lpid: pid("lpid")?,
+                    nattch: get("nattch")?.parse().ok()?,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// What our header says, by layout. Headers only: the content of a
+/// framed version is not copied, and a foreign C string is measured by
+/// scanning for its NUL in small chunks.
 fn layout_fields(segment: &Segment) -> anyhow::Result<Vec<Field>> {
     let map = segment.mapping();
     let layout = Layout::detect(map);
@@ -110,7 +257,7 @@ fn layout_fields(segment: &Segment) -> anyhow::Result<Vec<Field>> {
     match layout {
         Layout::Framed => {
             let framed = Framed::open(map, segment.target())?;
-            let version = framed.read()?;
+            let version = framed.published()?;
             #[allow(
                 clippy::cast_possible_wrap,
                 reason = "ns since 1970 fit i64 until 2262"
@@ -119,7 +266,7 @@ fn layout_fields(segment: &Segment) -> anyhow::Result<Vec<Field>> {
             fields.extend([
                 field("format_version", json!(framed::VERSION)),
                 field("capacity", json!(framed.capacity())),
-                field("content_length", json!(version.data.len())),
+                field("content_length", json!(version.len)),
                 field("versions", json!(version.seq)),
                 field(
                     "last_writer_pid",
@@ -159,13 +306,58 @@ fn layout_fields(segment: &Segment) -> anyhow::Result<Vec<Field>> {
             ]);
         }
         Layout::Foreign => {
-            fields.push(field(
-                "content_length",
-                json!(raw::read_c_string(map)?.len()),
-            ));
+            let length = map.find_nul(0)?.unwrap_or(map.len());
+            fields.push(field("content_length", json!(length)));
         }
     }
     Ok(fields)
+}
+
+/// `shm-read --info`: prints [`report`] for `address` as text or JSON,
+/// first waiting for the segment to exist when `wait` (up to `timeout`),
+/// and removes the segment afterwards when `remove`.
+pub fn show(
+    address: &Address,
+    wait: bool,
+    timeout: Option<Duration>,
+    as_json: bool,
+    remove: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let target = address.resolve()?;
+    let (fields, segment) = if wait || timeout.is_some() {
+        let found = wait::poll_until(Deadline::after(timeout), || match report(&target) {
+            Ok(found) => Ok(Some(found)),
+            Err(e) if kind_of(&e) == Some(Kind::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        })?;
+        found.ok_or_else(|| timed_out(&target, timeout, "to exist"))?
+    } else {
+        report(&target)?
+    };
+    let text = if as_json {
+        format!("{}\n", to_json(&fields))
+    } else {
+        to_text(&fields)
+    };
+    // As for content: the segment described, never whatever the name leads
+    // to by now, is removed before printing, so a closed stdout cannot skip it.
+    if remove {
+        match &segment {
+            Some(segment) => segment.remove()?,
+            None => {
+                return Err(failure(
+                    Kind::Failed,
+                    format!(
+                        "cannot remove {target}: you may not open it; run as its owner (or root)"
+                    ),
+                ));
+            }
+        }
+    }
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .with_context(|| format!("cannot write the metadata of {target} to stdout"))
 }
 
 /// Aligned `name: value` lines.

@@ -3,7 +3,10 @@
 //!
 //! Contract: a segment that cannot be opened is listed with what the
 //! kernel tables show and marked unreadable; one bad segment never fails
-//! the whole listing.
+//! the whole listing. Each row is what `--info` reports for it: segments
+//! this user may read are attached read-only for a moment to see what
+//! they hold (so `ipcs -p`/`-t` then show shm-read as the last attacher);
+//! the others are never attached.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -13,8 +16,7 @@ use serde_json::{Value, json};
 
 use crate::address::{PosixName, Target};
 use crate::info::{self, Field, field};
-use crate::os::ShmId;
-use crate::segment::{Access, Segment, user_name};
+use crate::segment::user_name;
 
 /// Writes the listing as a table, or as a JSON array of `--info` objects.
 pub fn list(as_json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
@@ -100,57 +102,32 @@ fn columns(fields: &[Field]) -> [String; 7] {
     ]
 }
 
-/// Full `--info` fields when the segment can be opened and parsed; else
-/// `known` plus why not.
+/// [`info::report`] for `target`, or, when that fails (a corrupt header,
+/// a segment that vanished meanwhile), `known` plus why not.
 fn describe_or(target: &Target, mut known: Vec<Field>) -> Vec<Field> {
-    let described = Segment::open(target, Access::ReadOnly).and_then(|s| info::describe(&s));
-    match described {
-        Ok(mut fields) => {
-            fields.push(field("readable", json!(true)));
+    match info::report(target) {
+        Ok((mut fields, _)) => {
+            if get(&fields, "readable").is_some_and(|f| f.json == json!(false)) {
+                fields.push(field("error", json!("no permission")));
+            }
             fields
         }
         Err(e) => {
-            let why = e.to_string();
-            let why = if why.starts_with("permission denied") {
-                "no permission".to_owned()
-            } else {
-                why
-            };
             known.push(field("readable", json!(false)));
-            known.push(field("error", json!(why)));
+            known.push(field("error", json!(e.to_string())));
             known
         }
     }
 }
 
 fn sysv_rows() -> Vec<Vec<Field>> {
-    let Ok(table) = std::fs::read_to_string("/proc/sysvipc/shm") else {
-        return Vec::new();
-    };
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            let key: i32 = cols.first()?.parse().ok()?;
-            let id: i32 = cols.get(1)?.parse().ok()?;
-            let perms = u32::from_str_radix(cols.get(2)?, 8).ok()?;
-            let size: u64 = cols.get(3)?.parse().ok()?;
-            let nattch: u64 = cols.get(6)?.parse().ok()?;
-            let uid: u32 = cols.get(7)?.parse().ok()?;
-            let key = crate::os::ShmKey::from_raw(key);
-            let known = vec![
-                field("segment", json!(format!("id {id}"))),
-                field("kind", json!("sysv")),
-                field("key", json!(key.to_string())),
-                field("id", json!(id)),
-                field("size", json!(size)),
-                field("mode", json!(format!("{:04o}", perms & 0o777))),
-                field("uid", json!(uid)),
-                field("user", json!(user_name(uid))),
-                field("attach_count", json!(nattch)),
-            ];
-            Some(describe_or(&Target::Id(ShmId::from_raw(id)), known))
+    info::sysv_table()
+        .into_iter()
+        .map(|(id, stat)| {
+            let target = Target::Id(id);
+            let mut known = vec![field("segment", json!(target.to_string()))];
+            known.extend(info::sysv_fields(&target, id, &stat));
+            describe_or(&target, known)
         })
         .collect()
 }
@@ -162,6 +139,7 @@ fn posix_rows() -> Vec<Vec<Field>> {
     let mut rows: Vec<(String, Vec<Field>)> = entries
         .filter_map(Result::ok)
         .filter_map(|entry| {
+            // DirEntry::metadata does not follow symlinks: only real objects.
             let meta = entry.metadata().ok().filter(std::fs::Metadata::is_file)?;
             let name = PosixName::parse(entry.file_name().to_str()?).ok()?;
             let known = vec![

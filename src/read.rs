@@ -11,10 +11,10 @@ use crate::error::{Kind, failure, kind_of};
 use crate::format::framed::Framed;
 use crate::format::ring::Ring;
 use crate::format::{Layout, raw};
+use crate::hex;
 use crate::os::AccessError;
 use crate::segment::{Access, Segment, timed_out};
 use crate::wait::{self, Deadline, RECHECK};
-use crate::{hex, info};
 
 /// Everything `shm-read` can be asked in snapshot mode.
 #[derive(Debug, Clone)]
@@ -35,15 +35,11 @@ pub struct ReadOptions {
     pub timeout: Option<Duration>,
     /// Remove the segment after reading it.
     pub remove: bool,
-    /// Print metadata instead of content.
-    pub info: bool,
-    /// With `info`: one JSON object.
-    pub json: bool,
     /// Print every new version until the segment is removed.
     pub follow: bool,
 }
 
-/// Runs `shm-read` in snapshot, info or follow mode, writing to `out`.
+/// Runs `shm-read` in snapshot or follow mode (`--info` is [`crate::info::show`]), writing to `out`.
 ///
 /// With `remove`, the segment is removed once what is to be printed has
 /// been copied out of it and before it is written to `out`, so a reader of
@@ -65,20 +61,6 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
         Segment::open(&target, Access::ReadOnly)?
     };
 
-    if opts.info {
-        let fields = info::describe(&segment)?;
-        let text = if opts.json {
-            format!("{}\n", info::to_json(&fields))
-        } else {
-            info::to_text(&fields)
-        };
-        if opts.remove {
-            segment.remove()?;
-        }
-        return to_stdout(&target, "the metadata of", out, |out| {
-            out.write_all(text.as_bytes())
-        });
-    }
     if waits && !opts.all {
         wait_for_content(&segment, deadline, opts.timeout).map_err(|e| name_segment(e, &target))?;
     }

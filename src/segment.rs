@@ -261,7 +261,10 @@ impl Segment {
 
 /// The exit-124 error: what `target` was awaited for, and how long.
 pub fn timed_out(target: &Target, timeout: Option<Duration>, what: &str) -> anyhow::Error {
-    let after = timeout.map_or_else(String::new, |t| format!(" after {t:?}"));
+    // "1m 30s", "0s": as a person writes it, not Debug's "90s" or "0ns".
+    let after = timeout.map_or_else(String::new, |t| {
+        format!(" after {}", humantime::format_duration(t))
+    });
     failure(
         Kind::TimedOut,
         format!("timed out{after} waiting for {target} {what}"),

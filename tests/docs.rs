@@ -42,10 +42,6 @@ const NOT_RUN: &[(&str, &str)] = &[
         "cp target/assets/shm-*.fish ~/.config/fish/completions/",
         "user installation",
     ),
-    (
-        "./writer",
-        "needs a terminal to type into; run with piped input in the C scenario",
-    ),
 ];
 
 /// Every example command the scenarios below run, as documented.
@@ -60,7 +56,6 @@ const RUN: &[&str] = &[
     "tar c ~/project | shm-write --stream -n backup",
     "shm-read --stream --wait -n backup | tar t",
     "tar c . | shm-write --stream -n backup",
-    "shm-read --stream -n backup | tar t",
     "shm-read --stream -n out | ssh host 'shm-write --stream -n in'",
     "shm-read -n results --wait --timeout 30s > results.bin",
     "shm-read -n jobs --wait --timeout 5s",
@@ -79,7 +74,14 @@ const RUN: &[&str] = &[
     "echo 'Hello, reader.c' | shm-write --raw -f shmfile",
     "echo 'hi, reader.c' | shm-write --raw -f shmfile",
     "./reader",
-    "shm-read -f shmfile",
+    "./writer",
+    "scratch=$(mktemp -d)",
+    "cc -O2 -o $scratch/reader tests/classic/reader.c",
+    "cc -O2 -o $scratch/writer tests/classic/writer.c",
+    "cd $scratch && touch shmfile",
+    "cd - > /dev/null && rm -r $scratch",
+    "./target/release/shm-read --remove > /dev/null",
+    "source <(COMPLETE=bash shm-read) && source <(COMPLETE=bash shm-write)",
     "shm-read -f shmfile --remove",
     "ls -l /dev/shm",
     "shm-read -i SHMID --remove > /dev/null",
@@ -213,6 +215,7 @@ impl Scene {
         cmd = cmd.replace("0x1234", &self.key.args[1]);
         cmd = cmd.replace("~/project", "project");
         cmd = cmd.replace("ssh host", "sh -c");
+        cmd = cmd.replace("./target/release/", "");
         cmd.trim_end().to_owned()
     }
 
@@ -226,16 +229,22 @@ impl Scene {
         for (placeholder, value) in more {
             script = script.replace(placeholder, value);
         }
-        let mut cmd = Command::new("sh");
+        let mut cmd = self.shell("sh");
+        cmd.arg("-c").arg(script);
+        cmd
+    }
+
+    /// `shell` in the scene's directory, finding the tools built for this
+    /// test, with the scene's default segment.
+    fn shell(&self, shell: &str) -> Command {
+        let mut cmd = Command::new(shell);
         let bins = Path::new(env!("CARGO_BIN_EXE_shm-read")).parent().unwrap();
         let path = format!(
             "{}:{}",
             bins.display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        cmd.arg("-c")
-            .arg(script)
-            .current_dir(&self.dir)
+        cmd.current_dir(&self.dir)
             .env("PATH", path)
             .env("SHM_TOOLS_NAME", self.default.name_value().unwrap());
         cmd
@@ -311,22 +320,22 @@ fn stream_between_pipelines() {
         ),
         (
             "tar c . | shm-write --stream -n backup",
-            "shm-read --stream -n backup | tar t",
+            "shm-read --stream --wait -n backup | tar t",
         ),
     ];
     for (writer_doc, reader_doc) in pairs {
-        let writer = scene.start(writer_doc);
+        // As the examples say either side may start first: the reader does.
+        let reader = scene.start(reader_doc);
+        thread::sleep(Duration::from_millis(200));
         let backup = scene.name("backup");
-        // The second reader has no --wait: start it once the ring exists.
-        until("the ring exists", || {
-            info_opt(backup).is_some_and(|i| i["layout"] == "stream")
-        });
-        let listing = scene.run(reader_doc, b"").stdout_str();
+        scene.run(writer_doc, b"");
+        let listing = reader.finish(Duration::from_secs(30));
+        listing.ok();
+        let listing = listing.stdout_str();
         assert!(
             listing.contains("project/notes.txt") || listing.contains("./project/notes.txt"),
             "{listing}"
         );
-        writer.finish(Duration::from_secs(30)).ok();
         assert!(!backup.exists());
     }
 }
@@ -341,13 +350,6 @@ fn until(what: &str, done: impl Fn() -> bool) {
         );
         thread::sleep(Duration::from_millis(5));
     }
-}
-
-fn info_opt(seg: &Seg) -> Option<serde_json::Value> {
-    let out = read(&strs(&seg.with(&["--info", "--json"])));
-    (out.code() == Some(0))
-        .then(|| serde_json::from_slice(&out.stdout).ok())
-        .flatten()
 }
 
 #[test]
@@ -442,36 +444,102 @@ fn binary_data_keys_and_metadata() {
     );
 }
 
+/// README's C block, from the repository root, as one script: its lines
+/// share the shell variable and the directory changes.
+const C_BLOCK: &[&str] = &[
+    "scratch=$(mktemp -d)",
+    "cc -O2 -o $scratch/reader tests/classic/reader.c",
+    "cc -O2 -o $scratch/writer tests/classic/writer.c",
+    "cd $scratch && touch shmfile",
+    "echo 'Hello, reader.c' | shm-write --raw -f shmfile",
+    "./reader",
+    "./writer",
+    "shm-read -f shmfile --remove",
+    "cd - > /dev/null && rm -r $scratch",
+];
+
 #[test]
 fn talking_to_the_classic_c_programs() {
     let scene = Scene::new();
-    let compiled = compile_classic(&scene.dir).is_some();
-    if !compiled {
+    if compile_classic(&scene.dir).is_none() {
         eprintln!("skipped: no C compiler");
         return;
     }
+    let script = C_BLOCK
+        .iter()
+        .map(|doc| scene.adapt(doc))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut cmd = scene.shell("sh");
+    let repo = env!("CARGO_MANIFEST_DIR");
+    // mktemp inside the scene, so even a failed run leaves nothing behind.
+    cmd.args(["-e", "-c", &script])
+        .current_dir(repo)
+        .env("TMPDIR", &scene.dir);
+    let out = run(&mut cmd, b"typed line\n");
+    // A run that stopped half-way may have left its segment: guard it.
+    let _leftovers: Vec<Seg> = std::fs::read_dir(&scene.dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| shm_tools::os::ftok(&e.path().join("shmfile"), 65).ok())
+        .map(Seg::guard_key)
+        .collect();
+    out.ok();
+    let shown = out.stdout_str();
+    assert!(
+        shown.contains("Data read from memory: Hello, reader.c\n")
+            && shown.contains("Data written in memory: typed line\n")
+            && shown.ends_with("\ntyped line\n"),
+        "{out}"
+    );
+    // The scratch directory is gone, and nothing landed in the repository.
+    assert!(
+        std::fs::read_dir(&scene.dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .all(|e| !e.file_name().to_string_lossy().starts_with("tmp.")),
+        "the scratch directory was left behind"
+    );
+    for file in ["reader", "writer", "shmfile"] {
+        assert!(
+            !Path::new(repo).join(file).exists(),
+            "{file} left in the repository"
+        );
+    }
+
+    // --help's version, in a directory of its own.
     scene.run("touch shmfile", b"");
     let key = shm_tools::os::ftok(&scene.dir.join("shmfile"), 65).unwrap();
-    let _guard = Seg::guard_key(key);
-    scene.run("echo 'Hello, reader.c' | shm-write --raw -f shmfile", b"");
-    assert_eq!(
-        scene.run("./reader", b"").stdout_str(),
-        "Data read from memory: Hello, reader.c\n\n"
-    );
-    // ./writer, with the line typed into its stdin.
-    run(
-        Command::new(scene.dir.join("writer")).current_dir(&scene.dir),
-        b"typed line\n",
-    )
-    .ok();
-    assert_eq!(
-        scene.run("shm-read -f shmfile", b"").stdout,
-        b"typed line\n"
-    );
+    let guard = Seg::guard_key(key);
     scene.run("echo 'hi, reader.c' | shm-write --raw -f shmfile", b"");
     assert_eq!(
         scene.run("shm-read -f shmfile --remove", b"").stdout,
         b"hi, reader.c\n"
+    );
+    assert!(!guard.exists());
+}
+
+#[test]
+fn the_first_commands_leftover_is_removed_as_documented() {
+    let scene = Scene::new();
+    scene.run("echo 'Hello from terminal 1' | shm-write", b"");
+    assert!(scene.default.exists());
+    scene.run("./target/release/shm-read --remove > /dev/null", b"");
+    assert!(!scene.default.exists());
+}
+
+#[test]
+fn completion_registers_in_bash() {
+    let scene = Scene::new();
+    let doc = "source <(COMPLETE=bash shm-read) && source <(COMPLETE=bash shm-write)";
+    let script = format!("{} && complete -p shm-read shm-write", scene.adapt(doc));
+    let out = run(scene.shell("bash").args(["-c", &script]), b"");
+    out.ok();
+    let registered = out.stdout_str();
+    assert!(
+        registered.contains("_clap_complete_shm_read shm-read")
+            && registered.contains("_clap_complete_shm_write shm-write"),
+        "{registered}"
     );
 }
 

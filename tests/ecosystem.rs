@@ -202,7 +202,9 @@ fn man_pages_and_completions_generate() {
     }
     let man = std::fs::read_to_string(dir.join("shm-read.1")).unwrap();
     assert!(
-        man.contains(".TH shm-read") && man.contains("\\-\\-stream") && man.contains("Examples"),
+        man.contains(".TH shm-read")
+            && man.contains("\\-\\-stream")
+            && man.contains(".SH EXAMPLES"),
         "{man}"
     );
     let bash = std::fs::read_to_string(dir.join("shm-write.bash")).unwrap();

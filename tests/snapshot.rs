@@ -328,5 +328,5 @@ fn info_describes_the_segment() {
 #[test]
 fn bad_duration_or_json_without_info_is_usage() {
     read(&["--json"]).expect_code(2);
-    read(&["-t", "5y"]).expect_code(2);
+    read(&["-t", "5q"]).expect_code(2);
 }

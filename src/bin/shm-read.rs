@@ -2,13 +2,15 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use shm_tools::cli::read_args::ReadArgs;
-use shm_tools::cli::run;
+use shm_tools::cli::{parse, run};
 use shm_tools::error::require_stdout;
 
 fn main() -> ExitCode {
-    let args = ReadArgs::parse();
+    let args: ReadArgs = match parse("shm-read") {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
     run("shm-read", || {
         require_stdout("shm-read")?;
         args.execute()

@@ -2,13 +2,15 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use shm_tools::cli::run;
 use shm_tools::cli::write_args::WriteArgs;
+use shm_tools::cli::{parse, run};
 use shm_tools::error::require_stdin;
 
 fn main() -> ExitCode {
-    let args = WriteArgs::parse();
+    let args: WriteArgs = match parse("shm-write") {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
     run("shm-write", || {
         require_stdin("shm-write")?;
         args.execute()

@@ -1,12 +1,16 @@
 //! What both binaries share on the command line: the addressing options,
-//! value parsers for sizes, durations and modes, and the `main` wrapper
-//! that turns an error into one stderr line and an exit code.
+//! value parsers for sizes, durations and modes, shell completion of
+//! existing segments, and the `main` wrappers that turn a usage error or
+//! any other error into one stderr line and an exit code.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Args;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Args, Parser};
+use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
 
 use crate::address::{Address, CLASSIC_PROJ_ID, PosixName, parse_id, parse_key, parse_proj_id};
 use crate::error::{Outcome, outcome};
@@ -22,7 +26,7 @@ pub mod write_args;
 #[group(skip)]
 pub struct SegmentArgs {
     /// System V key, 0x-hex as ipcs prints it or decimal (0 = IPC_PRIVATE)
-    #[arg(short = 'k', long, value_name = "KEY", value_parser = parse_key, group = "address")]
+    #[arg(short = 'k', long, value_name = "KEY", value_parser = parse_key, group = "address", add = ArgValueCandidates::new(key_candidates))]
     pub key: Option<ShmKey>,
 
     /// Derive the key with ftok(PATH, --proj-id), like the classic C programs
@@ -34,11 +38,11 @@ pub struct SegmentArgs {
     pub proj_id: u8,
 
     /// Existing System V segment by id, as ipcs -m prints it
-    #[arg(short = 'i', long = "id", value_name = "SHMID", value_parser = parse_id, group = "address")]
+    #[arg(short = 'i', long = "id", value_name = "SHMID", value_parser = parse_id, group = "address", add = ArgValueCandidates::new(id_candidates))]
     pub id: Option<ShmId>,
 
     /// POSIX shared memory name (/dev/shm/NAME), with or without the leading slash
-    #[arg(short = 'n', long, value_name = "NAME", value_parser = PosixName::parse, group = "address")]
+    #[arg(short = 'n', long, value_name = "NAME", value_parser = PosixName::parse, group = "address", add = ArgValueCandidates::new(name_candidates))]
     pub name: Option<PosixName>,
 }
 
@@ -101,27 +105,32 @@ pub fn parse_size(raw: &str) -> Result<usize, String> {
     usize::try_from(bytes).map_err(|_| bad())
 }
 
-/// Parses `500ms`, `5s`, `1.5s`, `2m`, `1h`, or plain seconds like timeout(1).
+/// Longest wait a duration asks for; longer ones are cut to it, as
+/// timeout(1) clamps what it cannot represent. A century is forever for a
+/// shell command, and far from where `Instant + Duration` overflows.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Parses what humantime accepts (`500ms`, `5s`, `1.5s`, `1m30s`, `2min`,
+/// `1h 30m`...) or a plain number of seconds (`5`, `0.5`), like timeout(1).
+/// Absurdly long durations are clamped to [`MAX_DURATION`].
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
-    let bad = || {
-        format!(
-            "'{raw}' is not a duration: give e.g. 500ms, 5s, 1.5s, 2m (a plain number means seconds)"
-        )
-    };
     let text = raw.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().map_err(|_| bad())?;
-    let seconds = match unit {
-        "ms" => number / 1000.0,
-        "" | "s" => number,
-        "m" => number * 60.0,
-        "h" => number * 3600.0,
-        _ => return Err(bad()),
+    let plain = !text.is_empty() && text.chars().all(|c| c.is_ascii_digit() || c == '.');
+    let parsed = if plain {
+        text.parse::<f64>()
+            .ok()
+            // Only digits and dots: too large to represent (even infinite) is the only failure.
+            .map(|s| Duration::try_from_secs_f64(s).unwrap_or(MAX_DURATION))
+            .ok_or_else(|| format!("'{raw}' is not a number of seconds"))
+    } else {
+        humantime::parse_duration(text).map_err(|e| {
+            format!(
+                "'{raw}' is not a duration ({e}): give e.g. 500ms, 5s, 1.5s, 1m30s, 2min, 1h \
+                 (a plain number means seconds)"
+            )
+        })
     };
-    Duration::try_from_secs_f64(seconds).map_err(|_| bad())
+    parsed.map(|d| d.min(MAX_DURATION))
 }
 
 /// Parses permission bits in octal, `600` or `0600`.
@@ -132,6 +141,173 @@ pub fn parse_mode(raw: &str) -> Result<u32, String> {
         .ok_or_else(|| {
             format!("'{raw}' is not a mode: give octal permission bits like 0600 or 0644")
         })
+}
+
+/// Parses the command line of `program` (`shm-write`, `shm-read`).
+///
+/// First answers a shell's completion request, if this run is one
+/// (`COMPLETE=bash shm-read ...`, see README), and exits. `--help` and
+/// `--version` print as clap renders them and give `Err(0)`; any other
+/// problem is a usage error: one line on stderr, `Err(2)`.
+pub fn parse<T: Parser>(program: &str) -> Result<T, ExitCode> {
+    clap_complete::CompleteEnv::with_factory(T::command).complete();
+    T::try_parse().map_err(|err| {
+        if err.use_stderr() {
+            eprintln!("{}", usage_error(program, &err, std::env::args().skip(1)));
+            ExitCode::from(2)
+        } else {
+            // Help and version go to stdout unchanged; a closed stdout
+            // leaves nothing to report.
+            let _ = err.print();
+            ExitCode::SUCCESS
+        }
+    })
+}
+
+/// The one-line message for a usage error: clap's first line, its tips,
+/// and for a stray plain argument what the tool expects instead. `args`
+/// is the command line after the program name, for the suggestion.
+#[must_use]
+pub fn usage_error(program: &str, err: &clap::Error, args: impl Iterator<Item = String>) -> String {
+    let rendered = err.render().to_string();
+    let mut lines = rendered.lines();
+    let first = lines.next().unwrap_or_default();
+    let mut what = first
+        .strip_prefix("error: ")
+        .unwrap_or(first)
+        .trim_end()
+        .to_owned();
+    // "the following required arguments were not provided:" lists them on
+    // the lines after, indented.
+    if what.ends_with(':') {
+        let listed: Vec<&str> = lines
+            .clone()
+            .take_while(|l| l.starts_with("  ") && !l.trim().is_empty())
+            .map(str::trim)
+            .collect();
+        what = format!("{} {}", what, listed.join(", "));
+    }
+    let stray = match (err.kind(), err.get(ContextKind::InvalidArg)) {
+        (ErrorKind::UnknownArgument, Some(ContextValue::String(arg)))
+            if arg == "-" || !arg.starts_with('-') =>
+        {
+            Some(arg.clone())
+        }
+        _ => None,
+    };
+    let mut message = format!("{program}: error: {}", what.trim_end());
+    if let Some(arg) = stray {
+        let arg = arg.as_str();
+        message = format!("{program}: error: unexpected argument '{arg}'");
+        if program == "shm-write" {
+            let (data, rest) = split_stray_words(arg, args);
+            let _ = write!(
+                message,
+                ": shm-write reads the data from stdin, not from arguments, e.g. echo {} | {}",
+                shell_words(&[data]),
+                shell_words(&[&[program.to_owned()][..], &rest].concat())
+            );
+        } else {
+            let flag = if parse_key(arg).is_ok() { "-k" } else { "-n" };
+            let _ = write!(
+                message,
+                ": name the segment with an option, e.g. {program} {flag} {} \
+                 (-n NAME for a POSIX name, -k KEY for a System V key)",
+                shell_words(&[arg.to_owned()])
+            );
+        }
+    } else {
+        for tip in lines.filter_map(|l| l.trim().strip_prefix("tip: ")) {
+            let _ = write!(message, " ({tip})");
+        }
+    }
+    // Writing to a String cannot fail.
+    let _ = write!(message, "; try '{program} --help'");
+    message
+}
+
+/// Splits `args` into the plain words starting at `first` (the data the
+/// user meant, joined by spaces) and every other argument.
+fn split_stray_words(first: &str, args: impl Iterator<Item = String>) -> (String, Vec<String>) {
+    let mut words = Vec::new();
+    let mut rest = Vec::new();
+    let mut in_words = false;
+    for arg in args {
+        if words.is_empty() && arg == first {
+            in_words = true;
+        } else if in_words && arg.starts_with('-') {
+            in_words = false;
+        }
+        if in_words {
+            words.push(arg);
+        } else {
+            rest.push(arg);
+        }
+    }
+    (words.join(" "), rest)
+}
+
+/// `words` as a shell would need them typed: each quoted unless plain.
+fn shell_words(words: &[String]) -> String {
+    let plain = |w: &str| {
+        !w.is_empty()
+            && w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.,:/@%+=".contains(c))
+    };
+    words
+        .iter()
+        .map(|w| {
+            if plain(w) {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Completion for `-n`: the POSIX objects in /dev/shm.
+fn name_candidates() -> Vec<CompletionCandidate> {
+    let Ok(entries) = std::fs::read_dir("/dev/shm") else {
+        return Vec::new();
+    };
+    let mut names: Vec<CompletionCandidate> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            PosixName::parse(&name).ok()?;
+            let size = e.metadata().map_or(0, |m| m.len());
+            Some(CompletionCandidate::new(name).help(Some(format!("{size} bytes").into())))
+        })
+        .collect();
+    names.sort_by(|a, b| a.get_value().cmp(b.get_value()));
+    names
+}
+
+/// Completion for `-k`: the keys of existing System V segments.
+fn key_candidates() -> Vec<CompletionCandidate> {
+    crate::info::sysv_table()
+        .into_iter()
+        .filter(|(_, stat)| stat.key != ShmKey::PRIVATE)
+        .map(|(id, stat)| {
+            CompletionCandidate::new(stat.key.to_string())
+                .help(Some(format!("id {id}, {} bytes", stat.size).into()))
+        })
+        .collect()
+}
+
+/// Completion for `-i`: the ids of existing System V segments.
+fn id_candidates() -> Vec<CompletionCandidate> {
+    crate::info::sysv_table()
+        .into_iter()
+        .map(|(id, stat)| {
+            CompletionCandidate::new(id.to_string()).help(Some(
+                format!("key {}, {} bytes", stat.key, stat.size).into(),
+            ))
+        })
+        .collect()
 }
 
 /// Runs a binary's body: prints a failure as one line on stderr, prefixed
@@ -193,7 +369,16 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("5y").is_err());
+        assert!(parse_duration("5q").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("1.2.3").is_err());
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2min"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("10000000000000000000"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration(&"9".repeat(400)), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("1000years"), Ok(MAX_DURATION));
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub struct ReadArgs {
     #[arg(short, long)]
     wait: bool,
 
-    /// Give up waiting after DURATION (500ms, 5s, 2m) with exit 124; implies --wait
+    /// Give up waiting after DURATION (500ms, 5s, 1m30s; a plain number is seconds) with exit 124; implies --wait
     #[arg(short, long, value_name = "DURATION", value_parser = parse_duration)]
     timeout: Option<Duration>,
 
@@ -82,7 +82,7 @@ pub struct ReadArgs {
     #[arg(long)]
     remove: bool,
 
-    /// Print the segment's metadata instead of its content
+    /// Print the segment's metadata instead of its content (owner, size, mode and times also when you may not read it)
     #[arg(long)]
     info: bool,
 
@@ -126,6 +126,16 @@ impl ReadArgs {
                 "--json goes with --info or --list",
             ));
         }
+        if self.info {
+            return crate::info::show(
+                &address,
+                self.wait,
+                self.timeout,
+                self.json,
+                self.remove,
+                &mut std::io::stdout().lock(),
+            );
+        }
         let opts = ReadOptions {
             address,
             raw: self.raw,
@@ -135,8 +145,6 @@ impl ReadArgs {
             wait: self.wait,
             timeout: self.timeout,
             remove: self.remove,
-            info: self.info,
-            json: self.json,
             follow: self.follow,
         };
         read(&opts, &mut std::io::stdout().lock())

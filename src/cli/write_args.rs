@@ -21,9 +21,10 @@ Examples:
     $ shm-write -l -n chat          # terminal 1
     $ shm-read -F -n chat           # terminal 2
 
-  A pipe between two unrelated pipelines, through a 4 MiB ring:
+  A pipe between two unrelated pipelines, through a 4 MiB ring (either
+  side may start first):
     $ tar c . | shm-write --stream -n backup          # terminal 1
-    $ shm-read --stream -n backup | tar t             # terminal 2
+    $ shm-read --stream --wait -n backup | tar t      # terminal 2
 
   Keys and ids as ipcs shows them:
     $ shm-write -k 0x1234 -s 1M < picture.png

@@ -394,6 +394,57 @@ pub fn suggest_size(bytes: usize) -> String {
     }
 }
 
+/// What a published version is, without its bytes: for `--info` and
+/// `--list`, which must not copy a 1 GiB content to report its length.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Published {
+    /// Content length in bytes.
+    pub len: usize,
+    /// As [`Version::seq`].
+    pub seq: u32,
+    /// As [`Version::writer_pid`].
+    pub writer_pid: u32,
+    /// As [`Version::mtime_ns`].
+    pub mtime_ns: u64,
+}
+
+impl Framed<'_> {
+    /// The published version's length and metadata, read under the same
+    /// generation check as [`Framed::read`] but without copying the data.
+    pub fn published(&self) -> anyhow::Result<Published> {
+        let started = Instant::now();
+        let seq_word = self.seq_word()?;
+        loop {
+            let seq = seq_word.load(Ordering::Acquire);
+            let slot = (seq & 1) as usize;
+            let generation = self.slot_word32(slot, SLOT_GEN)?;
+            let before = generation.load(Ordering::Acquire);
+            if before & 1 == 0 {
+                let len = self.slot_len(slot)?;
+                let writer_pid = self.slot_word32(slot, SLOT_PID)?.load(Ordering::Relaxed);
+                let mtime_ns = self.slot_word64(slot, SLOT_MTIME)?.load(Ordering::Relaxed);
+                fence(Ordering::Acquire);
+                if generation.load(Ordering::Relaxed) == before {
+                    let len =
+                        len.ok_or_else(|| self.corrupt("content length exceeds the capacity"))?;
+                    return Ok(Published {
+                        len,
+                        seq,
+                        writer_pid,
+                        mtime_ns,
+                    });
+                }
+            } else if seq_word.load(Ordering::Acquire) == seq {
+                return Err(self.corrupt("the published slot is marked as being written"));
+            }
+            if started.elapsed() > READ_PATIENCE {
+                return Err(self.corrupt("the published slot never stopped changing"));
+            }
+            std::thread::yield_now();
+        }
+    }
+}
+
 /// Lets crash tests kill a writer while it holds the lock: with
 /// `SHM_TOOLS_TEST_HOLD_LOCK_MS` set, the writer sleeps that long after
 /// taking it. Unset (always, outside tests) it costs one env lookup.
