@@ -175,6 +175,9 @@ pub struct Mapping {
     unmap: Unmap,
     /// For POSIX objects, which can shrink under us: see "Truncation guard".
     guard: Option<TruncationGuard>,
+    /// Robust locks in this mapping still linked in a thread's robust list
+    /// (see "Robust locks"); while any are, the memory is never unmapped.
+    robust_held: AtomicUsize,
 }
 
 /// Returned by the accessors when an offset or length leaves the mapping;
@@ -205,6 +208,7 @@ impl Mapping {
             writable,
             unmap: Unmap::Shmdt,
             guard: None,
+            robust_held: AtomicUsize::new(0),
         })
     }
 
@@ -220,14 +224,22 @@ impl Mapping {
         // object; all access goes through this type's raw-pointer methods.
         let addr =
             unsafe { nix::sys::mman::mmap(None, length, prot, MapFlags::MAP_SHARED, fd, 0) }?;
-        let guard = Some(TruncationGuard::register(fd, addr.as_ptr() as usize, len));
-        Ok(Mapping {
+        let guard = TruncationGuard::register(fd, addr.as_ptr() as usize, len);
+        let mapping = Mapping {
             base: addr.cast::<u8>(),
             len,
             writable,
             unmap: Unmap::Munmap,
-            guard,
-        })
+            guard: Some(guard),
+            robust_held: AtomicUsize::new(0),
+        };
+        if mapping.guard.as_ref().is_some_and(|g| g.slot.is_none()) {
+            // No room to watch it for truncation: a shrink would kill us
+            // with SIGBUS, so refuse rather than map it unguarded (dropping
+            // `mapping` unmaps it).
+            return Err(Errno::EMFILE);
+        }
+        Ok(mapping)
     }
 
     /// A read-only mapping of a private copy of `image` (a memfd), so an
@@ -411,6 +423,14 @@ impl Drop for Mapping {
     fn drop(&mut self) {
         if let Some(guard) = self.guard.take() {
             guard.release();
+        }
+        if self.robust_held.load(Ordering::Acquire) != 0 {
+            // A lock here is still linked in a robust list (its guard was
+            // leaked): later relinks, and the kernel's walk when we exit,
+            // write through that entry. Keeping the memory mapped keeps those
+            // writes inside this segment, and at exit the kernel records
+            // the lock's holder as dead, which is the truth.
+            return;
         }
         // Errors are ignored: the only failure modes (EINVAL for an address
         // that is not mapped) cannot happen for a mapping we made, and the
@@ -914,6 +934,53 @@ struct RobustListHead {
 struct RobustThread {
     head: RobustListHead,
     held: Vec<*mut u8>,
+    /// [`FORKS`] when the head was registered: a forked child starts with
+    /// no kernel list and must not relink its parent's entries.
+    forks: u64,
+}
+
+/// Forks this process went through, counted in the child (pthread_atfork).
+static FORKS: AtomicU64 = AtomicU64::new(0);
+static COUNT_FORKS: Once = Once::new();
+
+extern "C" fn count_fork_in_child() {
+    // Async-signal-safe: one atomic add.
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// This thread's robust state, registered with the kernel, anew in a
+/// forked child (which inherits our memory but not the kernel's list).
+fn robust_thread(thread: *mut RobustThread) -> *mut RobustThread {
+    let forks = FORKS.load(Ordering::Relaxed);
+    // SAFETY: the leaked state belongs to this thread alone and nothing
+    // else borrows it now.
+    let state = unsafe { &mut *thread };
+    if state.forks != forks {
+        // The parent's locks are the parent's: forget them, unwritten.
+        state.held.clear();
+        state.forks = forks;
+        state.head.next = std::ptr::from_mut(&mut state.head).cast();
+        state.head.list_op_pending = std::ptr::null_mut();
+        set_robust_list(&mut state.head);
+    }
+    thread
+}
+
+fn set_robust_list(head: &mut RobustListHead) {
+    // SAFETY: the head is leaked, so it outlives the thread as the kernel
+    // requires; the size is that of the ABI struct. This replaces glibc's
+    // head for this thread, which only glibc's robust pthread mutexes use
+    // (this program has none).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_set_robust_list,
+            std::ptr::from_mut(head),
+            std::mem::size_of::<RobustListHead>(),
+        )
+    };
+    // Without a registered list a lock still works; only a holder's death
+    // would go unrecorded, which lock waiters bound with their patience.
+    let _ = Errno::result(ret);
 }
 
 thread_local! {
@@ -923,6 +990,11 @@ thread_local! {
 }
 
 fn register_robust_list() -> *mut RobustThread {
+    COUNT_FORKS.call_once(|| {
+        // SAFETY: the handler is a plain extern "C" fn that only adds to an
+        // atomic; registration itself touches no memory of ours.
+        let _ = unsafe { libc::pthread_atfork(None, None, Some(count_fork_in_child)) };
+    });
     let thread = Box::leak(Box::new(RobustThread {
         head: RobustListHead {
             next: std::ptr::null_mut(),
@@ -931,22 +1003,10 @@ fn register_robust_list() -> *mut RobustThread {
             list_op_pending: std::ptr::null_mut(),
         },
         held: Vec::new(),
+        forks: FORKS.load(Ordering::Relaxed),
     }));
     thread.head.next = std::ptr::from_mut(&mut thread.head).cast();
-    // SAFETY: the head is leaked, so it outlives the thread as the kernel
-    // requires; the size is that of the ABI struct. This replaces glibc's
-    // head for this thread, which only glibc's robust pthread mutexes use
-    // (this program has none).
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_set_robust_list,
-            std::ptr::from_mut(&mut thread.head),
-            std::mem::size_of::<RobustListHead>(),
-        )
-    };
-    // Without a registered list a lock still works; only a holder's death
-    // would go unrecorded, which lock waiters bound with their patience.
-    let _ = Errno::result(ret);
+    set_robust_list(&mut thread.head);
     thread
 }
 
@@ -1010,6 +1070,7 @@ impl Mapping {
         let (entry, word) = self.robust_entry(offset)?;
         let tid = nix::unistd::gettid().as_raw().cast_unsigned() & FUTEX_TID_MASK;
         ROBUST.with(|&thread| {
+            let thread = robust_thread(thread);
             // SAFETY: the leaked state belongs to this thread alone, and no
             // other reference to it is alive during this closure.
             let thread = unsafe { &mut *thread };
@@ -1031,6 +1092,7 @@ impl Mapping {
                 ) {
                     Ok(_) => {
                         thread.held.push(entry);
+                        self.robust_held.fetch_add(1, Ordering::AcqRel);
                         relink(thread);
                         break RobustTry::Taken {
                             owner_died: current & FUTEX_OWNER_DIED != 0,
@@ -1052,12 +1114,14 @@ impl Mapping {
         let (entry, word) = self.robust_entry(offset)?;
         let tid = nix::unistd::gettid().as_raw().cast_unsigned() & FUTEX_TID_MASK;
         ROBUST.with(|&thread| {
+            let thread = robust_thread(thread);
             // SAFETY: as in robust_try_lock.
             let thread = unsafe { &mut *thread };
             thread.head.list_op_pending = entry;
             std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
             if let Some(at) = thread.held.iter().position(|&e| e == entry) {
                 thread.held.remove(at);
+                self.robust_held.fetch_sub(1, Ordering::AcqRel);
                 relink(thread);
             }
             let mut current = word.load(std::sync::atomic::Ordering::Relaxed);

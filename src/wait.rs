@@ -200,6 +200,9 @@ pub struct RobustGuard<'a> {
     map: &'a Mapping,
     offset: usize,
     owner_died: bool,
+    /// Not Send: the lock is linked in this thread's robust list, so only
+    /// this thread can release it.
+    _thread_bound: std::marker::PhantomData<*const ()>,
 }
 
 impl RobustGuard<'_> {
@@ -231,6 +234,7 @@ pub fn try_lock_robust(
             map,
             offset,
             owner_died,
+            _thread_bound: std::marker::PhantomData,
         }),
         RobustTry::Held(word) => Err(Holder::of(word)),
     })
@@ -353,6 +357,22 @@ mod tests {
         assert!(guard.previous_owner_died());
         drop(guard);
         assert_eq!(Holder::at(&map, 64).unwrap(), Holder::Free);
+    }
+
+    #[test]
+    fn a_leaked_guard_never_lets_the_list_write_into_other_memory() {
+        let first = scratch();
+        std::mem::forget(try_lock_robust(&first, 0).unwrap().expect("free"));
+        drop(first);
+        // Whatever now lives where `first` was must not be written by the
+        // robust list: `first` stays mapped while its lock is linked.
+        let second = scratch();
+        second.write(0, b"VICTIMDA").unwrap();
+        let guard = try_lock_robust(&second, 64).unwrap().expect("free");
+        let mut head = [0u8; 8];
+        second.read(0, &mut head).unwrap();
+        assert_eq!(&head, b"VICTIMDA");
+        drop(guard);
     }
 
     #[test]
