@@ -127,16 +127,24 @@ impl PosixName {
     /// `/`, NUL and names longer than the system allows.
     pub fn parse(raw: &str) -> Result<PosixName, String> {
         let name = raw.strip_prefix('/').unwrap_or(raw);
+        // Messages show the name escaped: it may hold anything.
+        let shown = raw.escape_debug();
         if name.is_empty() || name == "." || name == ".." {
-            return Err(format!("'{raw}' is not a usable POSIX shared memory name"));
+            return Err(format!(
+                "'{shown}' is not a usable POSIX shared memory name"
+            ));
         }
         if name.contains('/') {
             return Err(format!(
-                "POSIX name '{raw}' may not contain '/' after the leading one"
+                "POSIX name '{shown}' may not contain '/' after the leading one"
             ));
         }
-        if name.contains('\0') {
-            return Err(format!("POSIX name '{raw}' contains a NUL byte"));
+        // A newline or an escape sequence in a name would forge lines or
+        // drive the terminal in every message and listing that shows it.
+        if name.chars().any(char::is_control) {
+            return Err(format!(
+                "POSIX name '{shown}' contains control characters; use printable names"
+            ));
         }
         if name.len() > NAME_MAX {
             return Err(format!(
@@ -329,6 +337,9 @@ mod tests {
         assert!(PosixName::parse("/").is_err());
         assert!(PosixName::parse("..").is_err());
         assert!(PosixName::parse(&"n".repeat(256)).is_err());
+        assert!(PosixName::parse("a\nb").is_err());
+        assert!(PosixName::parse("a\u{1b}[31m").is_err());
+        assert!(PosixName::parse("a\0").is_err());
         assert!(PosixName::parse(&"n".repeat(255)).is_ok());
     }
 

@@ -132,6 +132,25 @@ fn sysv_rows() -> Vec<Vec<Field>> {
         .collect()
 }
 
+/// A row for an object whose name no tool can address (control
+/// characters, not UTF-8): what the directory says, and how to remove it.
+fn unusable_name_row(shown: &str, meta: &std::fs::Metadata) -> Vec<Field> {
+    vec![
+        field("segment", json!(format!("POSIX name /{shown}"))),
+        field("name", json!(format!("/{shown}"))),
+        field("kind", json!("posix")),
+        field("size", json!(meta.len())),
+        field("mode", json!(format!("{:04o}", meta.mode() & 0o777))),
+        field("uid", json!(meta.uid())),
+        field("user", json!(user_name(meta.uid()))),
+        field("readable", json!(false)),
+        field(
+            "error",
+            json!("its name has control characters or is not UTF-8; remove it with rm in /dev/shm"),
+        ),
+    ]
+}
+
 fn posix_rows() -> Vec<Vec<Field>> {
     let Ok(entries) = std::fs::read_dir("/dev/shm") else {
         return Vec::new();
@@ -141,7 +160,14 @@ fn posix_rows() -> Vec<Vec<Field>> {
         .filter_map(|entry| {
             // DirEntry::metadata does not follow symlinks: only real objects.
             let meta = entry.metadata().ok().filter(std::fs::Metadata::is_file)?;
-            let name = PosixName::parse(entry.file_name().to_str()?).ok()?;
+            let raw = entry.file_name();
+            let Some(name) = raw.to_str().and_then(|n| PosixName::parse(n).ok()) else {
+                // Listed, never hidden, and never printed raw: a name with a
+                // newline or an escape sequence could forge lines or drive
+                // the terminal.
+                let shown = raw.to_string_lossy().escape_debug().to_string();
+                return Some((shown.clone(), unusable_name_row(&shown, &meta)));
+            };
             let known = vec![
                 field(
                     "segment",

@@ -329,12 +329,17 @@ fn verify_posix(fd: &OwnedFd, target: &Target, name: &PosixName) -> anyhow::Resu
         let path = path.display();
         if stat.st_uid != me {
             let owner = user_name(stat.st_uid);
+            let remover = if stat.st_uid == 0 {
+                "root".to_owned()
+            } else {
+                format!("{owner} or root")
+            };
             return Err(failure(
                 Kind::Failed,
                 format!(
                     "refusing {target}: it is your default segment but belongs to user {owner} \
                      (mode {mode:04o}), who would control what you write and read there; \
-                     have {owner} or root remove it (rm {path}), or name a segment with -n NAME"
+                     have {remover} remove it (rm {path}), or name a segment with -n NAME"
                 ),
             ));
         }
@@ -520,7 +525,11 @@ fn create_by_rename(
 /// applied, as shmget does it) and its size, with the space reserved.
 fn prepare_new(fd: &OwnedFd, mode: Mode, len: libc::off_t) -> Result<(), Errno> {
     fchmod(fd, mode)?;
-    nix::fcntl::fallocate(fd, FallocateFlags::empty(), 0, len)
+    match nix::fcntl::fallocate(fd, FallocateFlags::empty(), 0, len) {
+        // A file system without fallocate: sized, if not reserved.
+        Err(Errno::EOPNOTSUPP) => nix::unistd::ftruncate(fd, len),
+        other => other,
+    }
 }
 
 /// Reserves the whole of an existing object opened for writing, so a full

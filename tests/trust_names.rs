@@ -607,3 +607,35 @@ fn raw_over_our_layouts_is_refused_and_snapshots_over_others_say_what_they_are()
     writer.finish(LIMIT).ok();
     assert_eq!(reader.finish(LIMIT).ok().stdout, b"in flight\n");
 }
+
+/// Another user's object whose name holds a newline or an escape sequence
+/// is listed escaped, never raw (a forged line, a terminal escape), and
+/// such names are refused as addresses.
+#[test]
+fn names_with_control_characters_are_escaped_and_refused() {
+    let raw = format!(
+        "shm-tools-test-{}-evil\nshm-read: fine\x1b[31m",
+        std::process::id()
+    );
+    let path = PathBuf::from("/dev/shm").join(&raw);
+    std::fs::write(&path, b"planted").unwrap();
+    let listed = read(&["--list"]);
+    let _ = std::fs::remove_file(&path);
+    listed.ok();
+    let text = listed.stdout_str();
+    assert!(
+        !text.contains('\x1b'),
+        "escape sequence printed raw\n{listed}"
+    );
+    assert!(
+        !text.lines().any(|l| l.starts_with("shm-read: fine")),
+        "forged line\n{listed}"
+    );
+    assert!(
+        text.contains("-evil\\nshm-read: fine"),
+        "object hidden from --list\n{listed}"
+    );
+    let refused = read(&["-n", "bad\nname"]);
+    refused.expect_code(2);
+    assert_eq!(refused.stderr.trim_end().lines().count(), 1, "{refused}");
+}
