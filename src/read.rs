@@ -38,6 +38,12 @@ pub struct ReadOptions {
     pub json: bool,
     /// Print every new version until the segment is removed.
     pub follow: bool,
+    /// On a log: start at the head (no history).
+    pub new: bool,
+    /// On a log: start this many records before the head.
+    pub tail: Option<u64>,
+    /// On a log: hold writers back instead of being lapped.
+    pub lossless: bool,
 }
 
 /// Runs `shm-read` in snapshot, info or follow mode, writing to `out`.
@@ -45,17 +51,18 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     let target = opts.address.resolve()?;
     let deadline = Deadline::after(opts.timeout);
     let waits = opts.wait || opts.timeout.is_some();
-    let segment = if waits {
-        Segment::open_when(
-            &target,
-            Access::ReadOnly,
-            deadline,
-            opts.timeout,
-            "to exist",
-            |_| Ok(true),
-        )?
+    // A lossless follower keeps its position in the log's header.
+    let access = if opts.lossless {
+        Access::ReadWrite
     } else {
-        Segment::open(&target, Access::ReadOnly)?
+        Access::ReadOnly
+    };
+    let segment = if waits {
+        Segment::open_when(&target, access, deadline, opts.timeout, "to exist", |_| {
+            Ok(true)
+        })?
+    } else {
+        Segment::open(&target, access)?
     };
 
     if opts.info {
@@ -69,7 +76,19 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
         if waits && !opts.all {
             wait_for_content(&segment, deadline, opts.timeout)?;
         }
-        if opts.follow {
+        let layout = settled_layout(&segment, opts.follow);
+        if layout == Layout::Log && !opts.all && !opts.raw && !opts.hex {
+            crate::log::read_log(&segment, log_options(opts), out)?;
+        } else if opts.lossless || opts.new || opts.tail.is_some() {
+            return Err(failure(
+                Kind::Usage,
+                format!(
+                    "--new, --tail and --lossless read a log (made by shm-write --lines); {} is {}",
+                    segment.target(),
+                    describe_layout(layout)
+                ),
+            ));
+        } else if opts.follow {
             follow(&segment, opts, out)?;
         } else {
             let content = content(&segment, opts)?;
@@ -86,6 +105,43 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
         segment.remove()?;
     }
     Ok(())
+}
+
+fn log_options(opts: &ReadOptions) -> crate::log::LogReadOptions {
+    crate::log::LogReadOptions {
+        follow: opts.follow,
+        new: opts.new,
+        tail: opts.tail,
+        lossless: opts.lossless,
+        json: opts.json,
+        bytes: opts.bytes,
+    }
+}
+
+/// The segment's layout; for a follower, a blank segment that a writer
+/// has just created is given a moment to get its header.
+fn settled_layout(segment: &Segment, follow: bool) -> Layout {
+    let map = segment.mapping();
+    let mut layout = Layout::detect(map);
+    let deadline = Deadline::after(Some(Duration::from_secs(1)));
+    while follow
+        && layout == Layout::Foreign
+        && map.is_zero(0, map.len().min(64)).unwrap_or(false)
+        && !deadline.expired()
+    {
+        std::thread::sleep(Duration::from_millis(2));
+        layout = Layout::detect(map);
+    }
+    layout
+}
+
+fn describe_layout(layout: Layout) -> &'static str {
+    match layout {
+        Layout::Framed => "a snapshot (written by shm-write without --lines)",
+        Layout::Ring => "a stream (shm-write --stream): read it with shm-read --stream",
+        Layout::Log => "a log",
+        Layout::Foreign => "not written by shm-tools",
+    }
 }
 
 /// The bytes `shm-read` prints for the segment's current state.
@@ -123,6 +179,8 @@ fn wait_for_content(
                 }
                 wait::wait_while_equal(framed.seq_word()?, 0, deadline.slice(RECHECK));
             }
+            // A log is there to be followed, from its first record on.
+            Layout::Log => return Ok(()),
             Layout::Ring => {
                 if !Ring::open(map, segment.target())?.peek()?.is_empty() {
                     return Ok(());
@@ -146,16 +204,25 @@ fn wait_for_content(
 
 /// Prints the current version, then each new one, until the segment is
 /// removed. A version published while the previous one is being printed
-/// may be skipped, but the last one is always printed.
+/// may be skipped, but the last one is always printed: a snapshot is state,
+/// and the latest state is what matters. With `json`, each version is one
+/// JSON object on its own line, so versions stay apart.
 fn follow(segment: &Segment, opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     let map = segment.mapping();
-    if Layout::detect(map) != Layout::Framed || opts.raw || opts.all {
+    let layout = Layout::detect(map);
+    if layout != Layout::Framed || opts.raw || opts.all {
+        let what = match layout {
+            Layout::Ring => {
+                "a stream (shm-write --stream); drain it with shm-read --stream instead".to_owned()
+            }
+            _ => format!(
+                "{}; --follow reads snapshots and logs",
+                describe_layout(layout)
+            ),
+        };
         return Err(failure(
             Kind::Usage,
-            format!(
-                "--follow needs a segment written by shm-write without --raw; {} is not one",
-                segment.target()
-            ),
+            format!("{} is {what}", segment.target()),
         ));
     }
     let framed = Framed::open(map, segment.target())?;
@@ -165,7 +232,22 @@ fn follow(segment: &Segment, opts: &ReadOptions, out: &mut dyn Write) -> anyhow:
         let seq = framed.seq()?;
         if shown != Some(seq) && seq != 0 {
             let version = framed.read()?;
-            out.write_all(limit(&version.data, opts.bytes))?;
+            if opts.json {
+                #[allow(
+                    clippy::cast_possible_wrap,
+                    reason = "ns since 1970 fit i64 until 2262"
+                )]
+                let secs = (version.mtime_ns / 1_000_000_000) as i64;
+                let object = serde_json::json!({
+                    "seq": version.seq,
+                    "time": info::format_utc(secs),
+                    "time_ns": version.mtime_ns,
+                    "content": String::from_utf8_lossy(limit(&version.data, opts.bytes)),
+                });
+                writeln!(out, "{object}")?;
+            } else {
+                out.write_all(limit(&version.data, opts.bytes))?;
+            }
             out.flush()?;
             shown = Some(version.seq);
             continue;

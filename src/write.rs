@@ -1,13 +1,15 @@
 //! What `shm-write` does: find or create the segment and publish stdin
 //! into it, whole or line by line.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 
 use anyhow::Context;
 
 use crate::address::{Address, Target};
+use crate::format::Layout;
 use crate::format::framed::{self, Framed, Publish};
 use crate::format::raw;
+use crate::log::LinesOptions;
 use crate::segment::{Create, Segment};
 
 /// Segments are never created smaller than this, so a classic reader's
@@ -15,7 +17,7 @@ use crate::segment::{Create, Segment};
 pub const MIN_SIZE: usize = 4096;
 
 /// Default size for `--lines`, whose input length is not known up front.
-pub const LINES_SIZE: usize = 64 * 1024;
+pub const LINES_SIZE: usize = crate::log::DEFAULT_LOG_SIZE;
 
 /// Everything `shm-write` can be asked in snapshot and lines mode.
 #[derive(Debug, Clone)]
@@ -32,37 +34,23 @@ pub struct WriteOptions {
     pub append: bool,
     /// The classic C-string layout instead of ours.
     pub raw: bool,
-    /// Publish each input line as its own version.
+    /// Append each input line to a log as one record.
     pub lines: bool,
+    /// With `lines`: records end at NUL instead of newline.
+    pub zero_terminated: bool,
 }
 
 /// Runs `shm-write`, reading `input` (stdin).
 pub fn write(opts: &WriteOptions, input: &mut dyn Read) -> anyhow::Result<()> {
     let target = opts.address.resolve()?;
-    if opts.lines {
-        let size = opts.size.unwrap_or(LINES_SIZE);
-        let mut lines = BufReader::new(input);
-        let mut line = Vec::new();
-        let mut writer: Option<Writer> = None;
-        loop {
-            line.clear();
-            if lines
-                .read_until(b'\n', &mut line)
-                .context("cannot read stdin")?
-                == 0
-            {
-                break;
-            }
-            match &writer {
-                Some(w) => w.publish(&line)?,
-                None => writer = Some(Writer::start(&target, opts, size, &line)?),
-            }
-        }
-        // No input at all still leaves the segment there, as an empty version.
-        if writer.is_none() {
-            Writer::start(&target, opts, size, &[])?;
-        }
-        return Ok(());
+    if opts.lines || opts.zero_terminated {
+        let lines = LinesOptions {
+            size: opts.size,
+            mode: opts.mode,
+            exclusive: opts.exclusive,
+            delimiter: if opts.zero_terminated { 0 } else { b'\n' },
+        };
+        return crate::log::write_lines(&target, lines, input);
     }
     let mut data = Vec::new();
     input.read_to_end(&mut data).context("cannot read stdin")?;
@@ -122,6 +110,9 @@ impl<'o> Writer<'o> {
     fn publish(&self, data: &[u8]) -> anyhow::Result<()> {
         let map = self.segment.mapping();
         let target = self.segment.target();
+        if Layout::detect(map) == Layout::Log {
+            return Err(refuse_log(target));
+        }
         if self.opts.raw {
             return raw::write_c_string(map, target, data, self.opts.append);
         }
@@ -132,6 +123,19 @@ impl<'o> Writer<'o> {
         };
         Framed::for_writing(map, target)?.publish(data, how)
     }
+}
+
+/// A snapshot write would destroy a log's records: say what to do instead.
+fn refuse_log(target: &Target) -> anyhow::Error {
+    crate::error::failure(
+        crate::error::Kind::Failed,
+        format!(
+            "{target} is a log (made by shm-write --lines): append records to it with \
+             shm-write --lines {}, or remove it first (shm-read --remove {} > /dev/null)",
+            target.flag(),
+            target.flag()
+        ),
+    )
 }
 
 #[cfg(test)]
