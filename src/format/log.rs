@@ -341,13 +341,32 @@ impl<'a> Log<'a> {
     }
 
     /// A cursor at the oldest record held: a reader that wants history.
+    /// It knows that record's number, so a reader lapped before it reads
+    /// anything still counts what it missed.
     pub fn cursor_at_oldest(&self) -> anyhow::Result<Cursor> {
-        let (_, tail) = self.positions()?;
-        Ok(Cursor {
-            position: tail,
-            expected: None,
-            lapped_from: None,
-        })
+        let started = Instant::now();
+        loop {
+            let (head, tail) = self.positions()?;
+            let expected = if head == tail {
+                // Nothing published yet: the next record gets next_seq.
+                self.word64(OFF_NEXT_SEQ)?.load(Ordering::SeqCst)
+            } else {
+                let header = self.record_header(tail)?;
+                fence(Ordering::Acquire);
+                if self.tail()? != tail {
+                    if started.elapsed() > PATIENCE {
+                        return Err(self.corrupt("tail never stops moving"));
+                    }
+                    continue;
+                }
+                header.map_err(|what| self.corrupt(&what))?.1
+            };
+            return Ok(Cursor {
+                position: tail,
+                expected: Some(expected),
+                lapped_from: None,
+            });
+        }
     }
 
     /// A cursor `last` records before the head (at most all held), or at
