@@ -127,7 +127,7 @@ fn slow_follower(lossless: bool) -> (Output, Vec<u8>) {
 
 #[test]
 fn a_slow_follower_reports_exactly_what_it_missed() {
-    let (out, input) = slow_follower(false);
+    let (out, _) = slow_follower(false);
     out.expect_code(1);
     let total: u64 = out
         .stderr
@@ -160,7 +160,7 @@ fn a_slow_follower_reports_exactly_what_it_missed() {
     }
     assert_eq!(
         received + in_all,
-        input.iter().filter(|&&b| b == b'\n').count() as u64,
+        50_000,
         "received {received} + missed {in_all} is not every line\n{}",
         out.stderr
     );
@@ -349,7 +349,7 @@ fn follow_on_a_snapshot_can_print_one_json_object_per_version() {
     });
     write(&strs(&seg.with(&["--append"])), b" v2").ok();
     f.wait_stdout(Duration::from_secs(10), "second version", |o| {
-        o.iter().filter(|&&b| b == b'\n').count() == 2
+        o.split(|&b| b == b'\n').count() == 3
     });
     read(&strs(&seg.with(&["--remove"]))).ok();
     let out = f.finish(Duration::from_secs(10));
@@ -454,13 +454,13 @@ fn random_log_images_never_panic() {
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     for round in 0..3000 {
         let mut copy = image.clone();
-        for _ in 0..(1 + round % 4) {
+        for _ in 0..=(round % 4) {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             let span = if round % 2 == 0 { 256 } else { copy.len() };
             let at = usize::try_from(x % span as u64).unwrap();
-            copy[at] = (x >> 32) as u8;
+            copy[at] = (x >> 32).to_le_bytes()[0];
         }
         let _ = shm_tools::format::check_image(&copy);
     }
