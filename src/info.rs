@@ -21,6 +21,7 @@ use crate::address::{Address, Target};
 use crate::error::{Kind, failure, kind_of};
 use crate::format::Layout;
 use crate::format::framed::{self, Framed};
+use crate::format::log::{self, Log};
 use crate::format::ring::{self, Ring};
 use crate::os::{ShmId, ShmKey, SysvStat};
 use crate::segment::{Access, Segment, Stat, timed_out, user_name};
@@ -305,6 +306,7 @@ fn layout_fields(segment: &Segment) -> anyhow::Result<Vec<Field>> {
                 field("stream_state", json!(state)),
             ]);
         }
+        Layout::Log => fields.extend(log_fields(&Log::open(map, segment.target())?)?),
         Layout::Foreign => {
             let length = map.find_nul(0)?.unwrap_or(map.len());
             fields.push(field("content_length", json!(length)));
@@ -358,6 +360,44 @@ pub fn show(
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .with_context(|| format!("cannot write the metadata of {target} to stdout"))
+}
+
+/// What a log's header says: how much it holds, who writes, who follows
+/// losslessly.
+fn log_fields(log: &Log<'_>) -> anyhow::Result<Vec<Field>> {
+    let summary = log.summary()?;
+    let (holder, writer_pid, write_ns) = log.writer()?;
+    let lock = match holder {
+        crate::wait::Holder::Free => Value::Null,
+        crate::wait::Holder::Alive(tid) => json!(format!("thread {tid}")),
+        crate::wait::Holder::Died => json!("died holding it"),
+    };
+    #[allow(
+        clippy::cast_possible_wrap,
+        reason = "ns since 1970 fit i64 until 2262"
+    )]
+    let written = (write_ns / 1_000_000_000) as i64;
+    Ok(vec![
+        field("format_version", json!(log::VERSION)),
+        field("capacity", json!(log.capacity())),
+        field("max_record", json!(log.max_record())),
+        field("records_appended", json!(summary.appended)),
+        field("records_held", json!(summary.held)),
+        field("bytes_held", json!(summary.bytes_held)),
+        field("oldest_record", json!(summary.oldest)),
+        field(
+            "last_writer_pid",
+            if writer_pid == 0 {
+                Value::Null
+            } else {
+                json!(writer_pid)
+            },
+        ),
+        time_field("last_write_time", written),
+        field("write_lock_holder", lock),
+        field("lossless_followers", json!(log.lossless_followers()?)),
+        field("lossless_slots", json!(log::SLOTS)),
+    ])
 }
 
 /// Aligned `name: value` lines.

@@ -4,9 +4,9 @@
 //! - [`address`]: how a segment is named (key, ftok path, id, POSIX name, default);
 //! - [`os`]: the OS calls and mappings, the only unsafe code;
 //! - [`segment`]: finding, creating, attaching and removing segments;
-//! - [`format`]: what is on a segment (our framed layout, our stream ring, or a C string);
+//! - [`format`]: what is on a segment (our framed layout, our stream ring, our log, or a C string);
 //! - [`wait`]: how peers wait for each other (futexes, liveness, the write lock);
-//! - [`read`], [`write`], [`stream`], [`info`], [`list`], [`hex`], [`progress`]: what the two tools do;
+//! - [`read`], [`write`], [`stream`], [`log`], [`info`], [`list`], [`hex`], [`progress`]: what the two tools do;
 //! - [`cli`], [`error`]: the command-line glue and exit codes both binaries share.
 
 pub mod address;
@@ -16,6 +16,7 @@ pub mod format;
 pub mod hex;
 pub mod info;
 pub mod list;
+pub mod log;
 pub mod os;
 pub mod progress;
 pub mod read;

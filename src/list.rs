@@ -84,6 +84,13 @@ fn columns(fields: &[Field]) -> [String; 7] {
                 text(fields, "reader_pid"),
                 text(fields, "stream_state")
             ),
+            "log" => format!(
+                "log, {} records ({} bytes) held of {} appended, {} lossless followers",
+                text(fields, "records_held"),
+                text(fields, "bytes_held"),
+                text(fields, "records_appended"),
+                text(fields, "lossless_followers")
+            ),
             "foreign" => format!(
                 "foreign, C string of {} bytes",
                 text(fields, "content_length")

@@ -37,6 +37,14 @@ pub struct ReadOptions {
     pub remove: bool,
     /// Print every new version until the segment is removed.
     pub follow: bool,
+    /// With `follow` (or on a log): one JSON object per version or record.
+    pub json: bool,
+    /// On a log: start at the head (no history).
+    pub new: bool,
+    /// On a log: start this many records before the head.
+    pub tail: Option<u64>,
+    /// On a log: hold writers back instead of being lapped.
+    pub lossless: bool,
 }
 
 /// Runs `shm-read` in snapshot or follow mode (`--info` is [`crate::info::show`]), writing to `out`.
@@ -48,21 +56,44 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     let target = opts.address.resolve()?;
     let deadline = Deadline::after(opts.timeout);
     let waits = opts.wait || opts.timeout.is_some();
-    let segment = if waits {
-        Segment::open_when(
-            &target,
-            Access::ReadOnly,
-            deadline,
-            opts.timeout,
-            "to exist",
-            |_| Ok(true),
-        )?
+    // A lossless follower keeps its position in the log's header.
+    let access = if opts.lossless {
+        Access::ReadWrite
     } else {
-        Segment::open(&target, Access::ReadOnly)?
+        Access::ReadOnly
+    };
+    let segment = if waits {
+        Segment::open_when(&target, access, deadline, opts.timeout, "to exist", |_| {
+            Ok(true)
+        })?
+    } else {
+        Segment::open(&target, access)?
     };
 
     if waits && !opts.all {
         wait_for_content(&segment, deadline, opts.timeout).map_err(|e| name_segment(e, &target))?;
+    }
+    // Removed as soon as it is found (and, with --wait, holds content):
+    // everything printed comes from our own mapping, so neither a broken
+    // stdout nor a header that turns out corrupt can skip a removal that was
+    // asked for (the way to get rid of a broken segment is this command).
+    if opts.remove {
+        segment.remove()?;
+    }
+    let layout = settled_layout(&segment, opts.follow);
+    if layout == Layout::Log && !opts.all && !opts.raw && !opts.hex {
+        return crate::log::read_log(&segment, log_options(opts), out)
+            .map_err(|e| name_segment(e, &target));
+    }
+    if opts.lossless || opts.new || opts.tail.is_some() {
+        return Err(failure(
+            Kind::Usage,
+            format!(
+                "--new, --tail and --lossless read a log (made by shm-write --lines); {} is {}",
+                segment.target(),
+                describe_layout(layout)
+            ),
+        ));
     }
     if opts.follow {
         return follow(&segment, opts, out).map_err(|e| name_segment(e, &target));
@@ -70,9 +101,6 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     let content = content(&segment, opts).map_err(|e| name_segment(e, &target))?;
     // A shrink inside the last page reads as zeros without a fault: ask.
     segment.mapping().verify_size()?;
-    if opts.remove {
-        segment.remove()?;
-    }
     to_stdout(&target, "the content of", out, |out| {
         if opts.hex {
             hex::dump(&content, out)
@@ -108,6 +136,43 @@ fn name_segment(err: anyhow::Error, target: &Target) -> anyhow::Error {
         ))
     } else {
         err
+    }
+}
+
+fn log_options(opts: &ReadOptions) -> crate::log::LogReadOptions {
+    crate::log::LogReadOptions {
+        follow: opts.follow,
+        new: opts.new,
+        tail: opts.tail,
+        lossless: opts.lossless,
+        json: opts.json,
+        bytes: opts.bytes,
+    }
+}
+
+/// The segment's layout; for a follower, a blank segment that a writer
+/// has just created is given a moment to get its header.
+fn settled_layout(segment: &Segment, follow: bool) -> Layout {
+    let map = segment.mapping();
+    let mut layout = Layout::detect(map);
+    let deadline = Deadline::after(Some(Duration::from_secs(1)));
+    while follow
+        && layout == Layout::Foreign
+        && map.is_zero(0, map.len().min(64)).unwrap_or(false)
+        && !deadline.expired()
+    {
+        std::thread::sleep(Duration::from_millis(2));
+        layout = Layout::detect(map);
+    }
+    layout
+}
+
+fn describe_layout(layout: Layout) -> &'static str {
+    match layout {
+        Layout::Framed => "a snapshot (written by shm-write without --lines)",
+        Layout::Ring => "a stream (shm-write --stream): read it with shm-read --stream",
+        Layout::Log => "a log",
+        Layout::Foreign => "not written by shm-tools",
     }
 }
 
@@ -165,6 +230,8 @@ fn wait_for_content(
                 }
                 wait::wait_while_equal(framed.seq_word()?, 0, deadline.slice(RECHECK));
             }
+            // A log is there to be followed, from its first record on.
+            Layout::Log => return Ok(()),
             Layout::Ring => {
                 if !Ring::open(map, segment.target())?.peek()?.is_empty() {
                     return Ok(());
@@ -189,16 +256,25 @@ fn wait_for_content(
 
 /// Prints the current version, then each new one, until the segment is
 /// removed. A version published while the previous one is being printed
-/// may be skipped, but the last one is always printed.
+/// may be skipped, but the last one is always printed: a snapshot is state,
+/// and the latest state is what matters. With `json`, each version is one
+/// JSON object on its own line, so versions stay apart.
 fn follow(segment: &Segment, opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     let map = segment.mapping();
-    if Layout::detect(map) != Layout::Framed || opts.raw || opts.all {
+    let layout = Layout::detect(map);
+    if layout != Layout::Framed || opts.raw || opts.all {
+        let what = match layout {
+            Layout::Ring => {
+                "a stream (shm-write --stream); drain it with shm-read --stream instead".to_owned()
+            }
+            _ => format!(
+                "{}; --follow reads snapshots and logs",
+                describe_layout(layout)
+            ),
+        };
         return Err(failure(
             Kind::Usage,
-            format!(
-                "--follow needs a segment written by shm-write without --raw; {} is not one",
-                segment.target()
-            ),
+            format!("{} is {what}", segment.target()),
         ));
     }
     let framed = Framed::open(map, segment.target())?;
@@ -209,7 +285,22 @@ fn follow(segment: &Segment, opts: &ReadOptions, out: &mut dyn Write) -> anyhow:
         if shown != Some(seq) && seq != 0 {
             let version = framed.read_at_most(limit(opts.bytes))?;
             to_stdout(segment.target(), "the content of", out, |out| {
-                out.write_all(&version.data)
+                if opts.json {
+                    #[allow(
+                        clippy::cast_possible_wrap,
+                        reason = "ns since 1970 fit i64 until 2262"
+                    )]
+                    let secs = (version.mtime_ns / 1_000_000_000) as i64;
+                    let object = serde_json::json!({
+                        "seq": version.seq,
+                        "time": crate::info::format_utc(secs),
+                        "time_ns": version.mtime_ns,
+                        "content": String::from_utf8_lossy(&version.data),
+                    });
+                    writeln!(out, "{object}")
+                } else {
+                    out.write_all(&version.data)
+                }
             })?;
             shown = Some(version.seq);
             continue;

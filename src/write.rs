@@ -1,7 +1,7 @@
 //! What `shm-write` does: find or create the segment and publish stdin
 //! into it, whole or line by line.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 
 use anyhow::Context;
 
@@ -9,6 +9,7 @@ use crate::address::{Address, Target};
 use crate::error::{Kind, failure, kind_of};
 use crate::format::framed::{self, Framed, Publish};
 use crate::format::{Layout, raw};
+use crate::log::LinesOptions;
 use crate::segment::{Access, Create, Segment};
 
 /// Segments are never created smaller than this, so a classic reader's
@@ -16,7 +17,7 @@ use crate::segment::{Access, Create, Segment};
 pub const MIN_SIZE: usize = 4096;
 
 /// Default size for `--lines`, whose input length is not known up front.
-pub const LINES_SIZE: usize = 64 * 1024;
+pub const LINES_SIZE: usize = crate::log::DEFAULT_LOG_SIZE;
 
 /// Everything `shm-write` can be asked in snapshot and lines mode.
 #[derive(Debug, Clone)]
@@ -33,37 +34,23 @@ pub struct WriteOptions {
     pub append: bool,
     /// The classic C-string layout instead of ours.
     pub raw: bool,
-    /// Publish each input line as its own version.
+    /// Append each input line to a log as one record.
     pub lines: bool,
+    /// With `lines`: records end at NUL instead of newline.
+    pub zero_terminated: bool,
 }
 
 /// Runs `shm-write`, reading `input` (stdin).
 pub fn write(opts: &WriteOptions, input: &mut dyn Read) -> anyhow::Result<()> {
     let target = opts.address.resolve()?;
-    if opts.lines {
-        let size = opts.size.unwrap_or(LINES_SIZE);
-        let mut lines = BufReader::new(input);
-        let mut line = Vec::new();
-        let mut writer: Option<Writer> = None;
-        loop {
-            line.clear();
-            if lines
-                .read_until(b'\n', &mut line)
-                .context("cannot read stdin")?
-                == 0
-            {
-                break;
-            }
-            match &writer {
-                Some(w) => w.publish(&line)?,
-                None => writer = Some(Writer::start(&target, opts, size, &line)?),
-            }
-        }
-        // No input at all still leaves the segment there, as an empty version.
-        if writer.is_none() {
-            Writer::start(&target, opts, size, &[])?;
-        }
-        return Ok(());
+    if opts.lines || opts.zero_terminated {
+        let lines = LinesOptions {
+            size: opts.size,
+            mode: opts.mode,
+            exclusive: opts.exclusive,
+            delimiter: if opts.zero_terminated { 0 } else { b'\n' },
+        };
+        return crate::log::write_lines(&target, lines, input);
     }
     let mut data = Vec::new();
     input.read_to_end(&mut data).context("cannot read stdin")?;
@@ -129,6 +116,9 @@ impl<'o> Writer<'o> {
     fn publish(&self, data: &[u8]) -> anyhow::Result<()> {
         let map = self.segment.mapping();
         let target = self.segment.target();
+        if Layout::detect(map) == Layout::Log {
+            return Err(refuse_log(target));
+        }
         if self.opts.raw {
             refuse_raw_over_ours(map, target)?;
             return raw::write_c_string(map, target, data, self.opts.append);
@@ -176,6 +166,19 @@ fn size_too_small(target: &Target, size: usize, len: usize, raw: bool) -> anyhow
     )
 }
 
+/// A snapshot write would destroy a log's records: say what to do instead.
+fn refuse_log(target: &Target) -> anyhow::Error {
+    failure(
+        Kind::Failed,
+        format!(
+            "{target} is a log (made by shm-write --lines): append records to it with \
+             {}, or remove it first ({} > /dev/null)",
+            target.command("shm-write --lines"),
+            target.command("shm-read --remove")
+        ),
+    )
+}
+
 /// `--raw` writes from offset 0 with no header: over one of our layouts it
 /// would destroy the header and leave a foreign segment, so it is refused.
 fn refuse_raw_over_ours(map: &crate::os::Mapping, target: &Target) -> anyhow::Result<()> {
@@ -183,6 +186,7 @@ fn refuse_raw_over_ours(map: &crate::os::Mapping, target: &Target) -> anyhow::Re
         Layout::Foreign => return Ok(()),
         Layout::Framed => "a shm-tools snapshot (written by shm-write without --raw)",
         Layout::Ring => "the ring of a `shm-write --stream`",
+        Layout::Log => "a log (written by shm-write --lines)",
     };
     Err(failure(
         Kind::Failed,

@@ -53,6 +53,10 @@ const RUN: &[&str] = &[
     "shm-read --follow -n chat",
     "shm-write -l -n chat",
     "shm-read -F -n chat",
+    "echo 'job 7 done' | shm-write --lines -n events",
+    "shm-read -F --new -n events | grep ERROR",
+    "shm-read --tail 10 -n events",
+    "shm-read -F --lossless -n events",
     "tar c ~/project | shm-write --stream -n backup",
     "shm-read --stream --wait -n backup | tar t",
     "tar c . | shm-write --stream -n backup",
@@ -182,10 +186,12 @@ impl Scene {
         std::fs::write(dir.join("project/notes.txt"), b"notes").unwrap();
         std::fs::write(dir.join("photo.jpg"), random_bytes(50_000, 1)).unwrap();
         std::fs::write(dir.join("picture.png"), random_bytes(70_000, 2)).unwrap();
-        let names = ["chat", "backup", "results", "jobs", "out", "in", "NAME"]
-            .into_iter()
-            .map(|n| (n, Seg::name()))
-            .collect();
+        let names = [
+            "chat", "backup", "results", "jobs", "out", "in", "NAME", "events",
+        ]
+        .into_iter()
+        .map(|n| (n, Seg::name()))
+        .collect();
         Scene {
             dir,
             names,
@@ -290,13 +296,16 @@ fn live_chat() {
         ("shm-write -l -n chat", "shm-read -F -n chat"),
     ];
     for (writer_doc, follower_doc) in pairs {
+        // In the order the docs show: the writer, then the follower, before
+        // any line is typed.
         let mut writer = scene.start(writer_doc);
-        writer.send(b"hi there\n");
         let chat = scene.name("chat");
-        until("the first line is published", || {
+        until("the writer creates the log", || {
             read(&strs(&chat.args)).code() == Some(0)
         });
         let follower = scene.start(follower_doc);
+        thread::sleep(Duration::from_millis(100));
+        writer.send(b"hi there\n");
         follower.wait_stdout(Duration::from_secs(10), "first line", |o| {
             o == b"hi there\n"
         });
@@ -308,6 +317,40 @@ fn live_chat() {
         read(&strs(&chat.with(&["--remove"]))).ok();
         follower.finish(Duration::from_secs(10)).ok();
     }
+}
+
+#[test]
+fn many_writers_one_log() {
+    let scene = Scene::new();
+    let events = scene.name("events");
+    scene.run("echo 'job 7 done' | shm-write --lines -n events", b"");
+    let errors = scene.start("shm-read -F --new -n events | grep ERROR");
+    let lossless = scene.start("shm-read -F --lossless -n events");
+    until("the lossless follower attaches", || {
+        info_opt(events).is_some_and(|i| i["lossless_followers"] == 1)
+    });
+    thread::sleep(Duration::from_millis(200));
+    scene.run("echo 'job 7 done' | shm-write --lines -n events", b"");
+    write(
+        &strs(&events.with(&["--lines"])),
+        b"ERROR disk full\njob 8 done\n",
+    )
+    .ok();
+    lossless.wait_stdout(Duration::from_secs(10), "every line", |o| {
+        o == b"job 7 done\njob 7 done\nERROR disk full\njob 8 done\n"
+    });
+    let tail = scene.run("shm-read --tail 10 -n events", b"");
+    assert_eq!(
+        tail.stdout,
+        b"job 7 done\njob 7 done\nERROR disk full\njob 8 done\n"
+    );
+    // grep holds its output until it ends, when the log is removed.
+    thread::sleep(Duration::from_millis(300));
+    read(&strs(&events.with(&["--remove"]))).ok();
+    let errors = errors.finish(Duration::from_secs(10));
+    errors.ok();
+    assert_eq!(errors.stdout, b"ERROR disk full\n");
+    lossless.finish(Duration::from_secs(10)).ok();
 }
 
 #[test]
@@ -569,4 +612,12 @@ fn finding_and_removing_leftovers() {
         run(&mut scene.sh_replacing(doc, &[("SHMID", &id)]), b"").ok();
         assert!(!scene.key.exists(), "{doc} did not remove it");
     }
+}
+
+/// --info as JSON, or None while the segment is missing or unreadable.
+fn info_opt(seg: &Seg) -> Option<serde_json::Value> {
+    let out = read(&strs(&seg.with(&["--info", "--json"])));
+    (out.code() == Some(0))
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
 }

@@ -231,10 +231,10 @@ fn follow_ends_on_the_latest_of_a_fast_burst() {
     write(&strs(&seg.args), b"start").ok();
     let follower = Live::start(&mut read_cmd(&strs(&seg.with(&["-F"]))));
     follower.wait_stdout(Duration::from_secs(10), "start", |o| o == b"start");
-    let mut burst = Live::start(&mut write_cmd(&strs(&seg.with(&["--lines"]))));
-    let lines: Vec<String> = (0..200).map(|i| format!("line {i}\n")).collect();
-    burst.send(lines.concat().as_bytes());
-    burst.finish(BOUND).ok();
+    // Snapshot versions back to back (--lines now makes a log instead).
+    for i in 0..200 {
+        write(&strs(&seg.args), format!("line {i}\n").as_bytes()).ok();
+    }
     follower.wait_stdout(Duration::from_secs(10), "line 199", |o| {
         o.ends_with(b"line 199\n")
     });
@@ -252,8 +252,12 @@ fn follow_ends_on_the_latest_of_a_fast_burst() {
 fn lines_publishes_each_line_as_it_arrives() {
     let seg = Seg::name();
     let mut writer = Live::start(&mut write_cmd(&strs(&seg.with(&["-l"]))));
-    for line in ["hello\n", "how are you?\n"] {
-        writer.send(line.as_bytes());
+    // A log: a plain read prints every record it holds so far.
+    for (typed, line) in [
+        ("hello\n", "hello\n"),
+        ("how are you?\n", "hello\nhow are you?\n"),
+    ] {
+        writer.send(typed.as_bytes());
         let started = Instant::now();
         loop {
             let out = read(&strs(&seg.args));
@@ -270,8 +274,11 @@ fn lines_publishes_each_line_as_it_arrives() {
     // A last line without a newline is published at end of input.
     writer.send(b"no newline at the end");
     writer.finish(BOUND).ok();
-    assert_eq!(read(&strs(&seg.args)).ok().stdout, b"no newline at the end");
-    assert_eq!(info(&seg)["versions"], 3);
+    assert_eq!(
+        read(&strs(&seg.args)).ok().stdout,
+        b"hello\nhow are you?\nno newline at the end"
+    );
+    assert_eq!(info(&seg)["records_appended"], 3);
 }
 
 #[test]

@@ -358,3 +358,19 @@ fn a_short_object_with_our_magic_is_a_named_corrupt_header() {
         }
     }
 }
+
+/// `shm-read --remove` is how the tools' messages say to get rid of a
+/// broken segment, so it removes one whose header turns out corrupt too
+/// (exiting 1 for the read), instead of leaving it behind.
+#[test]
+fn remove_gets_rid_of_a_corrupt_segment() {
+    let seg = Seg::name();
+    let path = std::path::PathBuf::from("/dev/shm").join(seg.name_value().unwrap());
+    let mut image = b"SHMTFRAM".to_vec();
+    image.extend_from_slice(&7u32.to_ne_bytes());
+    image.resize(4096, 0xee);
+    std::fs::write(&path, &image).unwrap();
+    let out = read(&strs(&seg.with(&["--remove"])));
+    out.expect_code(1);
+    assert!(!seg.exists(), "the corrupt segment was left behind\n{out}");
+}

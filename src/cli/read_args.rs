@@ -23,8 +23,13 @@ Examples:
   Wait up to 5 seconds for a writer:
     $ shm-read -n jobs --wait --timeout 5s
 
-  Follow a segment: print every new version as it is published
+  Follow a log: print its records, then every new one, each follower on its own
     $ shm-read -F -n chat
+    $ shm-read -F --new -n events | grep ERROR      # only what comes from now on
+    $ shm-read --tail 10 -n events                  # the last 10 records
+
+  Follow without ever missing a record (the writers wait for this follower)
+    $ shm-read -F --lossless -n events
 
   The other end of a stream (either side may start first):
     $ shm-read --stream --wait -n backup | tar t
@@ -43,6 +48,17 @@ Examples:
 /// others (C programs, ipcmk, Python) are read as a C string up to the first
 /// NUL. Without -k/-f/-i/-n, the per-user default segment is read
 /// (POSIX /dev/shm/shm-tools-UID, or $SHM_TOOLS_NAME).
+///
+/// On a log (shm-write --lines) it prints the records the log still holds,
+/// like cat of a log file; --follow then prints every new record until the
+/// log is removed. Each reader keeps its own position and never slows the
+/// writers; one that writers overtook says on stderr how many records it
+/// missed and exits 1 at its end. --lossless makes the writers wait for
+/// this follower instead (it needs write access to the segment).
+///
+/// On a snapshot, --follow shows state: each new version as it is published,
+/// skipping to the latest when versions come faster than it prints (use a
+/// log for messages); --json delimits the versions.
 ///
 /// With --stream it drains a `shm-write --stream` ring to stdout, like the
 /// read end of a pipe, and exits non-zero if the writer dies mid-stream.
@@ -86,13 +102,30 @@ pub struct ReadArgs {
     #[arg(long)]
     info: bool,
 
-    /// With --info or --list: print JSON
+    /// With --info or --list: print JSON; with --follow: one JSON object per version or record
     #[arg(long)]
     json: bool,
 
-    /// Print the content, then every new version, until the segment is removed
+    /// Print the content, then every new version (snapshot) or record (log), until the segment is removed
     #[arg(short = 'F', long, conflicts_with_all = ["info", "remove", "all", "raw"])]
     follow: bool,
+
+    /// On a log with --follow: skip the records already there, print only new ones
+    #[arg(
+        long,
+        visible_alias = "from-now",
+        requires = "follow",
+        conflicts_with = "tail"
+    )]
+    new: bool,
+
+    /// On a log: start with the last N records it holds
+    #[arg(long, value_name = "N", conflicts_with_all = ["info", "all", "raw", "hex"])]
+    tail: Option<u64>,
+
+    /// On a log with --follow: never miss a record; writers wait for this follower (needs write access)
+    #[arg(long, requires = "follow")]
+    lossless: bool,
 
     /// Drain a `shm-write --stream` ring to stdout until the writer is done (then remove it)
     #[arg(long, conflicts_with_all = ["info", "remove", "all", "raw", "follow", "bytes", "hex"])]
@@ -105,7 +138,7 @@ pub struct ReadArgs {
     /// List every segment you can see, System V and POSIX, and what each holds
     #[arg(short = 'L', long, conflicts_with_all = [
         "key", "file", "id", "name", "raw", "all", "bytes", "hex", "wait", "timeout",
-        "remove", "info", "follow", "stream",
+        "remove", "info", "follow", "stream", "tail",
     ])]
     list: bool,
 }
@@ -120,10 +153,10 @@ impl ReadArgs {
         if self.stream {
             return read_stream(&address, self.wait, self.timeout, self.progress);
         }
-        if self.json && !self.info {
+        if self.json && !self.info && !self.follow {
             return Err(crate::error::failure(
                 crate::error::Kind::Usage,
-                "--json goes with --info or --list",
+                "--json goes with --info, --list or --follow",
             ));
         }
         if self.info {
@@ -146,6 +179,10 @@ impl ReadArgs {
             timeout: self.timeout,
             remove: self.remove,
             follow: self.follow,
+            json: self.json,
+            new: self.new,
+            tail: self.tail,
+            lossless: self.lossless,
         };
         read(&opts, &mut std::io::stdout().lock())
     }

@@ -17,9 +17,12 @@ Examples:
     $ touch shmfile
     $ echo 'hi, reader.c' | shm-write --raw -f shmfile
 
-  A live chat: each typed line becomes a new version
+  A live chat: each typed line is appended to a log (start either order)
     $ shm-write -l -n chat          # terminal 1
     $ shm-read -F -n chat           # terminal 2
+
+  Many writers, one log: every line arrives whole
+    $ echo 'job 7 done' | shm-write --lines -n events
 
   A pipe between two unrelated pipelines, through a 4 MiB ring (either
   side may start first):
@@ -38,6 +41,15 @@ Examples:
 /// the new, never a mix, and a failed or killed write leaves the old content.
 /// Without -k/-f/-i/-n, a per-user default segment is used
 /// (POSIX /dev/shm/shm-tools-UID, or $SHM_TOOLS_NAME).
+///
+/// Three kinds of segment: a snapshot (the default) holds one state,
+/// replaced as a whole; a log (--lines) holds messages, each line one
+/// record that any number of `shm-read --follow` see in order; a stream
+/// (--stream) carries bytes to one reader, like a pipe.
+///
+/// With --lines the log is created (1M unless --size) before any input is
+/// read, and each line is appended as one record; a line that can never fit
+/// is skipped with a message, and the exit status is then 1.
 ///
 /// With --stream the segment becomes a ring buffer that carries stdin, of
 /// any size, to one `shm-read --stream`, like a pipe between unrelated
@@ -71,12 +83,16 @@ pub struct WriteArgs {
     #[arg(long)]
     raw: bool,
 
-    /// Publish each input line (with its newline) as its own version
-    #[arg(short, long)]
+    /// Make the segment a log: append each input line (with its newline) as one record
+    #[arg(short, long, conflicts_with_all = ["append", "raw"])]
     lines: bool,
 
+    /// With --lines: records end at NUL instead of newline (like xargs -0); implies --lines
+    #[arg(short = 'z', long, conflicts_with_all = ["append", "raw"])]
+    zero_terminated: bool,
+
     /// Make the segment a pipe: stream stdin, any size, to `shm-read --stream` (ring size: --size, default 4M)
-    #[arg(long, conflicts_with_all = ["append", "raw", "lines", "exclusive"])]
+    #[arg(long, conflicts_with_all = ["append", "raw", "lines", "zero_terminated", "exclusive"])]
     stream: bool,
 
     /// With --stream: show bytes, rate and time on stderr (auto: only on a terminal)
@@ -99,6 +115,7 @@ impl WriteArgs {
             append: self.append,
             raw: self.raw,
             lines: self.lines,
+            zero_terminated: self.zero_terminated,
         };
         write(&opts, &mut std::io::stdin().lock())
     }

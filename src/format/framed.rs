@@ -131,6 +131,15 @@ impl<'a> Framed<'a> {
                     target.command("shm-read --remove")
                 ),
             )),
+            Layout::Log => Err(failure(
+                Kind::Failed,
+                format!(
+                    "{target} is a log (made by shm-write --lines), not a snapshot segment; append \
+                     to it with: {}, or remove it first: {} > /dev/null",
+                    target.command("shm-write --lines"),
+                    target.command("shm-read --remove")
+                ),
+            )),
             Layout::Foreign => {
                 let what = if holds_c_string(map)? {
                     "a C string (written with --raw, or by a C program)"

@@ -1,11 +1,12 @@
-//! What is on a segment: our framed snapshot layout, our stream ring, or
-//! anything else (a foreign layout, read as a C string).
+//! What is on a segment: our framed snapshot layout, our stream ring, our
+//! log, or anything else (a foreign layout, read as a C string).
 //!
 //! Contract: detection looks only at the magic; each layout then checks
 //! every header value against the real mapping size before using it. The
 //! byte-level layouts are documented in docs/FORMAT.md.
 
 pub mod framed;
+pub mod log;
 mod prefix;
 pub mod raw;
 pub mod ring;
@@ -22,6 +23,8 @@ pub enum Layout {
     Framed,
     /// Ours: a stream ring (see [`ring`]).
     Ring,
+    /// Ours: an append-only log of records (see [`log`]).
+    Log,
     /// Not ours: a C program's, ipcmk's, Python's... or still all zero.
     Foreign,
 }
@@ -37,6 +40,7 @@ impl Layout {
         match magic {
             framed::MAGIC => Layout::Framed,
             ring::MAGIC => Layout::Ring,
+            log::MAGIC => Layout::Log,
             _ => Layout::Foreign,
         }
     }
@@ -47,18 +51,21 @@ impl Layout {
         match self {
             Layout::Framed => "framed",
             Layout::Ring => "stream",
+            Layout::Log => "log",
             Layout::Foreign => "foreign",
         }
     }
 }
 
 /// What a snapshot read shows: a framed segment's published version, the
-/// bytes in flight in a ring (without consuming them), or the C string at
+/// bytes in flight in a ring (without consuming them), the records a log
+/// holds (concatenated), or the C string at
 /// offset 0 of anything else (always, with `raw`).
 pub fn snapshot_content(map: &Mapping, target: &Target, raw: bool) -> anyhow::Result<Vec<u8>> {
     match Layout::detect(map) {
         Layout::Framed if !raw => Ok(framed::Framed::open(map, target)?.read()?.data),
         Layout::Ring if !raw => ring::Ring::open(map, target)?.peek(),
+        Layout::Log if !raw => log::Log::open(map, target)?.contents(),
         _ => raw::read_c_string(map),
     }
 }
@@ -82,6 +89,13 @@ pub fn check_image(image: &[u8]) -> anyhow::Result<Vec<u8>> {
             ring.fill()?;
             ring.peers()?;
             ring.flags()?;
+        }
+        Layout::Log => {
+            let log = log::Log::open(&map, &target)?;
+            log.summary()?;
+            log.writer()?;
+            log.lossless_followers()?;
+            log.cursor_at_last(3)?;
         }
         Layout::Foreign => {}
     }

@@ -1,0 +1,848 @@
+//! The log layout: an append-only log of length-prefixed records at
+//! ever-increasing byte positions in a circular buffer.
+//!
+//! Writers append whole records under a robust write lock (a CAS when
+//! uncontended; the kernel records a holder's death). Before a record
+//! overwrites old ones, the writer moves `tail` past them, and only then
+//! writes; so a reader that copies a record and then still finds
+//! `tail <= position` knows the copy is intact (a seqlock on `tail`), and
+//! one that finds `tail` beyond its position knows it was lapped. Every
+//! record carries its sequence number, so the reader knows exactly how many
+//! records it missed. Readers need no write access and never slow writers;
+//! a *lossless* follower instead holds one of [`SLOTS`] robust-locked slots
+//! with its position, and writers wait before overwriting what a live slot
+//! holder has not read. Every header value and record header is checked
+//! against the mapping before use. Byte layout: docs/FORMAT.md.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use std::time::{Duration, Instant};
+
+use crate::address::Target;
+use crate::error::{Kind, failure};
+use crate::format::Layout;
+use crate::format::prefix::Prefix;
+use crate::os::{Mapping, ROBUST_LOCK_SIZE};
+use crate::wait::{self, Deadline, Holder, RECHECK, RobustGuard};
+
+/// The first eight bytes of a log.
+pub const MAGIC: [u8; 8] = *b"SHMTLOGS";
+/// The layout version this code writes and reads.
+pub const VERSION: u32 = 1;
+/// Lossless follower slots in the header.
+pub const SLOTS: usize = 32;
+/// Bytes before the data area: fixed fields, then the slot table.
+pub const HEADER_SIZE: usize = OFF_SLOTS + SLOTS * SLOT_SIZE;
+/// Bytes of a record header: length, its complement, sequence number.
+pub const RECORD_HEADER: usize = 16;
+
+const PREFIX: Prefix = Prefix {
+    magic: MAGIC,
+    version: VERSION,
+    header_size: HEADER_SIZE,
+    remedy: "read it with --all, or remove it and start the log again",
+};
+const OFF_WRITER_PID: usize = 28;
+const OFF_LOCK: usize = 32;
+const OFF_NEXT_SEQ: usize = 48;
+const OFF_WRITE_TIME: usize = 56;
+const OFF_HEAD: usize = 64;
+const OFF_HEAD_EVENT: usize = 72;
+const OFF_TAIL: usize = 128;
+const OFF_TAIL_EVENT: usize = 136;
+const OFF_WRITER_WAITING: usize = 140;
+const OFF_SLOTS: usize = 256;
+const SLOT_SIZE: usize = 32;
+const SLOT_CURSOR: usize = ROBUST_LOCK_SIZE;
+
+/// How long a reader retries a walk that keeps being overtaken, and a
+/// writer waits for a live lock holder, before reporting it.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Data capacity of a log in a segment of `size` bytes: a multiple of 8
+/// with room for at least one small record, or None.
+#[must_use]
+pub fn capacity_for(size: usize) -> Option<usize> {
+    let capacity = size.checked_sub(HEADER_SIZE)? & !7;
+    (capacity >= 4 * RECORD_HEADER).then_some(capacity)
+}
+
+/// Bytes a record with `len` bytes of payload takes in the buffer.
+#[must_use]
+pub fn record_size(len: usize) -> Option<usize> {
+    len.checked_add(RECORD_HEADER + 7).map(|n| n & !7)
+}
+
+/// A validated view of a log.
+#[derive(Debug)]
+pub struct Log<'a> {
+    map: &'a Mapping,
+    target: &'a Target,
+    capacity: u64,
+}
+
+/// What [`Cursor::next`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// A record was copied into the buffer: its sequence number, and how
+    /// many records the reader missed just before it (lapped by writers).
+    Record {
+        /// The record's sequence number (0 for the first ever appended).
+        seq: u64,
+        /// Records overwritten before this reader got to them.
+        missed: u64,
+    },
+    /// The reader is at the head: nothing more yet.
+    Empty,
+}
+
+/// One reader's private position in a log.
+#[derive(Debug, Clone, Copy)]
+pub struct Cursor {
+    /// Byte position of the next record to read.
+    pub position: u64,
+    /// Sequence number that record must have; None before the first
+    /// record (a reader that starts with history).
+    expected: Option<u64>,
+    /// Set when the reader was lapped; the count is settled at the next
+    /// record it reads.
+    lapped_from: Option<u64>,
+}
+
+/// What a log holds now, for `--info` and `--list`.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    /// Records appended since the log was made (the next sequence number).
+    pub appended: u64,
+    /// Records still held.
+    pub held: u64,
+    /// Payload bytes still held.
+    pub bytes_held: u64,
+    /// Sequence number of the oldest record held.
+    pub oldest: Option<u64>,
+}
+
+impl<'a> Log<'a> {
+    /// Validates the header of a segment whose magic says it is a log.
+    pub fn open(map: &'a Mapping, target: &'a Target) -> anyhow::Result<Log<'a>> {
+        if Layout::detect(map) != Layout::Log {
+            return Err(failure(
+                Kind::Failed,
+                format!(
+                    "{target} is not a log; start one with: producer | shm-write --lines {}",
+                    target.flag()
+                ),
+            ));
+        }
+        let capacity = PREFIX.check(map, target, capacity_for(map.len()))?;
+        let log = Log {
+            map,
+            target,
+            capacity: capacity as u64,
+        };
+        if !capacity.is_multiple_of(8) || capacity < 4 * RECORD_HEADER {
+            return Err(log.corrupt(&format!("capacity {capacity} is not a multiple of 8")));
+        }
+        Ok(log)
+    }
+
+    /// The log a writer appends to: an existing log, or a blank segment
+    /// made into an empty one. Anything else is refused, naming what it is.
+    pub fn for_writing(map: &'a Mapping, target: &'a Target) -> anyhow::Result<Log<'a>> {
+        match Layout::detect(map) {
+            Layout::Log => return Log::open(map, target),
+            Layout::Framed => {
+                return Err(failure(
+                    Kind::Failed,
+                    format!(
+                        "{target} is a snapshot (written by shm-write without --lines), not a log; \
+                         --lines appends records to a log: use another address, or remove it first \
+                         (shm-read --remove {} > /dev/null)",
+                        target.flag()
+                    ),
+                ));
+            }
+            Layout::Ring => {
+                return Err(failure(
+                    Kind::Failed,
+                    format!(
+                        "{target} is a stream ring (shm-write --stream), not a log; use another address, \
+                         or remove it first (shm-read --remove {} > /dev/null)",
+                        target.flag()
+                    ),
+                ));
+            }
+            Layout::Foreign => {}
+        }
+        let capacity = capacity_for(map.len()).ok_or_else(|| {
+            failure(
+                Kind::Failed,
+                format!(
+                    "{target} is {} bytes, too small for a log ({} bytes of header); use a larger --size",
+                    map.len(),
+                    HEADER_SIZE
+                ),
+            )
+        })?;
+        // Blank but for the header fields and lock another writer may be
+        // setting up right now (the magic goes in last).
+        let blank =
+            map.is_zero(0, MAGIC.len())? && map.is_zero(OFF_NEXT_SEQ, map.len() - OFF_NEXT_SEQ)?;
+        if !blank {
+            return Err(failure(
+                Kind::Failed,
+                format!(
+                    "{target} holds data in a layout shm-tools did not write (a C program's string, for \
+                     example); use another address, or remove it first (shm-read --remove {} > /dev/null)",
+                    target.flag()
+                ),
+            ));
+        }
+        // Racing creators: the lock decides, the magic goes in last.
+        let _guard = lock(map, target)?;
+        if !PREFIX.present(map)? {
+            PREFIX.write(map, capacity)?;
+        }
+        Log::open(map, target)
+    }
+
+    /// Data bytes the buffer holds.
+    #[must_use]
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// The largest payload one record can carry.
+    #[must_use]
+    pub fn max_record(&self) -> usize {
+        usize::try_from(self.capacity).unwrap_or(usize::MAX) - RECORD_HEADER
+    }
+
+    fn word32(&self, offset: usize) -> anyhow::Result<&'a AtomicU32> {
+        Ok(self.map.atomic_u32(offset)?)
+    }
+
+    fn word64(&self, offset: usize) -> anyhow::Result<&'a AtomicU64> {
+        Ok(self.map.atomic_u64(offset)?)
+    }
+
+    fn corrupt(&self, what: &str) -> anyhow::Error {
+        failure(
+            Kind::Failed,
+            format!(
+                "{} has a corrupt log header ({what}); read it with --all, or remove it and start the log again",
+                self.target
+            ),
+        )
+    }
+
+    /// The word followers sleep on; bumped after every batch of appends.
+    pub fn head_event(&self) -> anyhow::Result<&'a AtomicU32> {
+        self.word32(OFF_HEAD_EVENT)
+    }
+
+    /// `(head, tail)`, checked: both 8-aligned, `tail <= head <= tail +
+    /// capacity`. Head is read twice around tail, so a writer moving both
+    /// cannot make a consistent header look broken.
+    pub fn positions(&self) -> anyhow::Result<(u64, u64)> {
+        let head_word = self.word64(OFF_HEAD)?;
+        let tail_word = self.word64(OFF_TAIL)?;
+        let started = Instant::now();
+        loop {
+            let head = head_word.load(Ordering::SeqCst);
+            let tail = tail_word.load(Ordering::SeqCst);
+            if head_word.load(Ordering::SeqCst) != head {
+                if started.elapsed() > PATIENCE {
+                    return Err(self.corrupt("head never stops moving"));
+                }
+                continue;
+            }
+            return match head.checked_sub(tail) {
+                Some(fill)
+                    if fill <= self.capacity
+                        && head.is_multiple_of(8)
+                        && tail.is_multiple_of(8) =>
+                {
+                    Ok((head, tail))
+                }
+                _ => Err(self.corrupt(&format!(
+                    "head {head}, tail {tail}, capacity {}",
+                    self.capacity
+                ))),
+            };
+        }
+    }
+
+    fn tail(&self) -> anyhow::Result<u64> {
+        Ok(self.word64(OFF_TAIL)?.load(Ordering::SeqCst))
+    }
+
+    /// Where the byte at `position` lives in the mapping.
+    fn data_offset(&self, position: u64) -> usize {
+        // position % capacity < capacity <= mapping length - HEADER_SIZE.
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "less than the mapping length"
+        )]
+        let within = (position % self.capacity) as usize;
+        HEADER_SIZE + within
+    }
+
+    /// Copies `buf.len()` bytes from `position` on, across the wrap point.
+    fn copy_out(&self, position: u64, buf: &mut [u8]) -> anyhow::Result<()> {
+        let mut done = 0;
+        while done < buf.len() {
+            let at = position + done as u64;
+            let until_wrap =
+                usize::try_from(self.capacity - at % self.capacity).unwrap_or(usize::MAX);
+            let n = until_wrap.min(buf.len() - done);
+            self.map
+                .read(self.data_offset(at), &mut buf[done..done + n])?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Copies `data` to `position` on, across the wrap point.
+    fn copy_in(&self, position: u64, data: &[u8]) -> anyhow::Result<()> {
+        let mut done = 0;
+        while done < data.len() {
+            let at = position + done as u64;
+            let until_wrap =
+                usize::try_from(self.capacity - at % self.capacity).unwrap_or(usize::MAX);
+            let n = until_wrap.min(data.len() - done);
+            self.map
+                .write(self.data_offset(at), &data[done..done + n])?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// The record header at `position`: payload length and sequence
+    /// number, with the length checked against its complement and the
+    /// capacity. May be torn: callers confirm with `tail` afterwards.
+    fn record_header(&self, position: u64) -> anyhow::Result<Result<(usize, u64), String>> {
+        let mut raw = [0u8; RECORD_HEADER];
+        self.copy_out(position, &mut raw)?;
+        let len = u32::from_ne_bytes(raw[0..4].try_into().expect("4 bytes"));
+        let check = u32::from_ne_bytes(raw[4..8].try_into().expect("4 bytes"));
+        let seq = u64::from_ne_bytes(raw[8..16].try_into().expect("8 bytes"));
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if check != !u32::try_from(len).unwrap_or(0) {
+            return Ok(Err(format!(
+                "record at position {position} has a damaged length"
+            )));
+        }
+        if len > self.max_record() {
+            return Ok(Err(format!(
+                "record at position {position} claims {len} bytes, more than the capacity"
+            )));
+        }
+        Ok(Ok((len, seq)))
+    }
+
+    /// A cursor at the oldest record held: a reader that wants history.
+    /// It knows that record's number, so a reader lapped before it reads
+    /// anything still counts what it missed.
+    pub fn cursor_at_oldest(&self) -> anyhow::Result<Cursor> {
+        let started = Instant::now();
+        loop {
+            let (head, tail) = self.positions()?;
+            let expected = if head == tail {
+                // Nothing published yet: the next record gets next_seq.
+                self.word64(OFF_NEXT_SEQ)?.load(Ordering::SeqCst)
+            } else {
+                let header = self.record_header(tail)?;
+                fence(Ordering::Acquire);
+                if self.tail()? != tail {
+                    if started.elapsed() > PATIENCE {
+                        return Err(self.corrupt("tail never stops moving"));
+                    }
+                    continue;
+                }
+                header.map_err(|what| self.corrupt(&what))?.1
+            };
+            return Ok(Cursor {
+                position: tail,
+                expected: Some(expected),
+                lapped_from: None,
+            });
+        }
+    }
+
+    /// A cursor `last` records before the head (at most all held), or at
+    /// the head with `last == 0`: from then on the reader misses nothing
+    /// without being told.
+    pub fn cursor_at_last(&self, last: u64) -> anyhow::Result<Cursor> {
+        let started = Instant::now();
+        loop {
+            if let Some(cursor) = self.try_cursor_at_last(last)? {
+                return Ok(cursor);
+            }
+            if started.elapsed() > PATIENCE {
+                return Err(failure(
+                    Kind::Failed,
+                    format!(
+                        "writers overwrote {} faster than it could be scanned for {}s; try again, or \
+                         use a larger log",
+                        self.target,
+                        PATIENCE.as_secs()
+                    ),
+                ));
+            }
+        }
+    }
+
+    /// One walk from tail to head, keeping the positions of the last
+    /// `last` records; None if writers overtook the walk.
+    fn try_cursor_at_last(&self, last: u64) -> anyhow::Result<Option<Cursor>> {
+        let (head, tail) = self.positions()?;
+        let keep = usize::try_from(last).unwrap_or(usize::MAX);
+        let mut recent = std::collections::VecDeque::new();
+        let mut position = tail;
+        let mut next_seq = None;
+        while position < head {
+            let header = self.record_header(position)?;
+            fence(Ordering::Acquire);
+            if self.tail()? > position {
+                return Ok(None);
+            }
+            let (len, seq) = header.map_err(|what| self.corrupt(&what))?;
+            let size = record_size(len).unwrap_or(usize::MAX) as u64;
+            if position + size > head {
+                return Err(
+                    self.corrupt(&format!("record at position {position} runs past the head"))
+                );
+            }
+            if keep > 0 {
+                if recent.len() == keep {
+                    recent.pop_front();
+                }
+                recent.push_back((position, seq));
+            }
+            next_seq = Some(seq + 1);
+            position += size;
+        }
+        let cursor = match recent.front() {
+            Some(&(position, seq)) => Cursor {
+                position,
+                expected: Some(seq),
+                lapped_from: None,
+            },
+            None => Cursor {
+                position: head,
+                expected: next_seq.or(Some(self.word64(OFF_NEXT_SEQ)?.load(Ordering::Acquire))),
+                lapped_from: None,
+            },
+        };
+        Ok(Some(cursor))
+    }
+
+    /// Copies the record at the cursor into `buf` and moves past it, or
+    /// says the cursor is at the head. A cursor that writers lapped jumps
+    /// to the oldest record held and the count of records missed comes with
+    /// the next record. `head` is a recent value of the head position.
+    pub fn next(&self, cursor: &mut Cursor, head: u64, buf: &mut Vec<u8>) -> anyhow::Result<Step> {
+        let started = Instant::now();
+        loop {
+            if cursor.position == head {
+                return Ok(Step::Empty);
+            }
+            if cursor.position > head || !cursor.position.is_multiple_of(8) {
+                return Err(self.corrupt(&format!(
+                    "head {head} went back before a reader's position {}",
+                    cursor.position
+                )));
+            }
+            let tail = self.tail()?;
+            if tail > cursor.position {
+                cursor.lapped(tail);
+                continue;
+            }
+            let header = self.record_header(cursor.position)?;
+            fence(Ordering::Acquire);
+            if self.tail()? > cursor.position {
+                continue;
+            }
+            let (len, seq) = header.map_err(|what| self.corrupt(&what))?;
+            let size = record_size(len).unwrap_or(usize::MAX) as u64;
+            if cursor.position + size > head {
+                return Err(self.corrupt(&format!(
+                    "record at position {} runs past the head {head}",
+                    cursor.position
+                )));
+            }
+            buf.resize(len, 0);
+            self.copy_out(cursor.position + RECORD_HEADER as u64, buf)?;
+            fence(Ordering::Acquire);
+            if self.tail()? > cursor.position {
+                // Overwritten while we copied: lapped, found out next turn.
+                if started.elapsed() > PATIENCE {
+                    return Err(
+                        self.corrupt("records are overwritten faster than they can be copied")
+                    );
+                }
+                continue;
+            }
+            let missed = match (cursor.lapped_from.take(), cursor.expected) {
+                (Some(from), _) => seq.checked_sub(from).ok_or_else(|| {
+                    self.corrupt(&format!("sequence number {seq} went back from {from}"))
+                })?,
+                (None, Some(expected)) if seq != expected => {
+                    return Err(self.corrupt(&format!(
+                        "record at position {} has sequence number {seq}, expected {expected}",
+                        cursor.position
+                    )));
+                }
+                _ => 0,
+            };
+            cursor.position += size;
+            cursor.expected = Some(seq + 1);
+            return Ok(Step::Record { seq, missed });
+        }
+    }
+}
+
+impl Cursor {
+    /// Writers overtook this cursor: it jumps to `tail`, and the next
+    /// record read settles how many were missed. A reader that has not read
+    /// anything yet only lost history, which is not counted.
+    fn lapped(&mut self, tail: u64) {
+        if self.lapped_from.is_none() {
+            self.lapped_from = self.expected;
+        }
+        self.position = tail;
+    }
+}
+
+impl<'a> Log<'a> {
+    /// What the log holds now (a walk from tail to head).
+    pub fn summary(&self) -> anyhow::Result<Summary> {
+        let appended = self.word64(OFF_NEXT_SEQ)?.load(Ordering::Acquire);
+        let mut cursor = self.cursor_at_oldest()?;
+        let (head, _) = self.positions()?;
+        let mut buf = Vec::new();
+        let mut summary = Summary {
+            appended,
+            held: 0,
+            bytes_held: 0,
+            oldest: None,
+        };
+        while let Step::Record { seq, .. } = self.next(&mut cursor, head, &mut buf)? {
+            if summary.held == 0 {
+                summary.oldest = Some(seq);
+            }
+            summary.held += 1;
+            summary.bytes_held += buf.len() as u64;
+        }
+        Ok(summary)
+    }
+
+    /// Every record held, concatenated: what a plain read prints.
+    pub fn contents(&self) -> anyhow::Result<Vec<u8>> {
+        let mut cursor = self.cursor_at_oldest()?;
+        let (head, _) = self.positions()?;
+        let mut buf = Vec::new();
+        let mut all = Vec::new();
+        while let Step::Record { .. } = self.next(&mut cursor, head, &mut buf)? {
+            all.extend_from_slice(&buf);
+        }
+        Ok(all)
+    }
+
+    /// The write lock's holder, and the pid of the last writer.
+    pub fn writer(&self) -> anyhow::Result<(Holder, u32, u64)> {
+        Ok((
+            Holder::at(self.map, OFF_LOCK)?,
+            self.word32(OFF_WRITER_PID)?.load(Ordering::Relaxed),
+            self.word64(OFF_WRITE_TIME)?.load(Ordering::Relaxed),
+        ))
+    }
+
+    /// How many lossless followers hold a slot now.
+    pub fn lossless_followers(&self) -> anyhow::Result<usize> {
+        let mut live = 0;
+        for slot in 0..SLOTS {
+            if matches!(Holder::at(self.map, slot_offset(slot))?, Holder::Alive(_)) {
+                live += 1;
+            }
+        }
+        Ok(live)
+    }
+
+    /// Takes the write lock for a batch of appends. A predecessor that died
+    /// holding it may have left the sequence counter one behind; the
+    /// records themselves are intact, so the counter is recomputed.
+    pub fn appender(&self) -> anyhow::Result<Appender<'_, 'a>> {
+        let guard = lock(self.map, self.target)?;
+        let (head, tail) = self.positions()?;
+        let mut next_seq = self.word64(OFF_NEXT_SEQ)?.load(Ordering::Relaxed);
+        if guard.previous_owner_died() {
+            let cursor = self.cursor_at_last(0)?;
+            if let Some(seq) = cursor.expected {
+                next_seq = seq;
+            }
+        }
+        Ok(Appender {
+            log: self,
+            _guard: guard,
+            head,
+            tail,
+            next_seq,
+            appended: false,
+        })
+    }
+
+    /// Claims a lossless follower slot for `cursor`: writers will not
+    /// overwrite what it has not read while this process holds the slot
+    /// (the kernel frees it when the process dies). Needs a writable
+    /// mapping. None when every slot is held by a live follower.
+    pub fn claim_slot(&self, cursor: &mut Cursor) -> anyhow::Result<Option<Slot<'a>>> {
+        for slot in 0..SLOTS {
+            let offset = slot_offset(slot);
+            if let Ok(guard) = wait::try_lock_robust(self.map, offset)? {
+                let word = self.word64(offset + SLOT_CURSOR)?;
+                // Publish a position, then make sure it is still held: from
+                // then on writers see it before they move the tail past it.
+                loop {
+                    word.store(cursor.position, Ordering::SeqCst);
+                    let tail = self.tail()?;
+                    if tail <= cursor.position {
+                        break;
+                    }
+                    cursor.lapped(tail);
+                }
+                return Ok(Some(Slot {
+                    _guard: guard,
+                    cursor: word,
+                    writer_waiting: self.word32(OFF_WRITER_WAITING)?,
+                    tail_event: self.word32(OFF_TAIL_EVENT)?,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Where live lossless followers are: the lowest position a live slot
+    /// holder still needs, if any is at or after `tail`.
+    fn slowest_follower(&self, tail: u64, head: u64) -> anyhow::Result<Option<u64>> {
+        let mut slowest: Option<u64> = None;
+        for slot in 0..SLOTS {
+            let offset = slot_offset(slot);
+            if !matches!(Holder::at(self.map, offset)?, Holder::Alive(_)) {
+                continue;
+            }
+            let position = self.word64(offset + SLOT_CURSOR)?.load(Ordering::SeqCst);
+            // Outside the log: a follower still joining (it re-checks).
+            if (tail..=head).contains(&position) {
+                slowest = Some(slowest.map_or(position, |s: u64| s.min(position)));
+            }
+        }
+        Ok(slowest)
+    }
+}
+
+fn slot_offset(slot: usize) -> usize {
+    OFF_SLOTS + slot * SLOT_SIZE
+}
+
+/// Takes the log's write lock, waiting for a live holder up to [`PATIENCE`].
+fn lock<'m>(map: &'m Mapping, target: &Target) -> anyhow::Result<RobustGuard<'m>> {
+    let deadline = Deadline::after(Some(PATIENCE));
+    let waiting = |tid| {
+        eprintln!("shm-write: waiting for thread {tid}, which holds the write lock on {target}");
+    };
+    wait::lock_robust(map, OFF_LOCK, deadline, waiting)?.ok_or_else(|| {
+        failure(
+            Kind::Failed,
+            format!(
+                "another writer has held the write lock on {target} for {}s (a lossless follower \
+                 that stopped reading holds writers back); if it is stuck, kill it, or remove the log",
+                PATIENCE.as_secs()
+            ),
+        )
+    })
+}
+
+/// A lossless follower's slot: its published position. Released (by the
+/// kernel, if need be) when the process ends.
+#[derive(Debug)]
+pub struct Slot<'a> {
+    _guard: RobustGuard<'a>,
+    cursor: &'a AtomicU64,
+    writer_waiting: &'a AtomicU32,
+    tail_event: &'a AtomicU32,
+}
+
+impl Slot<'_> {
+    /// Says the follower no longer needs anything before `position`, and
+    /// wakes a writer waiting for room.
+    pub fn advance(&self, position: u64) {
+        self.cursor.store(position, Ordering::SeqCst);
+        if self.writer_waiting.load(Ordering::SeqCst) != 0 {
+            self.writer_waiting.store(0, Ordering::SeqCst);
+            self.tail_event.fetch_add(1, Ordering::SeqCst);
+            wait::wake_all(self.tail_event);
+        }
+    }
+}
+
+/// A writer holding the log's write lock.
+#[derive(Debug)]
+pub struct Appender<'l, 'a> {
+    log: &'l Log<'a>,
+    _guard: RobustGuard<'a>,
+    head: u64,
+    tail: u64,
+    next_seq: u64,
+    appended: bool,
+}
+
+impl Appender<'_, '_> {
+    /// Appends one record, whole, after moving the tail past as many old
+    /// records as it needs room for (waiting while a live lossless
+    /// follower still needs them). A record larger than [`Log::max_record`]
+    /// is refused before anything changes.
+    pub fn append(&mut self, record: &[u8]) -> anyhow::Result<()> {
+        let log = self.log;
+        if record.len() > log.max_record() {
+            return Err(failure(
+                Kind::Failed,
+                format!(
+                    "a record of {} bytes does not fit {}, whose records hold at most {} bytes",
+                    record.len(),
+                    log.target,
+                    log.max_record()
+                ),
+            ));
+        }
+        let size = record_size(record.len()).expect("fits the capacity") as u64;
+        self.make_room(size)?;
+        let mut header = [0u8; RECORD_HEADER];
+        let len = u32::try_from(record.len()).expect("fits the capacity");
+        header[0..4].copy_from_slice(&len.to_ne_bytes());
+        header[4..8].copy_from_slice(&(!len).to_ne_bytes());
+        header[8..16].copy_from_slice(&self.next_seq.to_ne_bytes());
+        log.copy_in(self.head, &header)?;
+        log.copy_in(self.head + RECORD_HEADER as u64, record)?;
+        self.head += size;
+        self.next_seq += 1;
+        log.word64(OFF_HEAD)?.store(self.head, Ordering::SeqCst);
+        self.appended = true;
+        test_hook_slow_append();
+        Ok(())
+    }
+
+    /// Moves the tail until `size` more bytes fit, then publishes it before
+    /// any byte of the old records is overwritten.
+    fn make_room(&mut self, size: u64) -> anyhow::Result<()> {
+        let log = self.log;
+        let mut tail = self.tail;
+        while self.head + size - tail > log.capacity {
+            let (len, _) = log
+                .record_header(tail)?
+                .map_err(|what| log.corrupt(&what))?;
+            tail += record_size(len).unwrap_or(usize::MAX) as u64;
+            if tail > self.head {
+                return Err(log.corrupt(&format!("record at position {tail} runs past the head")));
+            }
+        }
+        if tail == self.tail {
+            return Ok(());
+        }
+        self.wait_for_followers(tail)?;
+        log.word64(OFF_TAIL)?.store(tail, Ordering::SeqCst);
+        // Readers that see any new byte must see the new tail too.
+        fence(Ordering::SeqCst);
+        self.tail = tail;
+        Ok(())
+    }
+
+    /// Waits until no live lossless follower needs anything before
+    /// `new_tail`, like a pipe's writer waits for its reader. A follower
+    /// that dies is seen within [`RECHECK`] (the kernel marks its slot).
+    fn wait_for_followers(&self, new_tail: u64) -> anyhow::Result<()> {
+        let log = self.log;
+        let event = log.word32(OFF_TAIL_EVENT)?;
+        let waiting = log.word32(OFF_WRITER_WAITING)?;
+        let mut spins = 0u32;
+        loop {
+            match log.slowest_follower(self.tail, self.head)? {
+                Some(slowest) if slowest < new_tail => {}
+                _ => return Ok(()),
+            }
+            if spins < 200 {
+                spins += 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            // Publish what we have so the follower can make progress.
+            log.wake_followers()?;
+            let seen = event.load(Ordering::SeqCst);
+            waiting.store(1, Ordering::SeqCst);
+            match log.slowest_follower(self.tail, self.head)? {
+                Some(slowest) if slowest < new_tail => {}
+                _ => return Ok(()),
+            }
+            wait::wait_while_equal(event, seen, RECHECK);
+        }
+    }
+}
+
+impl Log<'_> {
+    /// Bumps the head event and wakes every sleeping follower.
+    pub fn wake_followers(&self) -> anyhow::Result<()> {
+        let event = self.head_event()?;
+        event.fetch_add(1, Ordering::SeqCst);
+        wait::wake_all(event);
+        Ok(())
+    }
+}
+
+impl Drop for Appender<'_, '_> {
+    fn drop(&mut self) {
+        if !self.appended {
+            return;
+        }
+        // Bookkeeping and the wake-up; the records themselves are already
+        // published through head, so failures here lose nothing.
+        if let Ok(word) = self.log.word64(OFF_NEXT_SEQ) {
+            word.store(self.next_seq, Ordering::Release);
+        }
+        if let Ok(word) = self.log.word64(OFF_WRITE_TIME) {
+            word.store(super::now_ns(), Ordering::Relaxed);
+        }
+        if let Ok(word) = self.log.word32(OFF_WRITER_PID) {
+            word.store(wait::my_pid(), Ordering::Relaxed);
+        }
+        let _ = self.log.wake_followers();
+    }
+}
+
+/// Lets crash tests kill a writer mid-append: with
+/// `SHM_TOOLS_TEST_SLOW_APPEND_US` set, each append sleeps that long while
+/// holding the lock. Unset (always, outside tests) it is one cached lookup.
+fn test_hook_slow_append() {
+    static DELAY: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let delay = DELAY.get_or_init(|| {
+        std::env::var_os("SHM_TOOLS_TEST_SLOW_APPEND_US")
+            .and_then(|v| v.to_str().and_then(|s| s.parse::<u64>().ok()))
+    });
+    if let Some(us) = delay {
+        std::thread::sleep(Duration::from_micros(*us));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_aligned() {
+        assert_eq!(record_size(0), Some(16));
+        assert_eq!(record_size(1), Some(24));
+        assert_eq!(record_size(8), Some(24));
+        assert_eq!(capacity_for(HEADER_SIZE), None);
+        assert_eq!(capacity_for(4096), Some((4096 - HEADER_SIZE) & !7));
+        assert_eq!(HEADER_SIZE % 8, 0);
+    }
+}

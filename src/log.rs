@@ -1,0 +1,383 @@
+//! Logs from the command line: `shm-write --lines` appends each input line
+//! (or NUL-terminated record, with -z) as one record; `shm-read` prints the
+//! records a log holds, and with `--follow` every new one, each reader from
+//! its own position.
+//!
+//! Contract: the writer makes the log before it reads any input, so
+//! followers can attach first; a record that can never fit is refused with
+//! one stderr line and the rest still go in (exit 1 at the end). A reader
+//! that writers lapped says on stderr exactly how many records it missed,
+//! carries on, and exits 1 at its end: never silent loss. A `--lossless`
+//! follower holds writers back instead, until it ends or dies.
+
+use std::io::{BufWriter, ErrorKind, Read, Write};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::address::Target;
+use crate::error::{Kind, failure};
+use crate::format::log::{Appender, Log, Step};
+use crate::segment::{Create, Segment};
+use crate::wait::{self, RECHECK};
+
+/// Log size when `--size` is not given.
+pub const DEFAULT_LOG_SIZE: usize = 1 << 20;
+
+/// Input read per read(2): records of one read go in under one lock, with
+/// one wake-up for followers.
+const INPUT_CHUNK: usize = 64 * 1024;
+
+/// Reports of missed records are gathered for this long, so a reader that
+/// is lapped again and again does not flood stderr.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a follower at the head polls before it sleeps on the futex.
+const SPIN: Duration = Duration::from_micros(20);
+
+/// What `shm-write --lines` was asked.
+#[derive(Debug, Clone, Copy)]
+pub struct LinesOptions {
+    /// Size when creating.
+    pub size: Option<usize>,
+    /// Permission bits when creating.
+    pub mode: u32,
+    /// Fail if the segment exists.
+    pub exclusive: bool,
+    /// The byte that ends a record: `\n`, or NUL with -z.
+    pub delimiter: u8,
+}
+
+/// `producer | shm-write --lines`: creates (or opens) the log, then appends
+/// each record of `input` as it arrives.
+pub fn write_lines(
+    target: &Target,
+    opts: LinesOptions,
+    input: &mut dyn Read,
+) -> anyhow::Result<()> {
+    let create = Create {
+        size: opts.size.unwrap_or(DEFAULT_LOG_SIZE),
+        mode: opts.mode,
+        exclusive: opts.exclusive,
+    };
+    let (segment, created) = Segment::open_or_create(target, &create)?;
+    let log = match Log::for_writing(segment.mapping(), target) {
+        Ok(log) => log,
+        Err(e) => {
+            if created {
+                // Ours and empty; the error says more than a failed removal.
+                let _ = segment.remove();
+            }
+            return Err(e);
+        }
+    };
+    let mut splitter = Splitter {
+        log: &log,
+        target,
+        delimiter: opts.delimiter,
+        carry: Vec::new(),
+        skipping: None,
+        records: 0,
+        refused: 0,
+    };
+    let mut chunk = vec![0u8; INPUT_CHUNK];
+    loop {
+        let n = match input.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(anyhow::Error::new(e).context("cannot read stdin")),
+        };
+        splitter.feed(&chunk[..n])?;
+    }
+    splitter.finish()?;
+    if splitter.refused > 0 {
+        return Err(failure(
+            Kind::Failed,
+            format!(
+                "{} of {} records were larger than {target} can hold ({} bytes each) and were skipped; \
+                 the others were appended. Remove the log and start it with a larger --size",
+                splitter.refused,
+                splitter.records,
+                log.max_record()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Cuts input into records and appends them, one lock per input chunk.
+struct Splitter<'l, 'a> {
+    log: &'l Log<'a>,
+    target: &'l Target,
+    delimiter: u8,
+    /// The start of a record whose end has not arrived yet.
+    carry: Vec<u8>,
+    /// Bytes of a record too large to keep, being skipped.
+    skipping: Option<usize>,
+    records: u64,
+    refused: u64,
+}
+
+impl Splitter<'_, '_> {
+    fn feed(&mut self, chunk: &[u8]) -> anyhow::Result<()> {
+        let log = self.log;
+        let mut appender: Option<Appender<'_, '_>> = None;
+        let mut start = 0;
+        while let Some(at) = chunk[start..].iter().position(|&b| b == self.delimiter) {
+            let piece = &chunk[start..=start + at];
+            start += at + 1;
+            self.records += 1;
+            if let Some(skipped) = self.skipping.take() {
+                self.refuse(skipped + piece.len());
+                continue;
+            }
+            let record: &[u8] = if self.carry.is_empty() {
+                piece
+            } else {
+                self.carry.extend_from_slice(piece);
+                &self.carry
+            };
+            if record.len() > log.max_record() {
+                let len = record.len();
+                self.carry.clear();
+                self.refuse(len);
+                continue;
+            }
+            if appender.is_none() {
+                appender = Some(log.appender()?);
+            }
+            if let Some(a) = appender.as_mut() {
+                a.append(record)?;
+            }
+            self.carry.clear();
+        }
+        // Publish what this chunk completed (and wake followers) before
+        // waiting for more input.
+        drop(appender);
+        let rest = &chunk[start..];
+        if let Some(skipped) = self.skipping.as_mut() {
+            *skipped += rest.len();
+        } else if self.carry.len() + rest.len() > log.max_record() {
+            self.skipping = Some(self.carry.len() + rest.len());
+            self.carry = Vec::new();
+        } else {
+            self.carry.extend_from_slice(rest);
+        }
+        Ok(())
+    }
+
+    /// The last record, when input does not end with the delimiter.
+    fn finish(&mut self) -> anyhow::Result<()> {
+        if let Some(skipped) = self.skipping.take() {
+            self.records += 1;
+            self.refuse(skipped);
+        } else if !self.carry.is_empty() {
+            self.records += 1;
+            self.log.appender()?.append(&self.carry)?;
+            self.carry.clear();
+        }
+        Ok(())
+    }
+
+    fn refuse(&mut self, len: usize) {
+        self.refused += 1;
+        eprintln!(
+            "shm-write: record {} is {len} bytes but {} holds records of at most {} bytes; skipped it, going on",
+            self.records,
+            self.target,
+            self.log.max_record()
+        );
+    }
+}
+
+/// What `shm-read` was asked about a log.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogReadOptions {
+    /// Keep printing new records until the log is removed.
+    pub follow: bool,
+    /// Start at the head: no history.
+    pub new: bool,
+    /// Start this many records before the head.
+    pub tail: Option<u64>,
+    /// Hold writers back instead of being lapped (needs write access).
+    pub lossless: bool,
+    /// One JSON object per record.
+    pub json: bool,
+    /// Stop after printing this many bytes.
+    pub bytes: Option<u64>,
+}
+
+/// Prints a log's records (plain read), or follows it.
+pub fn read_log(
+    segment: &Segment,
+    opts: LogReadOptions,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let target = segment.target();
+    let log = Log::open(segment.mapping(), target)?;
+    let mut cursor = if opts.new {
+        log.cursor_at_last(0)?
+    } else if let Some(last) = opts.tail {
+        log.cursor_at_last(last)?
+    } else {
+        log.cursor_at_oldest()?
+    };
+    let slot = if opts.lossless {
+        Some(log.claim_slot(&mut cursor)?.ok_or_else(|| {
+            failure(
+                Kind::Failed,
+                format!(
+                    "all {} lossless follower slots of {target} are held by live followers; wait for \
+                     one to end, or follow without --lossless (a lapped follower reports what it missed)",
+                    crate::format::log::SLOTS
+                ),
+            )
+        })?)
+    } else {
+        None
+    };
+    let mut out = BufWriter::with_capacity(64 * 1024, out);
+    let mut printer = Printer {
+        budget: opts.bytes,
+        json: opts.json,
+        missed: 0,
+        unreported: 0,
+        last_missed: 0,
+        reported: Instant::now(),
+    };
+    let mut buf = Vec::new();
+    let (mut head, _) = log.positions()?;
+    loop {
+        match log.next(&mut cursor, head, &mut buf)? {
+            Step::Record { seq, missed } => {
+                if missed > 0 {
+                    printer.missed += missed;
+                    printer.unreported += missed;
+                    printer.last_missed = seq - 1;
+                }
+                if printer.unreported > 0 && printer.reported.elapsed() >= REPORT_EVERY {
+                    printer.report(target, &mut out)?;
+                }
+                if let Some(slot) = &slot {
+                    slot.advance(cursor.position);
+                }
+                if !printer.print(seq, &buf, &mut out)? {
+                    break;
+                }
+            }
+            Step::Empty => {
+                if !opts.follow {
+                    break;
+                }
+                printer.report(target, &mut out)?;
+                out.flush()?;
+                match wait_for_records(&log, segment, head)? {
+                    Some(moved) => head = moved,
+                    None => break,
+                }
+            }
+        }
+    }
+    printer.report(target, &mut out)?;
+    out.flush()?;
+    if printer.missed > 0 {
+        return Err(failure(
+            Kind::Failed,
+            format!(
+                "missed {} records of {target} in all, because writers were faster than this reader; \
+                 use a larger log (--size when creating it) or follow with --lossless",
+                printer.missed
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Waits at the head for it to move: spins briefly, then sleeps on the
+/// head event. None when the log has been removed.
+fn wait_for_records(log: &Log<'_>, segment: &Segment, head: u64) -> anyhow::Result<Option<u64>> {
+    let spin_until = Instant::now() + SPIN;
+    while Instant::now() < spin_until {
+        let (now, _) = log.positions()?;
+        if now != head {
+            return Ok(Some(now));
+        }
+        std::hint::spin_loop();
+    }
+    let event = log.head_event()?;
+    loop {
+        let seen = event.load(std::sync::atomic::Ordering::SeqCst);
+        let (now, _) = log.positions()?;
+        if now != head {
+            return Ok(Some(now));
+        }
+        wait::wait_while_equal(event, seen, RECHECK);
+        let (now, _) = log.positions()?;
+        if now != head {
+            return Ok(Some(now));
+        }
+        if event.load(std::sync::atomic::Ordering::SeqCst) == seen && segment.is_removed() {
+            return Ok(None);
+        }
+    }
+}
+
+/// Writes records as they are, or one JSON object each, within `--bytes`.
+struct Printer {
+    budget: Option<u64>,
+    json: bool,
+    /// Records missed in all.
+    missed: u64,
+    /// Missed since the last stderr report, up to number `last_missed`.
+    unreported: u64,
+    last_missed: u64,
+    reported: Instant,
+}
+
+impl Printer {
+    /// Says on stderr how many records were missed since the last report,
+    /// after what was printed before them.
+    fn report(&mut self, target: &Target, out: &mut dyn Write) -> anyhow::Result<()> {
+        if self.unreported == 0 {
+            return Ok(());
+        }
+        out.flush()?;
+        eprintln!(
+            "shm-read: missed {} records of {target} (the last was number {}): writers overwrote \
+             them before this reader got to them",
+            self.unreported, self.last_missed
+        );
+        self.unreported = 0;
+        self.reported = Instant::now();
+        Ok(())
+    }
+
+    /// False once the byte budget is spent.
+    fn print(&mut self, seq: u64, record: &[u8], out: &mut dyn Write) -> anyhow::Result<bool> {
+        let line;
+        let bytes: &[u8] = if self.json {
+            line = format!(
+                "{}\n",
+                json!({"seq": seq, "content": String::from_utf8_lossy(record)})
+            );
+            line.as_bytes()
+        } else {
+            record
+        };
+        match self.budget.as_mut() {
+            None => out.write_all(bytes)?,
+            Some(left) => {
+                let n = usize::try_from(*left)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
+                out.write_all(&bytes[..n])?;
+                *left -= n as u64;
+                if *left == 0 {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+}
