@@ -11,6 +11,7 @@ use crate::format::framed::{self, Framed};
 use crate::format::raw;
 use crate::format::ring::{self, Ring};
 use crate::segment::{Segment, Stat, user_name};
+use crate::wait::Holder;
 
 /// One reported fact: its JSON value and how text output shows it.
 #[derive(Debug, Clone)]
@@ -130,7 +131,8 @@ fn layout_fields(segment: &Segment) -> anyhow::Result<Vec<Field>> {
                     },
                 ),
                 time_field("last_write_time", written),
-                field("lock_holder_pid", json!(framed.lock_holder()?)),
+                lock_holder_pid(framed.lock_holder()?),
+                field("lock", json!(lock_state(framed.lock_holder()?))),
             ]);
         }
         Layout::Ring => {
@@ -138,10 +140,19 @@ fn layout_fields(segment: &Segment) -> anyhow::Result<Vec<Field>> {
             let (in_flight, consumed) = ring.fill()?;
             let (writer, reader) = ring.peers()?;
             let flags = ring.flags()?;
+            // As the kernel marked the claims; a writer that finished first is not dead.
+            let (writer_claim, reader_claim) = ring.holders()?;
+            let writer_died = writer_claim == Holder::Died && flags & ring::WRITER_DONE == 0;
             let state = if flags & ring::WRITER_FAILED != 0 {
                 "writer failed"
             } else if flags & ring::READER_CLOSED != 0 {
                 "reader closed"
+            } else if writer_died && reader_claim == Holder::Died {
+                "writer and reader died"
+            } else if writer_died {
+                "writer died"
+            } else if reader_claim == Holder::Died {
+                "reader died"
             } else if flags & ring::WRITER_DONE != 0 {
                 "writer done"
             } else {
@@ -166,6 +177,23 @@ fn layout_fields(segment: &Segment) -> anyhow::Result<Vec<Field>> {
         }
     }
     Ok(fields)
+}
+
+/// The write lock holder's pid (tid, in its own PID namespace) while alive.
+fn lock_holder_pid(holder: Holder) -> Field {
+    match holder {
+        Holder::Alive(tid) => field("lock_holder_pid", json!(tid)),
+        Holder::Free | Holder::Died => field("lock_holder_pid", Value::Null),
+    }
+}
+
+/// The write lock as the kernel keeps it: free, held, or its holder died.
+fn lock_state(holder: Holder) -> &'static str {
+    match holder {
+        Holder::Free => "free",
+        Holder::Alive(_) => "held",
+        Holder::Died => "holder died",
+    }
 }
 
 /// Aligned `name: value` lines.
