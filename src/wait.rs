@@ -255,6 +255,17 @@ mod tests {
     }
 
     #[test]
+    fn a_released_lock_leaves_no_pointer_in_the_segment() {
+        let map = scratch();
+        let first = try_lock_robust(&map, 0).unwrap().expect("free");
+        let second = try_lock_robust(&map, 16).unwrap().expect("free");
+        assert!(!map.is_zero(0, 8).unwrap(), "a held entry is linked");
+        drop(first);
+        drop(second);
+        assert!(map.is_zero(0, 32).unwrap(), "entries and words cleared");
+    }
+
+    #[test]
     fn a_live_holder_is_waited_for_and_several_locks_nest() {
         let map = scratch();
         let first = try_lock_robust(&map, 0).unwrap().expect("free");
