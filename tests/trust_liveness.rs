@@ -103,13 +103,26 @@ fn two_writers_race_for_one_new_ring(make: fn() -> Seg) {
             random_bytes(200_000, 2 * round + 2),
         ];
         let args = seg.with(&["--stream", "-s", "64K"]);
-        let writers: Vec<_> = data
-            .iter()
-            .map(|d| {
-                let mut cmd = write_cmd(&strs(&args));
-                let child = spawn(&mut cmd);
-                finish_in_thread(child, describe(&cmd), d.clone())
+        // Each writer's shell waits for a newline on stdin, then becomes
+        // shm-write: both are released within microseconds of each other.
+        let mut children: Vec<(Child, String)> = (0..2)
+            .map(|_| {
+                let mut cmd = Command::new("sh");
+                cmd.args(["-c", "read gate && exec \"$0\" \"$@\""])
+                    .arg(env!("CARGO_BIN_EXE_shm-write"))
+                    .args(&args);
+                let line = describe(&cmd);
+                (spawn(&mut cmd), line)
             })
+            .collect();
+        thread::sleep(Duration::from_millis(30));
+        for (child, _) in &mut children {
+            child.stdin.as_mut().unwrap().write_all(b"\n").unwrap();
+        }
+        let writers: Vec<_> = children
+            .into_iter()
+            .zip(&data)
+            .map(|((child, line), d)| finish_in_thread(child, line, d.clone()))
             .collect();
         // The reader comes once the race is decided (the loser has ended),
         // so a loser that removed the ring would leave it nothing to find.
@@ -146,7 +159,7 @@ fn two_writers_race_for_one_new_ring(make: fn() -> Seg) {
         assert!(!seg.exists(), "round {round}: the completed ring remains");
         outs[loser]
             .expect_code(1)
-            .stderr_has(&["already has a live stream writer", "one writer"]);
+            .stderr_has(&["already has a", "stream writer", "one writer"]);
     }
 }
 
