@@ -25,7 +25,7 @@ use crate::format::log::{self, Log};
 use crate::format::ring::{self, Ring};
 use crate::os::{ShmId, ShmKey, SysvStat};
 use crate::segment::{Access, Segment, Stat, timed_out, user_name};
-use crate::wait::{self, Deadline};
+use crate::wait::{self, Deadline, Holder};
 
 /// One reported fact: its JSON value and how text output shows it.
 #[derive(Debug, Clone)]
@@ -278,7 +278,8 @@ fn layout_fields(segment: &Segment) -> anyhow::Result<Vec<Field>> {
                     },
                 ),
                 time_field("last_write_time", written),
-                field("lock_holder_pid", json!(framed.lock_holder()?)),
+                lock_holder_pid(framed.lock_holder()?),
+                field("lock", json!(lock_state(framed.lock_holder()?))),
             ]);
         }
         Layout::Ring => {
@@ -286,10 +287,19 @@ fn layout_fields(segment: &Segment) -> anyhow::Result<Vec<Field>> {
             let (in_flight, consumed) = ring.fill()?;
             let (writer, reader) = ring.peers()?;
             let flags = ring.flags()?;
+            // As the kernel marked the claims; a writer that finished first is not dead.
+            let (writer_claim, reader_claim) = ring.holders()?;
+            let writer_died = writer_claim == Holder::Died && flags & ring::WRITER_DONE == 0;
             let state = if flags & ring::WRITER_FAILED != 0 {
                 "writer failed"
             } else if flags & ring::READER_CLOSED != 0 {
                 "reader closed"
+            } else if writer_died && reader_claim == Holder::Died {
+                "writer and reader died"
+            } else if writer_died {
+                "writer died"
+            } else if reader_claim == Holder::Died {
+                "reader died"
             } else if flags & ring::WRITER_DONE != 0 {
                 "writer done"
             } else {
@@ -367,11 +377,6 @@ pub fn show(
 fn log_fields(log: &Log<'_>) -> anyhow::Result<Vec<Field>> {
     let summary = log.summary()?;
     let (holder, writer_pid, write_ns) = log.writer()?;
-    let lock = match holder {
-        crate::wait::Holder::Free => Value::Null,
-        crate::wait::Holder::Alive(tid) => json!(format!("thread {tid}")),
-        crate::wait::Holder::Died => json!("died holding it"),
-    };
     #[allow(
         clippy::cast_possible_wrap,
         reason = "ns since 1970 fit i64 until 2262"
@@ -394,10 +399,28 @@ fn log_fields(log: &Log<'_>) -> anyhow::Result<Vec<Field>> {
             },
         ),
         time_field("last_write_time", written),
-        field("write_lock_holder", lock),
+        lock_holder_pid(holder),
+        field("lock", json!(lock_state(holder))),
         field("lossless_followers", json!(log.lossless_followers()?)),
         field("lossless_slots", json!(log::SLOTS)),
     ])
+}
+
+/// The write lock holder's pid (tid, in its own PID namespace) while alive.
+fn lock_holder_pid(holder: Holder) -> Field {
+    match holder {
+        Holder::Alive(tid) => field("lock_holder_pid", json!(tid)),
+        Holder::Free | Holder::Died => field("lock_holder_pid", Value::Null),
+    }
+}
+
+/// The write lock as the kernel keeps it: free, held, or its holder died.
+fn lock_state(holder: Holder) -> &'static str {
+    match holder {
+        Holder::Free => "free",
+        Holder::Alive(_) => "held",
+        Holder::Died => "holder died",
+    }
 }
 
 /// Aligned `name: value` lines.

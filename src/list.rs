@@ -68,12 +68,17 @@ fn columns(fields: &[Field]) -> [String; 7] {
     let holds = if get(fields, "readable").is_some_and(|f| f.json == json!(false)) {
         format!("? ({})", text(fields, "error"))
     } else {
+        // A writer killed while writing; the next writer takes the lock over.
+        let lock = match text(fields, "lock").as_str() {
+            "holder died" => ", write lock holder died",
+            _ => "",
+        };
         match text(fields, "layout").as_str() {
             "framed" if text(fields, "versions") == "0" => {
-                "framed, nothing published yet".to_owned()
+                format!("framed, nothing published yet{lock}")
             }
             "framed" => format!(
-                "framed, {} bytes, written {}",
+                "framed, {} bytes, written {}{lock}",
                 text(fields, "content_length"),
                 text(fields, "last_write_time")
             ),

@@ -1123,6 +1123,16 @@ impl Mapping {
                 thread.held.remove(at);
                 self.robust_held.fetch_sub(1, Ordering::AcqRel);
                 relink(thread);
+                // Unlinked now: clear the pointer it held, so a released
+                // lock shows no address of ours to whoever maps the segment.
+                #[allow(
+                    clippy::cast_ptr_alignment,
+                    reason = "robust_entry checked the 8-byte alignment"
+                )]
+                let slot = entry.cast::<usize>();
+                // SAFETY: as in relink: an 8-aligned, in-bounds, writable
+                // 8-byte span of a mapping the caller borrows.
+                unsafe { std::ptr::write_volatile(slot, 0) };
             }
             let mut current = word.load(std::sync::atomic::Ordering::Relaxed);
             while current & FUTEX_TID_MASK == tid && current & FUTEX_OWNER_DIED == 0 {

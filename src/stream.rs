@@ -1,11 +1,14 @@
 //! `--stream` on both tools: a segment as a pipe between two unrelated
 //! pipelines, `producer | shm-write --stream` and `shm-read --stream | consumer`.
 //!
-//! Contract: the writer creates the ring (a second writer is refused), the
-//! reader claims it (a second reader is refused) and removes it once the
-//! stream completes. A side that finds its peer dead or gone ends non-zero,
-//! says how many bytes got through, and removes the broken ring; only if
-//! both die does the segment remain (README: finding leftovers).
+//! Contract: the writer claims and creates the ring (a second writer is
+//! refused, and never removes anything: a lost claim means another process
+//! uses the segment), the reader claims it (a second reader is refused) and
+//! removes it once the stream completes. Both claims are robust locks, so
+//! a peer's death is the kernel's record, valid across PID namespaces. A
+//! side that finds its peer dead or gone ends non-zero, says how many bytes
+//! got through, and removes the broken ring; only if both die does the
+//! segment remain (README: finding leftovers).
 
 use std::io;
 use std::os::fd::AsFd;
@@ -14,9 +17,9 @@ use std::time::Duration;
 use nix::errno::Errno;
 
 use crate::address::{Address, Target};
-use crate::error::{Outcome, kind_of, outcome};
+use crate::error::{Kind, Outcome, failure, kind_of, outcome};
 use crate::format::Layout;
-use crate::format::ring::Ring;
+use crate::format::ring::{self, Ring};
 use crate::progress::{Meter, Progress};
 use crate::segment::{Access, Create, Segment};
 use crate::wait::Deadline;
@@ -32,25 +35,31 @@ pub fn write_stream(
     progress: Option<Progress>,
 ) -> anyhow::Result<()> {
     let target = address.resolve()?;
+    let size = size.unwrap_or(DEFAULT_RING_SIZE);
+    // Refused before anything exists, so that every later refusal is one
+    // where another process has used the segment and it is not ours to remove.
+    if ring::capacity_for(size).is_none() {
+        return Err(failure(
+            Kind::Usage,
+            format!(
+                "--size {size} is too small for a stream ring ({} bytes of header and at least \
+                 one of data); use --size 4K or more",
+                ring::HEADER_SIZE
+            ),
+        ));
+    }
     let create = Create {
-        size: size.unwrap_or(DEFAULT_RING_SIZE),
+        size,
         mode,
         exclusive: false,
     };
-    let (segment, created) = Segment::open_or_create(&target, &create)?;
-    let ring = match Ring::create(segment.mapping(), &target) {
-        Ok(ring) => ring,
-        Err(e) => {
-            if created {
-                // Ours and empty; the error explains more than a failed removal.
-                let _ = segment.remove();
-            }
-            return Err(e);
-        }
-    };
+    // Whether we created the segment does not matter: Ring::create refuses
+    // only when another process claimed or filled it, and then it is theirs.
+    let (segment, _created) = Segment::open_or_create(&target, &create)?;
+    let (ring, claim) = Ring::create(segment.mapping(), &target)?;
     let stdin = io::stdin();
     let meter = Meter::new(progress, "sent");
-    let result = ring.produce(stdin.as_fd(), &|bytes| meter.set(bytes));
+    let result = ring.produce(claim, stdin.as_fd(), &|bytes| meter.set(bytes));
     meter.finish();
     // Records a truncation by another process, which the binary reports.
     let _ = segment.mapping().verify_size();
@@ -91,14 +100,26 @@ pub fn read_stream(
             },
         )?
     } else {
-        Segment::open(&target, Access::ReadWrite)?
+        Segment::open(&target, Access::ReadWrite).map_err(|e| match (kind_of(&e), &target) {
+            // The generic hint would suggest a snapshot write.
+            (Some(Kind::NotFound), Target::Key { .. } | Target::Name(_)) => failure(
+                Kind::NotFound,
+                format!(
+                    "no stream at {target}; start its writer with: producer | shm-write --stream {}, \
+                     or add --wait to wait for it",
+                    target.flag()
+                ),
+            ),
+            _ => e,
+        })?
     };
     let ring = Ring::open(segment.mapping(), &target)?;
-    ring.claim_reader()?;
+    // Held until the ring is removed (or the error below is returned).
+    let claim = ring.claim_reader()?;
     let stdout = io::stdout();
     let meter = Meter::new(progress, "received");
     let result = ring
-        .consume(stdout.as_fd(), &|bytes| meter.set(bytes))
+        .consume(&claim, stdout.as_fd(), &|bytes| meter.set(bytes))
         .map_err(|e| name_stdout_error(e, &target));
     meter.finish();
     // Records a truncation by another process, which the binary reports.

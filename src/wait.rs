@@ -1,6 +1,7 @@
 //! How peers wait for each other: deadlines, futex waits on shared words
-//! (with a polling fallback), peer liveness, and a write lock that a dead
-//! holder cannot wedge.
+//! (with a polling fallback), and robust locks whose holder's death the
+//! kernel records, so liveness and lock ownership hold across PID
+//! namespaces (no pid read from shared memory is ever probed).
 //!
 //! Contract: every wait here is bounded by a deadline or re-checks its
 //! condition at least every [`RECHECK`], so a dead peer or a corrupt word is
@@ -8,10 +9,6 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-
-use nix::errno::Errno;
-use nix::sys::signal::kill;
-use nix::unistd::Pid;
 
 use crate::os::{self, Mapping, RobustTry};
 
@@ -61,104 +58,6 @@ pub fn wait_while_equal(word: &AtomicU32, seen: u32, max: Duration) {
 pub fn wake_all(word: &AtomicU32) {
     // No futex means the waiters poll; nothing to do.
     let _ = os::futex_wake(word, i32::MAX);
-}
-
-/// Wakes one process sleeping on `word`.
-pub fn wake_one(word: &AtomicU32) {
-    // No futex means the waiters poll; nothing to do.
-    let _ = os::futex_wake(word, 1);
-}
-
-/// Whether `pid` (as stored in a shared header) is a live process. Values
-/// that are not a positive pid count as dead, so a scribbled word can never
-/// make us signal a process group; a zombie counts as dead too.
-#[must_use]
-pub fn process_alive(pid: u32) -> bool {
-    let Ok(raw) = i32::try_from(pid) else {
-        return false;
-    };
-    if raw <= 0 {
-        return false;
-    }
-    match kill(Pid::from_raw(raw), None) {
-        Ok(()) | Err(Errno::EPERM) => !is_zombie(raw),
-        Err(_) => false,
-    }
-}
-
-fn is_zombie(pid: i32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The state follows the parenthesised command name, which may hold spaces.
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-        .is_some_and(|state| state == "Z" || state == "X")
-}
-
-/// This process's pid as stored in shared headers.
-#[must_use]
-pub fn my_pid() -> u32 {
-    nix::unistd::getpid().as_raw().cast_unsigned()
-}
-
-/// Holds a pid lock; releases it on drop, even while unwinding.
-#[derive(Debug)]
-pub struct PidLockGuard<'a> {
-    word: &'a AtomicU32,
-    me: u32,
-}
-
-impl Drop for PidLockGuard<'_> {
-    fn drop(&mut self) {
-        // If the word no longer holds our pid, someone took the lock from us
-        // believing us dead; it is theirs now and must not be cleared.
-        if self
-            .word
-            .compare_exchange(self.me, 0, Ordering::Release, Ordering::Relaxed)
-            .is_ok()
-        {
-            wake_one(self.word);
-        }
-    }
-}
-
-/// Takes the lock in `word` (0 = free, else the holder's pid). A holder
-/// that died is replaced. `waiting` is called once if the lock is still
-/// busy after a second, with the holder's pid, so the caller can say why it
-/// is waiting. Returns None if `deadline` passes first.
-pub fn lock_pid(
-    word: &AtomicU32,
-    deadline: Deadline,
-    mut waiting: impl FnMut(u32),
-) -> Option<PidLockGuard<'_>> {
-    let me = my_pid();
-    let started = Instant::now();
-    let mut told = false;
-    loop {
-        match word.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed) {
-            Ok(_) => return Some(PidLockGuard { word, me }),
-            // Our own pid in the word is a predecessor that died with it.
-            Err(holder) if holder == me || !process_alive(holder) => {
-                if word
-                    .compare_exchange(holder, me, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    return Some(PidLockGuard { word, me });
-                }
-            }
-            Err(holder) => {
-                if deadline.expired() {
-                    return None;
-                }
-                if !told && started.elapsed() >= Duration::from_secs(1) {
-                    told = true;
-                    waiting(holder);
-                }
-                wait_while_equal(word, holder, deadline.slice(RECHECK));
-            }
-        }
-    }
 }
 
 /// Who holds a robust lock, as the kernel keeps it.
@@ -373,6 +272,17 @@ mod tests {
         second.read(0, &mut head).unwrap();
         assert_eq!(&head, b"VICTIMDA");
         drop(guard);
+    }
+
+    #[test]
+    fn a_released_lock_leaves_no_pointer_in_the_segment() {
+        let map = scratch();
+        let first = try_lock_robust(&map, 0).unwrap().expect("free");
+        let second = try_lock_robust(&map, 16).unwrap().expect("free");
+        assert!(!map.is_zero(0, 8).unwrap(), "a held entry is linked");
+        drop(first);
+        drop(second);
+        assert!(map.is_zero(0, 32).unwrap(), "entries and words cleared");
     }
 
     #[test]

@@ -84,8 +84,9 @@ fn any_seq_and_lock_values_are_survivable() {
     map.atomic_u32(24)
         .unwrap()
         .store(u32::MAX, Ordering::SeqCst);
-    // Not a pid: the lock counts as abandoned.
-    map.atomic_u32(28)
+    // The write lock's word (a robust lock at 80, word at 88) with every
+    // bit set, FUTEX_OWNER_DIED included: a dead holder, taken over.
+    map.atomic_u32(88)
         .unwrap()
         .store(u32::MAX, Ordering::SeqCst);
     drop(map);
@@ -236,7 +237,12 @@ fn corrupt_ring_headers_are_clear_errors() {
         ("capacity max", put64(16, u64::MAX), "capacity"),
         ("version", put32(8, 7), "version 7"),
         ("header size", put32(12, 4096), "header size"),
-        ("dead reader in place", put32(28, 0x7fff_fff0), "died"),
+        // The reader's claim word, as the kernel leaves a dead holder's.
+        (
+            "dead reader in place",
+            put32(216, os::FUTEX_OWNER_DIED | 0x1234),
+            "died",
+        ),
     ];
     for (what, scribble, expected) in cases {
         let seg = ring_segment();
@@ -264,9 +270,11 @@ fn ring_whose_writer_vanished_without_finishing_ends_the_reader() {
     let seg = ring_segment();
     let map = attach(&seg);
     map.atomic_u32(32).unwrap().store(0, Ordering::SeqCst);
-    map.atomic_u32(24)
+    // The writer's claim word, as the kernel leaves it for a writer that
+    // died holding it.
+    map.atomic_u32(200)
         .unwrap()
-        .store(0x7fff_fff0, Ordering::SeqCst);
+        .store(os::FUTEX_OWNER_DIED | 0x1234, Ordering::SeqCst);
     drop(map);
     let out = run_limited(
         &mut read_cmd(&strs(&seg.with(&["--stream"]))),

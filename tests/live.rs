@@ -120,7 +120,7 @@ fn missing_stream_exits_3_and_times_out_with_124() {
 }
 
 #[test]
-fn second_writer_and_second_reader_are_refused_by_pid() {
+fn second_writer_and_second_reader_are_refused_naming_them() {
     let seg = Seg::name();
     let mut writer = stream_writer(&seg, &["-s", "64K"]);
     writer.send(b"first bytes");
@@ -131,7 +131,7 @@ fn second_writer_and_second_reader_are_refused_by_pid() {
     }
     run(&mut write_cmd(&strs(&seg.with(&["--stream"]))), b"intruder")
         .expect_code(1)
-        .stderr_has(&[&format!("pid {}", writer.pid()), "one writer"]);
+        .stderr_has(&[&format!("tid {}", writer.pid()), "one writer"]);
 
     let reader = stream_reader(&seg, &[]);
     reader.wait_stdout(Duration::from_secs(10), "first bytes", |o| {
@@ -139,7 +139,7 @@ fn second_writer_and_second_reader_are_refused_by_pid() {
     });
     read(&strs(&seg.with(&["--stream"])))
         .expect_code(1)
-        .stderr_has(&[&format!("pid {}", reader.pid()), "one reader"]);
+        .stderr_has(&[&format!("tid {}", reader.pid()), "one reader"]);
     writer.send(b", last bytes");
     writer.finish(BOUND).ok();
     let out = reader.finish(BOUND);

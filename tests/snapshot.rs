@@ -313,7 +313,7 @@ fn info_describes_the_segment() {
     assert_eq!(meta["key"], seg.args[1]);
     assert_eq!(meta["layout"], "framed");
     assert_eq!(meta["content_length"], 12);
-    assert_eq!(meta["format_version"], 1);
+    assert_eq!(meta["format_version"], 2);
     assert_eq!(meta["versions"], 1);
     assert_eq!(meta["mode"], "0600");
     assert!(meta["creator_pid"].as_i64().unwrap() > 0);

@@ -1,7 +1,9 @@
 //! The framed snapshot layout: a 128-byte header and two data slots.
 //!
-//! A writer takes the pid lock, fills the slot that is *not* published,
-//! then flips `seq`; so a killed writer leaves the published version intact,
+//! A writer takes the write lock (a robust lock: the kernel marks it when
+//! its holder dies, so the next writer takes it over, in any PID namespace),
+//! fills the slot that is *not* published, then flips `seq`; so a killed
+//! writer leaves the published version intact,
 //! and a reader copies the published slot and keeps the copy only if that
 //! slot's generation did not move meanwhile (a seqlock per slot). Readers
 //! never block writers. Every header value is checked against the mapping.
@@ -14,13 +16,13 @@ use crate::address::Target;
 use crate::error::{Kind, failure};
 use crate::format::Layout;
 use crate::format::prefix::Prefix;
-use crate::os::Mapping;
-use crate::wait::{self, Deadline, PidLockGuard};
+use crate::os::{Mapping, ROBUST_LOCK_SIZE};
+use crate::wait::{self, Deadline, Holder, RobustGuard};
 
 /// The first eight bytes of a framed segment.
 pub const MAGIC: [u8; 8] = *b"SHMTFRAM";
 /// The layout version this code writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Bytes before slot 0.
 pub const HEADER_SIZE: usize = 128;
 
@@ -32,8 +34,9 @@ const PREFIX: Prefix = Prefix {
     remedy: "read it with --raw or --all, or remove it and write again",
 };
 const OFF_SEQ: usize = 24;
-const OFF_LOCK: usize = 28;
 const OFF_SLOTS: usize = 32;
+/// The write lock: a robust lock (list entry, then the word at 88).
+const OFF_LOCK: usize = 80;
 const SLOT_DESC_SIZE: usize = 24;
 const SLOT_LEN: usize = 0;
 const SLOT_MTIME: usize = 8;
@@ -115,8 +118,7 @@ impl<'a> Framed<'a> {
         if Layout::detect(map) == Layout::Framed {
             return Framed::open(map, target);
         }
-        let blank = map.is_zero(0, MAGIC.len().min(map.len()))?
-            && (map.len() <= OFF_SLOTS || map.is_zero(OFF_SLOTS, map.len() - OFF_SLOTS)?);
+        let blank = map.is_zero(0, MAGIC.len().min(map.len()))? && zero_but_for_the_lock(map)?;
         if blank {
             return Framed::initialize(map, target);
         }
@@ -197,10 +199,9 @@ impl<'a> Framed<'a> {
         Ok(self.seq_word()?.load(Ordering::Acquire))
     }
 
-    /// Pid of the process holding the write lock now, if any.
-    pub fn lock_holder(&self) -> anyhow::Result<Option<u32>> {
-        let pid = self.map.atomic_u32(OFF_LOCK)?.load(Ordering::Relaxed);
-        Ok((pid != 0).then_some(pid))
+    /// Who holds the write lock now, as the kernel keeps it.
+    pub fn lock_holder(&self) -> anyhow::Result<Holder> {
+        Ok(Holder::at(self.map, OFF_LOCK)?)
     }
 
     fn slot_word32(&self, slot: usize, field: usize) -> anyhow::Result<&'a AtomicU32> {
@@ -330,7 +331,7 @@ impl<'a> Framed<'a> {
         self.slot_word64(next, SLOT_MTIME)?
             .store(super::now_ns(), Ordering::Relaxed);
         self.slot_word32(next, SLOT_PID)?
-            .store(wait::my_pid(), Ordering::Relaxed);
+            .store(std::process::id(), Ordering::Relaxed);
         generation.store(writing.wrapping_add(1), Ordering::Release);
         seq_word.store(seq.wrapping_add(1), Ordering::Release);
         wait::wake_all(seq_word);
@@ -371,25 +372,45 @@ fn holds_c_string(map: &Mapping) -> anyhow::Result<bool> {
     })
 }
 
-/// Takes the header's write lock. Legitimate holders keep it only for a
-/// copy, so a live holder that keeps it for [`LOCK_PATIENCE`] is reported
-/// instead of waited on forever.
-fn take_lock<'m>(map: &'m Mapping, target: &Target) -> anyhow::Result<PidLockGuard<'m>> {
-    let lock = map.atomic_u32(OFF_LOCK)?;
+/// Whether a segment that is not framed yet is zero from the slot
+/// descriptors on, but for the write lock: a writer setting the header up
+/// holds it, and one that died doing so left it marked.
+fn zero_but_for_the_lock(map: &Mapping) -> anyhow::Result<bool> {
+    let zero = |from: usize, to: usize| -> anyhow::Result<bool> {
+        let to = to.min(map.len());
+        Ok(from >= to || map.is_zero(from, to - from)?)
+    };
+    Ok(zero(OFF_SLOTS, OFF_LOCK)? && zero(OFF_LOCK + ROBUST_LOCK_SIZE, map.len())?)
+}
+
+/// Takes the header's write lock; a holder that died (however, in any PID
+/// namespace) is taken over, its unpublished slot rewritten from scratch.
+/// Legitimate holders keep it only for a copy, so a live holder that keeps
+/// it for [`LOCK_PATIENCE`] is reported instead of waited on forever.
+fn take_lock<'m>(map: &'m Mapping, target: &Target) -> anyhow::Result<RobustGuard<'m>> {
     let deadline = Deadline::after(Some(LOCK_PATIENCE));
-    let waiting =
-        |pid| eprintln!("shm-write: waiting for pid {pid}, which holds the write lock on {target}");
-    wait::lock_pid(lock, deadline, waiting).ok_or_else(|| {
-        let holder = lock.load(Ordering::Relaxed);
-        failure(
-            Kind::Failed,
-            format!(
-                "pid {holder} has held the write lock on {target} for {}s; if it is stuck, kill it \
-                 (a dead holder's lock is taken over), or remove the segment",
-                LOCK_PATIENCE.as_secs()
-            ),
-        )
-    })
+    let waiting = |tid| {
+        eprintln!(
+            "shm-write: waiting for a live process (tid {tid} in its PID namespace), which holds \
+             the write lock on {target}"
+        );
+    };
+    if let Some(guard) = wait::lock_robust(map, OFF_LOCK, deadline, waiting)? {
+        return Ok(guard);
+    }
+    let holder = match Holder::at(map, OFF_LOCK)? {
+        Holder::Alive(tid) => format!("a live process (tid {tid} in its PID namespace)"),
+        // It let go just now; rare enough that the caller may simply retry.
+        Holder::Free | Holder::Died => "a live process".to_owned(),
+    };
+    Err(failure(
+        Kind::Failed,
+        format!(
+            "{holder} has held the write lock on {target} for {}s; if it is stuck, kill it \
+             (a dead holder's lock is taken over), or remove the segment",
+            LOCK_PATIENCE.as_secs()
+        ),
+    ))
 }
 
 /// A round size (power of two, in K/M/G) at least `bytes`, for hints.

@@ -812,7 +812,7 @@ impl Drop for Appender<'_, '_> {
             word.store(super::now_ns(), Ordering::Relaxed);
         }
         if let Ok(word) = self.log.word32(OFF_WRITER_PID) {
-            word.store(wait::my_pid(), Ordering::Relaxed);
+            word.store(std::process::id(), Ordering::Relaxed);
         }
         let _ = self.log.wake_followers();
     }

@@ -1,12 +1,17 @@
 //! The stream layout: a single-producer single-consumer ring buffer.
 //!
 //! The writer owns `head` (bytes produced in total), the reader owns `tail`
-//! (bytes consumed); each sits on its own cache line. Data moves between
-//! the ring and file descriptors with read(2)/write(2) straight on the
-//! mapping, without an intermediate buffer. Either side sleeps on a futex
-//! event word when it cannot proceed, after a short spin, and re-checks the
-//! other side's liveness while it sleeps. Every index is checked against
-//! the capacity before use. Byte layout: docs/FORMAT.md.
+//! (bytes consumed); each sits on its own cache line. Each side holds a
+//! claim for the whole transfer: a robust lock, so the kernel records a
+//! side that dies (in any PID namespace) and the other side reads that
+//! record instead of probing a pid. The writer takes its claim with one
+//! compare-and-swap before it decides anything else, so of two racing
+//! writers exactly one goes on, and the other changes nothing. Data moves
+//! between the ring and file descriptors with read(2)/write(2) straight on
+//! the mapping, without an intermediate buffer. Either side sleeps on a
+//! futex event word when it cannot proceed, after a short spin, and
+//! re-checks the other side's claim while it sleeps. Every index is checked
+//! against the capacity before use. Byte layout: docs/FORMAT.md.
 
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -18,13 +23,13 @@ use crate::address::Target;
 use crate::error::{Kind, failure};
 use crate::format::Layout;
 use crate::format::prefix::Prefix;
-use crate::os::Mapping;
-use crate::wait::{self, RECHECK};
+use crate::os::{Mapping, ROBUST_LOCK_SIZE};
+use crate::wait::{self, Holder, RECHECK, RobustGuard};
 
 /// The first eight bytes of a stream ring.
 pub const MAGIC: [u8; 8] = *b"SHMTRING";
 /// The layout version this code writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Bytes before the data area.
 pub const HEADER_SIZE: usize = 256;
 
@@ -44,6 +49,11 @@ const OFF_READER_WAITING: usize = 76;
 const OFF_TAIL: usize = 128;
 const OFF_TAIL_EVENT: usize = 136;
 const OFF_WRITER_WAITING: usize = 140;
+/// The writer's claim: a robust lock held from creation until `flags` say
+/// how the stream ended.
+const OFF_WRITER_CLAIM: usize = 192;
+/// The reader's claim: a robust lock held from claiming to the end.
+const OFF_READER_CLAIM: usize = 208;
 
 /// `flags`: the writer reached end of input; `head` is final.
 pub const WRITER_DONE: u32 = 1;
@@ -72,6 +82,14 @@ pub enum Side {
     Reader,
 }
 
+/// "a live NAME", with the holder's tid when the word names one.
+fn live(who: &str, holder: Holder) -> String {
+    match holder {
+        Holder::Alive(tid) => format!("a live {who} (tid {tid} in its PID namespace)"),
+        Holder::Free | Holder::Died => format!("a live {who}"),
+    }
+}
+
 /// Data capacity of a ring in a segment of `size` bytes.
 #[must_use]
 pub fn capacity_for(size: usize) -> Option<usize> {
@@ -94,34 +112,18 @@ pub struct Transferred {
 }
 
 impl<'a> Ring<'a> {
-    /// Makes a blank segment into a ring owned by this writer. Fails if
-    /// the segment is not blank: an existing ring (naming its writer when
-    /// one is alive) or any other content.
-    pub fn create(map: &'a Mapping, target: &'a Target) -> anyhow::Result<Ring<'a>> {
-        if Layout::detect(map) == Layout::Ring {
-            let writer = map.atomic_u32(OFF_WRITER_PID)?.load(Ordering::Acquire);
-            let flags = map.atomic_u32(OFF_FLAGS)?.load(Ordering::Acquire);
-            let state = if flags & WRITER_DONE != 0 {
-                "a finished stream nobody has read yet; read it with shm-read --stream, or"
-                    .to_owned()
-            } else if wait::process_alive(writer) {
-                return Err(failure(
-                    Kind::Failed,
-                    format!(
-                        "{target} already has a stream writer (pid {writer}); only one writer per stream"
-                    ),
-                ));
-            } else {
-                format!("an unfinished stream whose writer (pid {writer}) is gone;")
-            };
-            return Err(failure(
-                Kind::Failed,
-                format!(
-                    "{target} holds {state} remove it first: shm-read --remove {} > /dev/null",
-                    target.flag()
-                ),
-            ));
-        }
+    /// Makes a blank segment into a ring owned by this writer, returning
+    /// the writer's claim, which [`Ring::produce`] releases. The claim is
+    /// taken first, with one compare-and-swap, and decides: a live writer's
+    /// claim refuses us before we look at or change anything, so of two
+    /// writers racing for one new segment exactly one goes on. Anything
+    /// but a blank segment (an existing ring, other content) is refused.
+    /// On refusal this changes nothing and the caller must not remove the
+    /// segment: another process has used it.
+    pub fn create(
+        map: &'a Mapping,
+        target: &'a Target,
+    ) -> anyhow::Result<(Ring<'a>, RobustGuard<'a>)> {
         let capacity = capacity_for(map.len()).ok_or_else(|| {
             failure(
                 Kind::Failed,
@@ -131,30 +133,64 @@ impl<'a> Ring<'a> {
                 ),
             )
         })?;
-        if !map.is_zero(0, map.len())? {
+        let remove_first = format!(
+            "remove it first: shm-read --remove {} > /dev/null",
+            target.flag()
+        );
+        let writer_died = || {
+            failure(
+                Kind::Failed,
+                format!("{target} holds a stream whose writer died; {remove_first}"),
+            )
+        };
+        // Looked at without taking, so the kernel's mark of a dead writer
+        // stays for the reader and --info.
+        if Holder::at(map, OFF_WRITER_CLAIM)? == Holder::Died {
+            return Err(writer_died());
+        }
+        let claim = match wait::try_lock_robust(map, OFF_WRITER_CLAIM)? {
+            Ok(claim) if claim.previous_owner_died() => return Err(writer_died()),
+            Ok(claim) => claim,
+            Err(holder) => {
+                return Err(failure(
+                    Kind::Failed,
+                    format!(
+                        "{target} already has {}; only one writer per stream",
+                        live("stream writer", holder)
+                    ),
+                ));
+            }
+        };
+        if Layout::detect(map) == Layout::Ring {
+            let flags = map.atomic_u32(OFF_FLAGS)?.load(Ordering::Acquire);
+            let state = if flags & WRITER_DONE != 0 {
+                "a finished stream nobody has read yet; read it with shm-read --stream, or"
+            } else {
+                "an unfinished stream whose writer is gone;"
+            };
+            return Err(failure(
+                Kind::Failed,
+                format!("{target} holds {state} {remove_first}"),
+            ));
+        }
+        // Zero but for the writer's claim, which we hold (readers claim
+        // theirs only once the magic is in place).
+        let claim_end = OFF_WRITER_CLAIM + ROBUST_LOCK_SIZE;
+        let blank =
+            map.is_zero(0, OFF_WRITER_CLAIM)? && map.is_zero(claim_end, map.len() - claim_end)?;
+        if !blank {
             return Err(failure(
                 Kind::Failed,
                 format!(
                     "{target} already holds data, so it cannot become a stream; use another address, \
-                     or remove it first: shm-read --remove {} > /dev/null",
-                    target.flag()
+                     or {remove_first}"
                 ),
             ));
         }
-        // Two writers racing for the same blank segment: one wins.
-        let writer = map.atomic_u32(OFF_WRITER_PID)?;
-        if let Err(pid) =
-            writer.compare_exchange(0, wait::my_pid(), Ordering::AcqRel, Ordering::Acquire)
-        {
-            return Err(failure(
-                Kind::Failed,
-                format!(
-                    "{target} already has a stream writer (pid {pid}); only one writer per stream"
-                ),
-            ));
-        }
+        map.atomic_u32(OFF_WRITER_PID)?
+            .store(std::process::id(), Ordering::Relaxed);
         PREFIX.write(map, capacity)?;
-        Ring::open(map, target)
+        Ok((Ring::open(map, target)?, claim))
     }
 
     /// Validates the header of a segment whose magic says it is a ring.
@@ -190,11 +226,21 @@ impl<'a> Ring<'a> {
         Ok(self.map.atomic_u64(offset)?)
     }
 
-    /// The pids in place: (writer, reader), 0 where none.
+    /// The pids the writer and the reader stored (each in its own PID
+    /// namespace), 0 where none: for messages only.
     pub fn peers(&self) -> anyhow::Result<(u32, u32)> {
         Ok((
             self.word32(OFF_WRITER_PID)?.load(Ordering::Acquire),
             self.word32(OFF_READER_PID)?.load(Ordering::Acquire),
+        ))
+    }
+
+    /// Who holds the writer's and the reader's claims, as the kernel keeps
+    /// them: the liveness of both sides.
+    pub fn holders(&self) -> anyhow::Result<(Holder, Holder)> {
+        Ok((
+            Holder::at(self.map, OFF_WRITER_CLAIM)?,
+            Holder::at(self.map, OFF_READER_CLAIM)?,
         ))
     }
 
@@ -241,26 +287,38 @@ impl<'a> Ring<'a> {
         }
     }
 
-    /// Claims the reader's place. Refuses a second live reader, naming it.
-    pub fn claim_reader(&self) -> anyhow::Result<()> {
-        let word = self.word32(OFF_READER_PID)?;
-        let me = wait::my_pid();
-        match word.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => Ok(()),
-            Err(pid) if wait::process_alive(pid) => Err(failure(
+    /// Claims the reader's place for as long as the returned claim lives.
+    /// Refuses a second live reader, naming it, and a ring whose previous
+    /// reader died (it took bytes nobody will see again), leaving the
+    /// kernel's mark of that death in place.
+    pub fn claim_reader(&self) -> anyhow::Result<RobustGuard<'a>> {
+        let died = || {
+            failure(
                 Kind::Failed,
                 format!(
-                    "{} already has a stream reader (pid {pid}); only one reader per stream",
-                    self.target
-                ),
-            )),
-            Err(pid) => Err(failure(
-                Kind::Failed,
-                format!(
-                    "{}'s previous reader (pid {pid}) died, so the stream is broken; remove it \
+                    "{}'s previous reader died, so the stream is broken; remove it \
                      (shm-read --remove {} > /dev/null) and start again",
                     self.target,
                     self.target.flag()
+                ),
+            )
+        };
+        if Holder::at(self.map, OFF_READER_CLAIM)? == Holder::Died {
+            return Err(died());
+        }
+        match wait::try_lock_robust(self.map, OFF_READER_CLAIM)? {
+            Ok(claim) if claim.previous_owner_died() => Err(died()),
+            Ok(claim) => {
+                self.word32(OFF_READER_PID)?
+                    .store(std::process::id(), Ordering::Release);
+                Ok(claim)
+            }
+            Err(holder) => Err(failure(
+                Kind::Failed,
+                format!(
+                    "{} already has {}; only one reader per stream",
+                    self.target,
+                    live("stream reader", holder)
                 ),
             )),
         }
@@ -321,18 +379,24 @@ impl<'a> Ring<'a> {
     /// Writer: moves everything from `input` into the ring until end of
     /// input, blocking while the ring is full, telling `progress` the bytes
     /// sent so far. Marks the stream done (or failed, on error) so the
-    /// reader can finish.
+    /// reader can finish, and only then releases `claim` (from
+    /// [`Ring::create`]): a writer's claim that is free without either flag
+    /// never happens in a ring whose writer ended cleanly, so "done" and
+    /// "died" stay apart.
     pub fn produce(
         &self,
+        claim: RobustGuard<'a>,
         input: BorrowedFd<'_>,
         progress: &dyn Fn(u64),
     ) -> anyhow::Result<Transferred> {
         let result = self.produce_inner(input, progress);
-        self.set_flag(if result.is_ok() {
+        let flagged = self.set_flag(if result.is_ok() {
             WRITER_DONE
         } else {
             WRITER_FAILED
-        })?;
+        });
+        drop(claim);
+        flagged?;
         result
     }
 
@@ -345,8 +409,7 @@ impl<'a> Ring<'a> {
         let chunk = chunk_limit(self.capacity);
         loop {
             let (head, tail) = self.positions()?;
-            // Cheap on every chunk; liveness (a syscall) only while blocked.
-            self.check_reader_closed(head)?;
+            self.check_reader(head)?;
             let free = self.capacity - (head - tail);
             if free == 0 {
                 self.wait_for(
@@ -396,17 +459,19 @@ impl<'a> Ring<'a> {
         Ok(())
     }
 
-    /// The writer's view of the reader: gone (dead, or its output closed)
-    /// is an error like a pipe's EPIPE; not there yet is fine.
+    /// The writer's view of the reader: gone (died, as the kernel marked
+    /// its claim, or stopped) is an error like a pipe's EPIPE; not there
+    /// yet is fine. A load, no system call: cheap enough for every chunk.
     fn check_reader(&self, sent: u64) -> anyhow::Result<()> {
         self.check_reader_closed(sent)?;
-        let reader = self.word32(OFF_READER_PID)?.load(Ordering::Acquire);
-        if reader != 0 && !wait::process_alive(reader) {
+        if Holder::at(self.map, OFF_READER_CLAIM)? == Holder::Died {
             let (_, tail) = self.positions()?;
+            let (_, pid) = self.peers()?;
             return Err(failure(
                 Kind::Failed,
                 format!(
-                    "the reader of {} (pid {reader}) died after reading {tail} of {sent} bytes: broken pipe",
+                    "the reader of {} (pid {pid} in its PID namespace) died after reading {tail} of \
+                     {sent} bytes: broken pipe",
                     self.target
                 ),
             ));
@@ -450,8 +515,24 @@ impl<'a> Ring<'a> {
 
     /// Reader: moves everything from the ring to `output` until the writer
     /// is done and the ring is drained, telling `progress` the bytes
-    /// delivered so far.
+    /// delivered so far. `_claim` (from [`Ring::claim_reader`]) proves this
+    /// is the one reader. A reader that stops early for any reason says so
+    /// in `flags`, so a waiting writer fails like a pipe's writer.
     pub fn consume(
+        &self,
+        _claim: &RobustGuard<'a>,
+        output: BorrowedFd<'_>,
+        progress: &dyn Fn(u64),
+    ) -> anyhow::Result<Transferred> {
+        let result = self.consume_inner(output, progress);
+        if result.is_err() {
+            // The error in hand says more than a failure to flag it.
+            let _ = self.set_flag(READER_CLOSED);
+        }
+        result
+    }
+
+    fn consume_inner(
         &self,
         output: BorrowedFd<'_>,
         progress: &dyn Fn(u64),
@@ -462,7 +543,7 @@ impl<'a> Ring<'a> {
             let (head, tail) = self.positions()?;
             let available = head - tail;
             if available == 0 {
-                if self.writer_finished(tail, false)? {
+                if self.writer_finished(tail)? {
                     return Ok(Transferred { bytes: tail });
                 }
                 self.wait_for(
@@ -472,7 +553,7 @@ impl<'a> Ring<'a> {
                         Ok(self.positions().map(|(h, t)| h > t)?
                             || self.flags()? & (WRITER_DONE | WRITER_FAILED) != 0)
                     },
-                    || self.writer_finished(tail, true).map(drop),
+                    || self.writer_finished(tail).map(drop),
                 )?;
                 continue;
             }
@@ -488,11 +569,8 @@ impl<'a> Ring<'a> {
             {
                 Ok(n) => n as u64,
                 Err(Errno::EINTR) => continue,
-                Err(e) => {
-                    // Tell the writer, as a closed pipe would.
-                    self.set_flag(READER_CLOSED)?;
-                    return Err(anyhow::Error::new(e).context("cannot write stdout"));
-                }
+                // consume tells the writer, as a closed pipe would.
+                Err(e) => return Err(anyhow::Error::new(e).context("cannot write stdout")),
             };
             tail_word.store(tail + n, Ordering::SeqCst);
             self.notify(OFF_WRITER_WAITING, OFF_TAIL_EVENT)?;
@@ -502,9 +580,13 @@ impl<'a> Ring<'a> {
 
     /// The reader's view of the writer at an empty ring: Ok(true) when it
     /// finished cleanly, Ok(false) while it may still send, an error when
-    /// it failed or (checked only with `check_alive`: a syscall) died —
-    /// never a silent clean end.
-    fn writer_finished(&self, received: u64, check_alive: bool) -> anyhow::Result<bool> {
+    /// it failed, died (the kernel marked its claim) or let its claim go
+    /// without finishing — never a silent clean end. Loads only, no
+    /// system call.
+    fn writer_finished(&self, received: u64) -> anyhow::Result<bool> {
+        // The claim first: a writer sets its flag before it lets go, so a
+        // free claim read here means the flags read next are final.
+        let holder = Holder::at(self.map, OFF_WRITER_CLAIM)?;
         let flags = self.flags()?;
         if flags & WRITER_FAILED != 0 {
             return Err(failure(
@@ -520,17 +602,20 @@ impl<'a> Ring<'a> {
             let (head, tail) = self.positions()?;
             return Ok(head == tail);
         }
-        let writer = self.word32(OFF_WRITER_PID)?.load(Ordering::Acquire);
-        if check_alive && !wait::process_alive(writer) {
-            return Err(failure(
-                Kind::Failed,
-                format!(
-                    "the writer of {} (pid {writer}) died after {received} bytes; the stream is incomplete",
-                    self.target
-                ),
-            ));
-        }
-        Ok(false)
+        let (pid, _) = self.peers()?;
+        let how = match holder {
+            Holder::Alive(_) => return Ok(false),
+            Holder::Died => "died",
+            Holder::Free => "let go of the stream without finishing it",
+        };
+        Err(failure(
+            Kind::Failed,
+            format!(
+                "the writer of {} (pid {pid} in its PID namespace) {how} after {received} bytes; \
+                 the stream is incomplete",
+                self.target
+            ),
+        ))
     }
 }
 

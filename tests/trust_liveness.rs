@@ -1,0 +1,482 @@
+//! Liveness and lock ownership that the kernel tracks (robust locks), not
+//! pids: two stream writers racing for one new ring, and peers on both
+//! sides of a PID-namespace boundary (`unshare --pid --fork`), as with
+//! containers that share /dev/shm or the IPC namespace.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Child, Command};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const BOUND: Duration = Duration::from_secs(30);
+
+/// Whether `unshare --pid --fork` works here (it needs root or user
+/// namespaces); tests that need it skip with this reason otherwise.
+fn unshare_unavailable() -> Option<&'static str> {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    let available = *AVAILABLE.get_or_init(|| {
+        Command::new("unshare")
+            .args(["--pid", "--fork", "--kill-child", "true"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    (!available).then_some("skipped: `unshare --pid --fork --kill-child` is not permitted here")
+}
+
+/// `unshare --pid --fork --kill-child TOOL ARGS`: the tool runs as pid 1 of
+/// a new PID namespace (sharing /dev/shm and System V IPC with us), and is
+/// SIGKILLed when the unshare process is.
+fn in_new_pid_namespace(tool: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--kill-child", "--"]);
+    cmd.arg(match tool {
+        "shm-write" => env!("CARGO_BIN_EXE_shm-write"),
+        _ => env!("CARGO_BIN_EXE_shm-read"),
+    });
+    cmd.args(args);
+    cmd
+}
+
+/// SIGKILLs the tool that `unshare` (a [`Live`] made from
+/// [`in_new_pid_namespace`]) runs, then unshare itself. The tool is killed
+/// directly: killing unshare first would close the tool's stdin before
+/// --kill-child reaches it, and it could end cleanly at end of input.
+fn kill_in_namespace(live: &mut Live) {
+    let pid = live.pid();
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .expect("unshare's children");
+    let tools: Vec<i32> = children
+        .split_whitespace()
+        .map(|c| c.parse().unwrap())
+        .collect();
+    assert_eq!(tools.len(), 1, "unshare runs one tool: {children:?}");
+    for tool in tools {
+        let tool = nix::unistd::Pid::from_raw(tool);
+        nix::sys::signal::kill(tool, nix::sys::signal::Signal::SIGKILL).unwrap();
+    }
+    live.kill();
+}
+
+/// Waits until `--info --json` of `seg` satisfies `ready`.
+fn wait_for_info(seg: &Seg, what: &str, ready: impl Fn(&serde_json::Value) -> bool) {
+    let started = Instant::now();
+    loop {
+        if seg.exists() {
+            let out = read(&strs(&seg.with(&["--info", "--json"])));
+            if out.code() == Some(0)
+                && serde_json::from_slice(&out.stdout).is_ok_and(|info| ready(&info))
+            {
+                return;
+            }
+        }
+        assert!(started.elapsed() < BOUND, "{what} never happened");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs `child` to its end in a thread, feeding it `stdin`.
+fn finish_in_thread(
+    child: Child,
+    line: String,
+    stdin: Vec<u8>,
+) -> thread::JoinHandle<(Output, Instant)> {
+    thread::spawn(move || {
+        let out = finish(child, line, &stdin, BOUND);
+        (out, Instant::now())
+    })
+}
+
+/// Two `--stream` writers start at once on an address nobody uses, each
+/// with more input than the ring holds; then a reader comes. Exactly one
+/// writer may win; the loser must change nothing (it used to remove the
+/// ring under the winner, losing the stream in about one race in three).
+fn two_writers_race_for_one_new_ring(make: fn() -> Seg) {
+    for round in 0..20_u64 {
+        let seg = make();
+        let data = [
+            random_bytes(200_000, 2 * round + 1),
+            random_bytes(200_000, 2 * round + 2),
+        ];
+        let args = seg.with(&["--stream", "-s", "64K"]);
+        // Each writer's shell waits for a newline on stdin, then becomes
+        // shm-write: both are released within microseconds of each other.
+        let mut children: Vec<(Child, String)> = (0..2)
+            .map(|_| {
+                let mut cmd = Command::new("sh");
+                cmd.args(["-c", "read gate && exec \"$0\" \"$@\""])
+                    .arg(env!("CARGO_BIN_EXE_shm-write"))
+                    .args(&args);
+                let line = describe(&cmd);
+                (spawn(&mut cmd), line)
+            })
+            .collect();
+        thread::sleep(Duration::from_millis(30));
+        for (child, _) in &mut children {
+            child.stdin.as_mut().unwrap().write_all(b"\n").unwrap();
+        }
+        let writers: Vec<_> = children
+            .into_iter()
+            .zip(&data)
+            .map(|((child, line), d)| finish_in_thread(child, line, d.clone()))
+            .collect();
+        // The reader comes once the race is decided (the loser has ended),
+        // so a loser that removed the ring would leave it nothing to find.
+        let started = Instant::now();
+        while !writers.iter().any(thread::JoinHandle::is_finished) {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "round {round}: neither writer ended"
+            );
+            thread::sleep(Duration::from_millis(2));
+        }
+        let reader = run_limited(
+            &mut read_cmd(&strs(&seg.with(&["--stream", "--timeout", "10s"]))),
+            b"",
+            BOUND,
+        );
+        let outs: Vec<Output> = writers.into_iter().map(|w| w.join().unwrap().0).collect();
+        let winners: Vec<usize> = (0..2).filter(|&i| outs[i].code() == Some(0)).collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: not exactly one winner\n{}\n{}\nreader: {reader}",
+            outs[0],
+            outs[1]
+        );
+        let (winner, loser) = (winners[0], 1 - winners[0]);
+        reader.ok();
+        assert!(
+            reader.stdout == data[winner],
+            "round {round}: the reader got {} bytes, not the winner's stream\nloser: {}",
+            reader.stdout.len(),
+            outs[loser]
+        );
+        assert!(!seg.exists(), "round {round}: the completed ring remains");
+        outs[loser]
+            .expect_code(1)
+            .stderr_has(&["already has a", "stream writer", "one writer"]);
+    }
+}
+
+#[test]
+fn two_stream_writers_racing_for_a_new_posix_ring_one_wins_and_nothing_is_lost() {
+    two_writers_race_for_one_new_ring(Seg::name);
+}
+
+#[test]
+fn two_stream_writers_racing_for_a_new_sysv_ring_one_wins_and_nothing_is_lost() {
+    two_writers_race_for_one_new_ring(Seg::key);
+}
+
+/// A stream whose writer and reader sit in different PID namespaces: each
+/// side's pid means nothing to the other, yet both must end with exit 0.
+/// The input pauses halfway, so the reader waits on an empty ring and
+/// looks at the writer's liveness meanwhile.
+fn stream_across_a_pid_namespace(writer_inside: bool) {
+    if let Some(why) = unshare_unavailable() {
+        eprintln!("{why}");
+        return;
+    }
+    let seg = Seg::name();
+    let data = random_bytes(50 << 20, if writer_inside { 11 } else { 12 });
+    let write_args = seg.with(&["--stream"]);
+    let read_args = seg.with(&["--stream", "--wait", "--timeout", "20s"]);
+    let mut writer_cmd = if writer_inside {
+        in_new_pid_namespace("shm-write", &strs(&write_args))
+    } else {
+        write_cmd(&strs(&write_args))
+    };
+    let mut reader_cmd = if writer_inside {
+        read_cmd(&strs(&read_args))
+    } else {
+        in_new_pid_namespace("shm-read", &strs(&read_args))
+    };
+    let reader = Live::start(&mut reader_cmd);
+    let mut writer = Live::start(&mut writer_cmd);
+    let mut stdin = writer.child.stdin.take().expect("stdin");
+    let input = data.clone();
+    // A thread, so a writer that stops reading cannot block the test.
+    let feeder = thread::spawn(move || {
+        let (first, second) = input.split_at(input.len() / 2);
+        let _ = stdin.write_all(first);
+        thread::sleep(Duration::from_millis(500));
+        let _ = stdin.write_all(second);
+    });
+    let writer = writer.finish(BOUND);
+    let reader = reader.finish(BOUND);
+    feeder.join().unwrap();
+    writer.ok();
+    reader.ok();
+    assert!(
+        reader.stdout == data,
+        "stream differs: {} bytes of {}",
+        reader.stdout.len(),
+        data.len()
+    );
+    assert!(!seg.exists(), "a completed stream removes its ring");
+}
+
+#[test]
+fn stream_from_a_writer_in_a_child_pid_namespace_arrives_and_both_exit_0() {
+    stream_across_a_pid_namespace(true);
+}
+
+#[test]
+fn stream_to_a_reader_in_a_child_pid_namespace_arrives_and_both_exit_0() {
+    stream_across_a_pid_namespace(false);
+}
+
+/// A stream writer that is pid 1 of its namespace, killed mid-stream
+/// before any reader came: the next writer is not told it is alive,
+/// --info says it died, and a reader gets what was sent, then exit 1.
+#[test]
+fn killed_stream_writer_that_was_pid_1_of_its_namespace_is_dead_to_everyone() {
+    if let Some(why) = unshare_unavailable() {
+        eprintln!("{why}");
+        return;
+    }
+    let seg = Seg::key();
+    let mut writer = Live::start(&mut in_new_pid_namespace(
+        "shm-write",
+        &strs(&seg.with(&["--stream", "-s", "64K"])),
+    ));
+    // More than the ring holds: it blocks, full, until killed.
+    writer.send(&vec![9u8; 100_000]);
+    let full = 64 * 1024 - 256;
+    wait_for_info(&seg, "a full ring", |i| i["bytes_in_flight"] == full);
+    kill_in_namespace(&mut writer);
+
+    // The kernel records the death as the process ends, just after the
+    // kill; a next writer told of a live writer after that is wrong.
+    let killed = Instant::now();
+    let next = loop {
+        let next = run_limited(
+            &mut write_cmd(&strs(&seg.with(&["--stream"]))),
+            b"next",
+            Duration::from_secs(10),
+        );
+        if !next.stderr.contains("already has") || killed.elapsed() > Duration::from_secs(5) {
+            break next;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    next.expect_code(1)
+        .stderr_has(&["writer died", "remove it"]);
+    assert!(!next.stderr.contains("live"), "{next}");
+    let state = info(&seg)["stream_state"].clone();
+    assert_eq!(state, "writer died");
+    let list = read(&["--list"]);
+    list.ok();
+    assert!(
+        list.stdout_str()
+            .lines()
+            .any(|row| row.contains(&seg.args[1]) && row.ends_with("writer died")),
+        "{list}"
+    );
+
+    let started = Instant::now();
+    let out = run_limited(
+        &mut read_cmd(&strs(&seg.with(&["--stream"]))),
+        b"",
+        Duration::from_secs(10),
+    );
+    out.expect_code(1)
+        .stderr_has(&[&format!("died after {full} bytes"), "incomplete"]);
+    assert!(out.stdout == vec![9u8; full], "what was sent is delivered");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(!seg.exists(), "the reader removes a broken ring");
+}
+
+/// The same writer killed while a reader outside its namespace is waiting
+/// for more: the reader ends promptly with exit 1, not never.
+#[test]
+fn reader_outside_ends_promptly_when_a_pid_1_writer_is_killed_mid_stream() {
+    if let Some(why) = unshare_unavailable() {
+        eprintln!("{why}");
+        return;
+    }
+    let seg = Seg::name();
+    let mut writer = Live::start(&mut in_new_pid_namespace(
+        "shm-write",
+        &strs(&seg.with(&["--stream", "-s", "64K"])),
+    ));
+    writer.send(&vec![3u8; 10_000]);
+    let reader = Live::start(&mut read_cmd(&strs(&seg.with(&[
+        "--stream",
+        "--wait",
+        "--timeout",
+        "20s",
+    ]))));
+    reader.wait_stdout(BOUND, "10000 bytes", |o| o.len() == 10_000);
+    kill_in_namespace(&mut writer);
+    let killed = Instant::now();
+    let out = reader.finish(Duration::from_secs(10));
+    assert!(
+        killed.elapsed() < Duration::from_secs(3),
+        "reader took {:?}",
+        killed.elapsed()
+    );
+    out.expect_code(1)
+        .stderr_has(&["died after 10000 bytes", "incomplete"]);
+    assert!(!seg.exists(), "the reader removes a broken ring");
+}
+
+/// Both ends of a stream killed at once (stopped first, so neither can
+/// notice the other): the ring remains, and --info says both died.
+#[test]
+fn a_stream_whose_both_ends_died_shows_both_dead() {
+    let seg = Seg::name();
+    let mut writer = Live::start(&mut write_cmd(&strs(&seg.with(&["--stream", "-s", "64K"]))));
+    // Less than ring and pipe hold together, so sending never blocks.
+    writer.send(&vec![5u8; 100_000]);
+    let mut reader = Live::start(&mut read_cmd(&strs(&seg.with(&["--stream", "--wait"]))));
+    reader.wait_stdout(BOUND, "some bytes", |o| !o.is_empty());
+    for pid in [writer.pid(), reader.pid()] {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    }
+    writer.kill();
+    reader.kill();
+    wait_for_info(&seg, "both deaths on record", |i| {
+        i["stream_state"] == "writer and reader died"
+    });
+    read(&strs(&seg.with(&["--stream"])))
+        .expect_code(1)
+        .stderr_has(&["previous reader died"]);
+    assert!(seg.exists(), "nobody is left to remove it");
+}
+
+/// Snapshot writers on both sides of a PID-namespace boundary: the second
+/// must wait for the first's write lock (it used to take a live holder's
+/// lock as dead), and every read meanwhile is one whole version.
+fn snapshot_writers_across_a_pid_namespace(holder_inside: bool) {
+    if let Some(why) = unshare_unavailable() {
+        eprintln!("{why}");
+        return;
+    }
+    let seg = Seg::name();
+    // Every version is one byte repeated; its length is tied to the byte.
+    let payload = |byte: u8| vec![byte; 100_000 + usize::from(byte) * 1000];
+    write(&strs(&seg.with(&["-s", "1M"])), &payload(b'a')).ok();
+    let mut holder_cmd = if holder_inside {
+        in_new_pid_namespace("shm-write", &strs(&seg.args))
+    } else {
+        write_cmd(&strs(&seg.args))
+    };
+    holder_cmd.env("SHM_TOOLS_TEST_HOLD_LOCK_MS", "2500");
+    let holder = finish_in_thread(spawn(&mut holder_cmd), describe(&holder_cmd), payload(b'b'));
+    wait_for_info(&seg, "the first writer holding the lock", |i| {
+        !i["lock_holder_pid"].is_null()
+    });
+    let mut second_cmd = if holder_inside {
+        write_cmd(&strs(&seg.args))
+    } else {
+        in_new_pid_namespace("shm-write", &strs(&seg.args))
+    };
+    // Held briefly too, so two writers that both believed they held the
+    // lock would be copying at the same time.
+    second_cmd.env("SHM_TOOLS_TEST_HOLD_LOCK_MS", "200");
+    let second = finish_in_thread(spawn(&mut second_cmd), describe(&second_cmd), payload(b'c'));
+    let mut reads = 0;
+    while !second.is_finished() {
+        let out = read(&strs(&seg.args));
+        out.ok();
+        let first = out.stdout[0];
+        assert!(out.stdout == payload(first), "torn or mixed read: {first}");
+        reads += 1;
+    }
+    let (holder, holder_done) = holder.join().unwrap();
+    let (second, second_done) = second.join().unwrap();
+    holder.ok();
+    second.ok();
+    assert!(
+        second_done + Duration::from_millis(100) >= holder_done,
+        "the second writer finished before the lock holder did: it took a live holder's lock\n{second}"
+    );
+    assert!(
+        second.stderr.contains("waiting for a live process"),
+        "{second}"
+    );
+    assert_eq!(read(&strs(&seg.args)).ok().stdout, payload(b'c'));
+    assert!(reads > 0);
+}
+
+#[test]
+fn snapshot_writer_outside_waits_for_a_lock_holder_in_a_child_pid_namespace() {
+    snapshot_writers_across_a_pid_namespace(true);
+}
+
+#[test]
+fn snapshot_writer_in_a_child_pid_namespace_waits_for_a_lock_holder_outside() {
+    snapshot_writers_across_a_pid_namespace(false);
+}
+
+/// A snapshot writer killed with SIGKILL while it holds the write lock, as
+/// pid 1 of its own namespace: the next writer, outside, takes the lock
+/// over at once (not after the 10 s patience for live holders), and the
+/// old content is intact until then.
+#[test]
+fn killed_lock_holder_in_another_pid_namespace_is_taken_over_promptly() {
+    if let Some(why) = unshare_unavailable() {
+        eprintln!("{why}");
+        return;
+    }
+    let seg = Seg::key();
+    write(&strs(&seg.args), b"old content").ok();
+    let mut cmd = in_new_pid_namespace("shm-write", &strs(&seg.args));
+    cmd.env("SHM_TOOLS_TEST_HOLD_LOCK_MS", "30000");
+    let mut holder = Live::start(&mut cmd);
+    holder.send(b"never published");
+    holder.close_stdin();
+    wait_for_info(&seg, "the writer holding the lock", |i| {
+        !i["lock_holder_pid"].is_null()
+    });
+    kill_in_namespace(&mut holder);
+    assert_eq!(read(&strs(&seg.args)).ok().stdout, b"old content");
+    let started = Instant::now();
+    let next = run_limited(&mut write_cmd(&strs(&seg.args)), b"next", BOUND);
+    next.ok();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}\n{next}",
+        started.elapsed()
+    );
+    assert_eq!(read(&strs(&seg.args)).ok().stdout, b"next");
+}
+
+/// --info and --list show a write lock whose holder was killed as such
+/// (not as held by a pid), until the next writer takes it over.
+#[test]
+fn killed_lock_holder_shows_as_dead_in_info_and_list() {
+    let seg = Seg::name();
+    write(&strs(&seg.args), b"old content").ok();
+    let mut cmd = write_cmd(&strs(&seg.args));
+    cmd.env("SHM_TOOLS_TEST_HOLD_LOCK_MS", "30000");
+    let mut holder = Live::start(&mut cmd);
+    holder.send(b"never published");
+    holder.close_stdin();
+    wait_for_info(&seg, "the writer holding the lock", |i| {
+        i["lock"] == "held" && i["lock_holder_pid"] == holder.pid()
+    });
+    holder.kill();
+    wait_for_info(&seg, "the holder's death on record", |i| {
+        i["lock"] == "holder died" && i["lock_holder_pid"].is_null()
+    });
+    let list = read(&["--list"]);
+    list.ok();
+    let name = seg.name_value().unwrap();
+    assert!(
+        list.stdout_str()
+            .lines()
+            .any(|row| row.contains(name) && row.ends_with("write lock holder died")),
+        "{list}"
+    );
+    write(&strs(&seg.args), b"next").ok();
+    assert_eq!(info(&seg)["lock"], "free");
+    assert_eq!(read(&strs(&seg.args)).ok().stdout, b"next");
+}
