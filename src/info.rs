@@ -132,7 +132,54 @@ pub fn describe(segment: &Segment) -> anyhow::Result<Vec<Field>> {
         Stat::Posix(st) => fields.extend(posix_fields(&st)),
     }
     fields.extend(layout_fields(segment)?);
+    let reason = stale_because(segment)?;
+    fields.push(field("stale", json!(reason.is_some())));
+    fields.push(field("stale_because", json!(reason)));
     Ok(fields)
+}
+
+/// Why nothing can be using `segment` any more, if so: what a crash leaves
+/// behind. Only what the kernel records counts (robust lock and claim
+/// words, the System V attach count), never a pid read from the header:
+/// - a stream ring that can never complete (its writer died or failed, or
+///   its reader died or stopped) and that no live process holds;
+/// - a snapshot or log whose write lock holder died, that nobody holds now
+///   and, for System V, that no process has attached (a POSIX object's
+///   users cannot be counted, so there a died holder alone counts; its
+///   last complete version or records are still readable until removed).
+///
+/// A finished stream nobody has read yet, or a snapshot whose writer
+/// simply exited, is not stale: its data is waiting for a reader.
+pub fn stale_because(segment: &Segment) -> anyhow::Result<Option<&'static str>> {
+    let map = segment.mapping();
+    let attached = match segment.stat()? {
+        Stat::Sysv { stat, .. } => stat.nattch > 0,
+        Stat::Posix(_) => false,
+    };
+    Ok(match Layout::detect(map) {
+        Layout::Ring => {
+            let ring = Ring::open(map, segment.target())?;
+            let flags = ring.flags()?;
+            let (writer, reader) = ring.holders()?;
+            let live = matches!(writer, Holder::Alive(_)) || matches!(reader, Holder::Alive(_));
+            let writer_died = writer == Holder::Died && flags & ring::WRITER_DONE == 0;
+            if live {
+                None
+            } else if writer_died || flags & ring::WRITER_FAILED != 0 {
+                Some("its stream writer died or failed, so the stream can never complete")
+            } else if reader == Holder::Died || flags & ring::READER_CLOSED != 0 {
+                Some("its stream reader died or stopped, so the stream can never be read")
+            } else {
+                None
+            }
+        }
+        Layout::Framed if !attached => (Framed::open(map, segment.target())?.lock_holder()?
+            == Holder::Died)
+            .then_some("a writer died holding its write lock and nobody has written since"),
+        Layout::Log if !attached => (Log::open(map, segment.target())?.writer()?.0 == Holder::Died)
+            .then_some("a writer died holding its write lock and nobody has written since"),
+        _ => None,
+    })
 }
 
 /// What `--info` shows, and `--list` for each segment: everything

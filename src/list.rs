@@ -15,14 +15,34 @@ use std::os::unix::fs::MetadataExt;
 use serde_json::{Value, json};
 
 use crate::address::{PosixName, Target};
+use crate::error::{Kind, failure};
 use crate::info::{self, Field, field};
-use crate::segment::user_name;
+use crate::segment::{Access, Segment, user_name};
 
-/// Writes the listing as a table, or as a JSON array of `--info` objects.
-pub fn list(as_json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+/// What `--list` is asked for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListOptions {
+    /// A JSON array of `--info` objects instead of a table.
+    pub json: bool,
+    /// Only the stale segments ([`info::stale_because`]).
+    pub stale: bool,
+    /// With `stale`: remove them, each after checking it again.
+    pub remove: bool,
+}
+
+/// Writes the listing as a table, or as a JSON array of `--info` objects;
+/// with `remove`, removes the stale segments instead and says which.
+pub fn list(opts: ListOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     let mut rows = sysv_rows();
     rows.extend(posix_rows());
-    if as_json {
+    if opts.stale {
+        rows.retain(|(_, fields)| get(fields, "stale").is_some_and(|f| f.json == json!(true)));
+    }
+    if opts.remove {
+        return remove_stale(&rows, out);
+    }
+    let rows: Vec<Vec<Field>> = rows.into_iter().map(|(_, fields)| fields).collect();
+    if opts.json {
         let array: Vec<Value> = rows.iter().map(|r| info::to_json(r)).collect();
         writeln!(out, "{}", Value::Array(array))?;
         return Ok(());
@@ -46,6 +66,52 @@ pub fn list(as_json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
             }
         }
         writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+/// Removes each stale segment in `rows`: opened again, found stale again
+/// on what was opened, and removed by identity (System V by id, POSIX only
+/// while the name still leads to that object), so a segment that someone
+/// took up again since it was listed is left alone. What is left is the
+/// moment between that last check and the removal. One line per segment
+/// on `out`; any failure makes the whole run fail at the end.
+fn remove_stale(rows: &[(Option<Target>, Vec<Field>)], out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut failed = 0;
+    for (target, fields) in rows {
+        let Some(target) = target else {
+            writeln!(
+                out,
+                "not removed: {} (no usable address)",
+                text(fields, "segment")
+            )?;
+            failed += 1;
+            continue;
+        };
+        let removed =
+            Segment::open(target, Access::ReadOnly).and_then(|segment| match info::stale_because(
+                &segment,
+            )? {
+                Some(reason) => segment.remove().map(|()| Some(reason)),
+                None => Ok(None),
+            });
+        match removed {
+            Ok(Some(reason)) => writeln!(out, "removed {target}: {reason}")?,
+            Ok(None) => writeln!(out, "kept {target}: in use again")?,
+            Err(e) => {
+                writeln!(out, "not removed: {target}: {e:#}")?;
+                failed += 1;
+            }
+        }
+    }
+    out.flush()?;
+    if failed > 0 {
+        return Err(failure(
+            Kind::Failed,
+            format!(
+                "{failed} stale segment(s) could not be removed (see above); run as their owner or root"
+            ),
+        ));
     }
     Ok(())
 }
@@ -103,6 +169,11 @@ fn columns(fields: &[Field]) -> [String; 7] {
             other => other.to_owned(),
         }
     };
+    let holds = if get(fields, "stale").is_some_and(|f| f.json == json!(true)) {
+        format!("{holds}; STALE: {}", text(fields, "stale_because"))
+    } else {
+        holds
+    };
     [
         address,
         text(fields, "id"),
@@ -132,14 +203,19 @@ fn describe_or(target: &Target, mut known: Vec<Field>) -> Vec<Field> {
     }
 }
 
-fn sysv_rows() -> Vec<Vec<Field>> {
+/// A listed segment: how to address it again (None: no tool can), and
+/// what `--info` says of it.
+type Row = (Option<Target>, Vec<Field>);
+
+fn sysv_rows() -> Vec<Row> {
     info::sysv_table()
         .into_iter()
         .map(|(id, stat)| {
             let target = Target::Id(id);
             let mut known = vec![field("segment", json!(target.to_string()))];
             known.extend(info::sysv_fields(&target, id, &stat));
-            describe_or(&target, known)
+            let fields = describe_or(&target, known);
+            (Some(target), fields)
         })
         .collect()
 }
@@ -163,11 +239,11 @@ fn unusable_name_row(shown: &str, meta: &std::fs::Metadata) -> Vec<Field> {
     ]
 }
 
-fn posix_rows() -> Vec<Vec<Field>> {
+fn posix_rows() -> Vec<Row> {
     let Ok(entries) = std::fs::read_dir("/dev/shm") else {
         return Vec::new();
     };
-    let mut rows: Vec<(String, Vec<Field>)> = entries
+    let mut rows: Vec<(String, Row)> = entries
         .filter_map(Result::ok)
         .filter_map(|entry| {
             // DirEntry::metadata does not follow symlinks: only real objects.
@@ -178,7 +254,7 @@ fn posix_rows() -> Vec<Vec<Field>> {
                 // newline or an escape sequence could forge lines or drive
                 // the terminal.
                 let shown = raw.to_string_lossy().escape_debug().to_string();
-                return Some((shown.clone(), unusable_name_row(&shown, &meta)));
+                return Some((shown.clone(), (None, unusable_name_row(&shown, &meta))));
             };
             let known = vec![
                 field(
@@ -194,9 +270,11 @@ fn posix_rows() -> Vec<Vec<Field>> {
                 field("user", json!(user_name(meta.uid()))),
             ];
             let key = name.as_str().to_owned();
-            Some((key, describe_or(&Target::Name(name), known)))
+            let target = Target::Name(name);
+            let fields = describe_or(&target, known);
+            Some((key, (Some(target), fields)))
         })
         .collect();
     rows.sort_by(|a, b| a.0.cmp(&b.0));
-    rows.into_iter().map(|(_, fields)| fields).collect()
+    rows.into_iter().map(|(_, row)| row).collect()
 }

@@ -42,6 +42,11 @@ const NOT_RUN: &[(&str, &str)] = &[
         "cp target/assets/shm-*.fish ~/.config/fish/completions/",
         "user installation",
     ),
+    (
+        "shm-read --list --stale --remove",
+        "removes every stale segment on the machine, other tests' included; \
+         tests/friction.rs runs it in private namespaces",
+    ),
 ];
 
 /// Every example command the scenarios below run, as documented.
@@ -88,6 +93,7 @@ const RUN: &[&str] = &[
     "source <(COMPLETE=bash shm-read) && source <(COMPLETE=bash shm-write)",
     "shm-read -f shmfile --remove",
     "ls -l /dev/shm",
+    "shm-read --list --stale",
     "shm-read -i SHMID --remove > /dev/null",
     "ipcrm -m SHMID",
     "shm-read -n NAME --remove > /dev/null",
@@ -597,6 +603,11 @@ fn finding_and_removing_leftovers() {
             .run("ls -l /dev/shm", b"")
             .stdout_str()
             .contains(&posix)
+    );
+    let stale = scene.run("shm-read --list --stale", b"").stdout_str();
+    assert!(
+        !stale.contains(&posix),
+        "a healthy snapshot is not stale\n{stale}"
     );
     scene.run("shm-read -n NAME --remove > /dev/null", b"");
     assert!(!name.exists());

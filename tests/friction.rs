@@ -440,3 +440,75 @@ fn readme_leaves_nothing_in_the_repository() {
             .exists()
     );
 }
+
+/// Stale segments (a stream whose writer was killed, a snapshot whose
+/// writer died holding its lock) are marked in --list and --info, listed
+/// alone with --stale, and removed with `shm-read --list --stale --remove`,
+/// which leaves healthy segments alone. Run in private IPC and mount
+/// namespaces, so the machine-wide removal touches only this test's
+/// segments.
+#[test]
+fn stale_segments_are_marked_listed_and_removed() {
+    let script = r#"
+        set -u
+        mount --make-rprivate / && mount -t tmpfs tmpfs /dev/shm || exit 77
+        sleep 30 2>/dev/null | "$W" --stream -n deadring & ring=$!
+        echo ok | "$W" -n healthy
+        echo x | SHM_TOOLS_TEST_HOLD_LOCK_MS=30000 "$W" -k 0x777 2>/dev/null & lock=$!
+        i=0
+        until "$R" -k 0x777 --info --json 2>/dev/null | grep -q '"lock":"held"' &&
+              "$R" -n deadring --info --json 2>/dev/null | grep -q streaming; do
+            i=$((i+1)); [ $i -lt 500 ] || { echo "setup timed out"; exit 1; }; sleep 0.01
+        done
+        kill -9 $ring $lock; wait $lock 2>/dev/null
+        echo "== all"; "$R" --list
+        echo "== stale"; "$R" --list --stale
+        echo "== info"; "$R" -n deadring --info --json
+        echo "== remove"; "$R" --list --stale --remove; echo "exit $?"
+        echo "== after"; "$R" --list
+        pkill -9 -P $$ sleep
+    "#;
+    let out = run_limited(
+        Command::new("unshare")
+            .args(["--ipc", "--mount", "sh", "-c", script])
+            .env("W", env!("CARGO_BIN_EXE_shm-write"))
+            .env("R", env!("CARGO_BIN_EXE_shm-read")),
+        b"",
+        Duration::from_secs(30),
+    );
+    if out.code() == Some(77) || out.stderr.contains("Operation not permitted") {
+        eprintln!("skipped: private IPC/mount namespaces not permitted here\n{out}");
+        return;
+    }
+    out.ok();
+    let text = out.stdout_str();
+    let section = |name: &str| -> String {
+        let start = text.find(&format!("== {name}\n")).expect("section") + name.len() + 4;
+        let end = text[start..]
+            .find("\n== ")
+            .map_or(text.len(), |e| start + e);
+        text[start..end].to_owned()
+    };
+    let all = section("all");
+    assert!(all.contains("writer died; STALE"), "{out}");
+    assert!(all.contains("write lock holder died; STALE"), "{out}");
+    assert!(
+        all.lines()
+            .any(|l| l.starts_with("-n healthy") && !l.contains("STALE")),
+        "{out}"
+    );
+    let stale = section("stale");
+    assert_eq!(stale.lines().count(), 3, "header and two stale rows\n{out}");
+    assert!(!stale.contains("healthy"), "{out}");
+    assert!(section("info").contains(r#""stale":true"#), "{out}");
+    let removed = section("remove");
+    assert_eq!(removed.matches("removed ").count(), 2, "{out}");
+    assert!(removed.contains("exit 0"), "{out}");
+    let after = section("after");
+    assert!(
+        after.contains("-n healthy")
+            && !after.contains("deadring")
+            && !after.contains("0x00000777"),
+        "{out}"
+    );
+}

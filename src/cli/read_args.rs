@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::cli::{Progress, SegmentArgs, parse_duration};
-use crate::list::list;
+use crate::list::{ListOptions, list};
 use crate::read::{ReadOptions, read};
 use crate::stream::read_stream;
 
@@ -138,16 +138,31 @@ pub struct ReadArgs {
     /// List every segment you can see, System V and POSIX, and what each holds
     #[arg(short = 'L', long, conflicts_with_all = [
         "key", "file", "id", "name", "raw", "all", "bytes", "hex", "wait", "timeout",
-        "remove", "info", "follow", "stream", "tail",
+        "info", "follow", "stream", "tail",
     ])]
     list: bool,
+
+    /// With --list: only the stale segments (left behind by a crash; see README); with --remove: remove them
+    #[arg(long, requires = "list")]
+    stale: bool,
 }
 
 impl ReadArgs {
     /// Does what the command line asks, writing data to stdout.
     pub fn execute(&self) -> anyhow::Result<()> {
         if self.list {
-            return list(self.json, &mut std::io::stdout().lock());
+            if self.remove && !self.stale {
+                return Err(crate::error::failure(
+                    crate::error::Kind::Usage,
+                    "--list --remove removes only stale segments: give --stale too (shm-read --list --stale --remove)",
+                ));
+            }
+            let opts = ListOptions {
+                json: self.json,
+                stale: self.stale,
+                remove: self.remove,
+            };
+            return list(opts, &mut std::io::stdout().lock());
         }
         let address = self.segment.address(self.stream)?;
         if self.stream {
