@@ -460,13 +460,12 @@ fn stale_segments_are_marked_listed_and_removed() {
               "$R" -n deadring --info --json 2>/dev/null | grep -q streaming; do
             i=$((i+1)); [ $i -lt 500 ] || { echo "setup timed out"; exit 1; }; sleep 0.01
         done
-        kill -9 $ring $lock; wait $ring $lock 2>/dev/null
+        kill -9 $ring $lock; pkill -9 -P $$ sleep; wait 2>/dev/null
         echo "== all"; "$R" --list
         echo "== stale"; "$R" --list --stale
         echo "== info"; "$R" -n deadring --info --json
         echo "== remove"; "$R" --list --stale --remove; echo "exit $?"
         echo "== after"; "$R" --list
-        pkill -9 -P $$ sleep
     "#;
     let out = run_limited(
         Command::new("unshare")
