@@ -16,7 +16,7 @@ use crate::address::Target;
 use crate::error::{Kind, failure};
 use crate::format::Layout;
 use crate::format::prefix::Prefix;
-use crate::os::{Mapping, ROBUST_LOCK_SIZE};
+use crate::os::{self, Mapping, ROBUST_LOCK_SIZE};
 use crate::wait::{self, Deadline, Holder, RobustGuard};
 
 /// The first eight bytes of a framed segment.
@@ -259,12 +259,17 @@ impl<'a> Framed<'a> {
                 }
             } else {
                 let len = self.slot_len(slot)?;
-                data.resize(len.unwrap_or(0).min(limit), 0);
-                self.map.read(self.slot_data(slot), &mut data)?;
+                let whole = self.copy_slot(
+                    slot,
+                    len.unwrap_or(0).min(limit),
+                    generation,
+                    before,
+                    &mut data,
+                )?;
                 let writer_pid = self.slot_word32(slot, SLOT_PID)?.load(Ordering::Relaxed);
                 let mtime_ns = self.slot_word64(slot, SLOT_MTIME)?.load(Ordering::Relaxed);
                 fence(Ordering::Acquire);
-                if generation.load(Ordering::Relaxed) == before {
+                if whole && generation.load(Ordering::Relaxed) == before {
                     if len.is_none() {
                         return Err(self.corrupt("content length exceeds the capacity"));
                     }
@@ -289,6 +294,46 @@ impl<'a> Framed<'a> {
             }
             std::thread::yield_now();
         }
+    }
+
+    /// Replaces `data` with the first `len` bytes of `slot`'s data, without
+    /// zero-filling the buffer first. Large contents go in chunks, each
+    /// followed by a look at the slot's generation, so a copy that is being
+    /// overwritten is abandoned early (false) instead of finished; and the
+    /// segment's pages are released as they are copied, so the reader holds
+    /// the content once (its private copy), not twice. The caller still
+    /// checks the generation once more after the copy.
+    fn copy_slot(
+        &self,
+        slot: usize,
+        len: usize,
+        generation: &AtomicU32,
+        before: u32,
+        data: &mut Vec<u8>,
+    ) -> anyhow::Result<bool> {
+        /// How much is copied between two looks at the generation.
+        const COPY_CHUNK: usize = 4 << 20;
+        data.clear();
+        if data.capacity() < len {
+            data.reserve_exact(len);
+            os::advise_huge_pages(data.spare_capacity_mut());
+        }
+        let start = self.slot_data(slot);
+        let large = len >= os::LARGE_COPY;
+        let mut copied = 0;
+        while copied < len {
+            let n = (len - copied).min(COPY_CHUNK);
+            self.map.read_append(start + copied, n, data)?;
+            if large {
+                self.map.release_pages(start + copied, n);
+            }
+            copied += n;
+            fence(Ordering::Acquire);
+            if generation.load(Ordering::Relaxed) != before {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Publishes a new version made of `data` (after the current content
@@ -472,6 +517,24 @@ impl Framed<'_> {
             }
             std::thread::yield_now();
         }
+    }
+}
+
+impl Framed<'_> {
+    /// The span of the segment that publishing `len` more bytes `how` is
+    /// expected to write: the first bytes of the slot that is not published
+    /// now. A hint for prefaulting only; a racing writer may publish first
+    /// and make it the other slot.
+    pub fn next_write_span(&self, len: usize, how: Publish) -> anyhow::Result<(usize, usize)> {
+        let kept = match how {
+            Publish::Replace => 0,
+            Publish::Append => self.published()?.len,
+        };
+        let next = (self.seq()? & 1) as usize ^ 1;
+        Ok((
+            self.slot_data(next),
+            kept.saturating_add(len).min(self.capacity),
+        ))
     }
 }
 
