@@ -275,7 +275,7 @@ fn killed_stream_writer_that_was_pid_1_of_its_namespace_is_dead_to_everyone() {
     assert!(
         list.stdout_str()
             .lines()
-            .any(|row| row.contains(&seg.args[1]) && row.ends_with("writer died")),
+            .any(|row| row.contains(&seg.args[1]) && row.contains(", writer died; STALE")),
         "{list}"
     );
 
@@ -473,7 +473,7 @@ fn killed_lock_holder_shows_as_dead_in_info_and_list() {
     assert!(
         list.stdout_str()
             .lines()
-            .any(|row| row.contains(name) && row.ends_with("write lock holder died")),
+            .any(|row| row.contains(name) && row.contains(", write lock holder died; STALE")),
         "{list}"
     );
     write(&strs(&seg.args), b"next").ok();
