@@ -1074,11 +1074,18 @@ impl Mapping {
             // SAFETY: the leaked state belongs to this thread alone, and no
             // other reference to it is alive during this closure.
             let thread = unsafe { &mut *thread };
-            // Pending first: if we die between the swap and the link, the
-            // kernel still finds the entry.
+            // A held word is refused without ever naming the entry as
+            // pending: a pending entry is how the kernel, if we died now,
+            // would judge the word by our tid, and a live holder in another
+            // PID namespace may have the same tid as we have.
+            let mut current = word.load(std::sync::atomic::Ordering::Relaxed);
+            if robust_held(current) {
+                return Ok(RobustTry::Held(current));
+            }
+            // Pending before the swap: if we die between the swap and the
+            // link, the kernel still finds the entry.
             thread.head.list_op_pending = entry;
             std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
-            let mut current = word.load(std::sync::atomic::Ordering::Relaxed);
             let result = loop {
                 if robust_held(current) {
                     break RobustTry::Held(current);

@@ -480,3 +480,40 @@ fn killed_lock_holder_shows_as_dead_in_info_and_list() {
     assert_eq!(info(&seg)["lock"], "free");
     assert_eq!(read(&strs(&seg.args)).ok().stdout, b"next");
 }
+
+/// A `shm-write --stream` refused because the segment holds something
+/// else (a snapshot, a C program's bytes) leaves every byte of it as it
+/// was, and its message says what is there instead of advising to remove
+/// a "stream whose writer died".
+#[test]
+fn a_refused_stream_writer_changes_nothing() {
+    // A snapshot whose content spans the ring's claim bytes (192..208).
+    let seg = Seg::name();
+    let content: Vec<u8> = (0..400u32).map(|i| b'A' + (i % 26) as u8).collect();
+    write(&strs(&seg.with(&["-s", "4096"])), &content).ok();
+    write(&strs(&seg.args), &content).ok();
+    let path = std::path::PathBuf::from("/dev/shm").join(seg.name_value().unwrap());
+    let before = std::fs::read(&path).unwrap();
+    let refused = write(&strs(&seg.with(&["--stream"])), b"hi\n");
+    refused.expect_code(1).stderr_has(&["already holds data"]);
+    assert!(!refused.stderr.contains("died"), "{refused}");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the refused writer changed the segment"
+    );
+    assert_eq!(read(&strs(&seg.args)).ok().stdout, content);
+
+    // Foreign bytes whose would-be claim word reads as free.
+    let foreign = Seg::name();
+    let path = std::path::PathBuf::from("/dev/shm").join(foreign.name_value().unwrap());
+    let mut image = vec![0xaa_u8; 4096];
+    image[200..204].fill(0);
+    std::fs::write(&path, &image).unwrap();
+    write(&strs(&foreign.with(&["--stream"])), b"hi\n").expect_code(1);
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        image,
+        "the refused writer changed foreign bytes"
+    );
+}

@@ -143,6 +143,58 @@ impl<'a> Ring<'a> {
                 format!("{target} holds a stream whose writer died; {remove_first}"),
             )
         };
+        let already_writing = |holder| {
+            failure(
+                Kind::Failed,
+                format!(
+                    "{target} already has {}; only one writer per stream",
+                    live("stream writer", holder)
+                ),
+            )
+        };
+        // Everything is looked at before anything is written: the claim's
+        // bytes of a segment that is not ours (a snapshot, a C program's
+        // data) are that segment's content, and a refused writer must leave
+        // them exactly as they were.
+        if Layout::detect(map) == Layout::Ring {
+            let flags = map.atomic_u32(OFF_FLAGS)?.load(Ordering::Acquire);
+            return Err(match Holder::at(map, OFF_WRITER_CLAIM)? {
+                holder @ Holder::Alive(_) => already_writing(holder),
+                Holder::Died if flags & WRITER_DONE == 0 => writer_died(),
+                _ if flags & WRITER_DONE != 0 => failure(
+                    Kind::Failed,
+                    format!(
+                        "{target} holds a finished stream nobody has read yet; read it with \
+                         shm-read --stream, or {remove_first}"
+                    ),
+                ),
+                _ => failure(
+                    Kind::Failed,
+                    format!(
+                        "{target} holds an unfinished stream whose writer is gone; {remove_first}"
+                    ),
+                ),
+            });
+        }
+        // Zero but for the writer's claim: blank, or a ring being set up
+        // right now (its claim held) or whose writer died doing so.
+        let claim_end = OFF_WRITER_CLAIM + ROBUST_LOCK_SIZE;
+        let blank = || -> anyhow::Result<bool> {
+            Ok(map.is_zero(0, OFF_WRITER_CLAIM)?
+                && map.is_zero(claim_end, map.len() - claim_end)?)
+        };
+        let holds_data = || {
+            failure(
+                Kind::Failed,
+                format!(
+                    "{target} already holds data, so it cannot become a stream; use another address, \
+                     or {remove_first}"
+                ),
+            )
+        };
+        if !blank()? {
+            return Err(holds_data());
+        }
         // Looked at without taking, so the kernel's mark of a dead writer
         // stays for the reader and --info.
         if Holder::at(map, OFF_WRITER_CLAIM)? == Holder::Died {
@@ -151,41 +203,13 @@ impl<'a> Ring<'a> {
         let claim = match wait::try_lock_robust(map, OFF_WRITER_CLAIM)? {
             Ok(claim) if claim.previous_owner_died() => return Err(writer_died()),
             Ok(claim) => claim,
-            Err(holder) => {
-                return Err(failure(
-                    Kind::Failed,
-                    format!(
-                        "{target} already has {}; only one writer per stream",
-                        live("stream writer", holder)
-                    ),
-                ));
-            }
+            Err(holder) => return Err(already_writing(holder)),
         };
-        if Layout::detect(map) == Layout::Ring {
-            let flags = map.atomic_u32(OFF_FLAGS)?.load(Ordering::Acquire);
-            let state = if flags & WRITER_DONE != 0 {
-                "a finished stream nobody has read yet; read it with shm-read --stream, or"
-            } else {
-                "an unfinished stream whose writer is gone;"
-            };
-            return Err(failure(
-                Kind::Failed,
-                format!("{target} holds {state} {remove_first}"),
-            ));
-        }
-        // Zero but for the writer's claim, which we hold (readers claim
-        // theirs only once the magic is in place).
-        let claim_end = OFF_WRITER_CLAIM + ROBUST_LOCK_SIZE;
-        let blank =
-            map.is_zero(0, OFF_WRITER_CLAIM)? && map.is_zero(claim_end, map.len() - claim_end)?;
-        if !blank {
-            return Err(failure(
-                Kind::Failed,
-                format!(
-                    "{target} already holds data, so it cannot become a stream; use another address, \
-                     or {remove_first}"
-                ),
-            ));
+        // Someone may have started writing something else into it between
+        // the look and the claim (a snapshot writer adopting the same blank
+        // segment): then it is theirs.
+        if !blank()? || Layout::detect(map) != Layout::Foreign {
+            return Err(holds_data());
         }
         map.atomic_u32(OFF_WRITER_PID)?
             .store(std::process::id(), Ordering::Relaxed);
@@ -464,7 +488,25 @@ impl<'a> Ring<'a> {
     /// yet is fine. A load, no system call: cheap enough for every chunk.
     fn check_reader(&self, sent: u64) -> anyhow::Result<()> {
         self.check_reader_closed(sent)?;
-        if Holder::at(self.map, OFF_READER_CLAIM)? == Holder::Died {
+        // While blocked, also notice an object shrunk under us (a shrink
+        // that spares the header page raises no SIGBUS here).
+        self.map.verify_size()?;
+        let (_, reader_pid) = self.peers()?;
+        // A reader that claimed and let go without finishing or closing
+        // (it could not set READER_CLOSED, say) is gone as surely as one
+        // that died: no one else may take its place.
+        let holder = Holder::at(self.map, OFF_READER_CLAIM)?;
+        if holder == Holder::Free && reader_pid != 0 {
+            let (_, tail) = self.positions()?;
+            return Err(failure(
+                Kind::Failed,
+                format!(
+                    "the reader of {} stopped after reading {tail} of {sent} bytes: broken pipe",
+                    self.target
+                ),
+            ));
+        }
+        if holder == Holder::Died {
             let (_, tail) = self.positions()?;
             let (_, pid) = self.peers()?;
             return Err(failure(
