@@ -156,9 +156,10 @@ impl<'a> Ring<'a> {
         // bytes of a segment that is not ours (a snapshot, a C program's
         // data) are that segment's content, and a refused writer must leave
         // them exactly as they were.
-        if Layout::detect(map) == Layout::Ring {
+        // What an existing ring says to a second writer.
+        let ring_refusal = || -> anyhow::Result<anyhow::Error> {
             let flags = map.atomic_u32(OFF_FLAGS)?.load(Ordering::Acquire);
-            return Err(match Holder::at(map, OFF_WRITER_CLAIM)? {
+            Ok(match Holder::at(map, OFF_WRITER_CLAIM)? {
                 holder @ Holder::Alive(_) => already_writing(holder),
                 Holder::Died if flags & WRITER_DONE == 0 => writer_died(),
                 _ if flags & WRITER_DONE != 0 => failure(
@@ -170,11 +171,12 @@ impl<'a> Ring<'a> {
                 ),
                 _ => failure(
                     Kind::Failed,
-                    format!(
-                        "{target} holds an unfinished stream whose writer is gone; {remove_first}"
-                    ),
+                    format!("{target} holds an unfinished stream whose writer is gone; {remove_first}"),
                 ),
-            });
+            })
+        };
+        if Layout::detect(map) == Layout::Ring {
+            return Err(ring_refusal()?);
         }
         // Zero but for the writer's claim: blank, or a ring being set up
         // right now (its claim held) or whose writer died doing so.
@@ -193,7 +195,21 @@ impl<'a> Ring<'a> {
             )
         };
         if !blank()? {
-            return Err(holds_data());
+            // The magic is stored last and never cleared: a ring finished
+            // since we looked is a ring.
+            if Layout::detect(map) == Layout::Ring {
+                return Err(ring_refusal()?);
+            }
+            // A ring another writer is setting up right now (it holds the
+            // claim and fills the prefix and its pid, magic last): zero but
+            // for those. Anything else is someone's data.
+            let setting_up = map.is_zero(OFF_FLAGS, OFF_WRITER_CLAIM - OFF_FLAGS)?
+                && map.is_zero(claim_end, map.len() - claim_end)?;
+            return Err(match Holder::at(map, OFF_WRITER_CLAIM)? {
+                holder @ Holder::Alive(_) if setting_up => already_writing(holder),
+                Holder::Died if setting_up => writer_died(),
+                _ => holds_data(),
+            });
         }
         // Looked at without taking, so the kernel's mark of a dead writer
         // stays for the reader and --info.
