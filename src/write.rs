@@ -115,7 +115,12 @@ impl<'o> Writer<'o> {
         if opts.replace {
             writer.replace_unless_fits(first)?;
         }
-        writer.publish(first)?;
+        // Another writer may grow it between our mapping it and looking.
+        while let Err(e) = writer.publish(first) {
+            if !(framed::is_grown(&e) && writer.segment.remap_if_grown()?) {
+                return Err(e);
+            }
+        }
         Ok(writer)
     }
 
