@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use crate::address::{Address, Target};
 use crate::error::{Kind, failure, kind_of};
-use crate::format::framed::Framed;
+use crate::format::framed::{Framed, is_grown};
 use crate::format::ring::Ring;
 use crate::format::{Layout, raw};
 use crate::hex;
@@ -62,7 +62,7 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     } else {
         Access::ReadOnly
     };
-    let segment = if waits {
+    let mut segment = if waits {
         Segment::open_when(&target, access, deadline, opts.timeout, "to exist", |_| {
             Ok(true)
         })?
@@ -71,7 +71,10 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     };
 
     if waits && !opts.all {
-        wait_for_content(&segment, deadline, opts.timeout).map_err(|e| name_segment(e, &target))?;
+        remapping(&mut segment, |segment| {
+            wait_for_content(segment, deadline, opts.timeout)
+        })
+        .map_err(|e| name_segment(e, &target))?;
     }
     // Removed as soon as it is found (and, with --wait, holds content):
     // everything printed comes from our own mapping, so neither a broken
@@ -96,9 +99,10 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
         ));
     }
     if opts.follow {
-        return follow(&segment, opts, out).map_err(|e| name_segment(e, &target));
+        return follow(&mut segment, opts, out).map_err(|e| name_segment(e, &target));
     }
-    let content = content(&segment, opts).map_err(|e| name_segment(e, &target))?;
+    let content = remapping(&mut segment, |segment| content(segment, opts))
+        .map_err(|e| name_segment(e, &target))?;
     // A shrink inside the last page reads as zeros without a fault: ask.
     segment.mapping().verify_size()?;
     to_stdout(&target, "the content of", out, |out| {
@@ -108,6 +112,25 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
             out.write_all(&content)
         }
     })
+}
+
+/// Runs `f`, and again on a fresh mapping when it found that the segment
+/// grew since it was mapped (see "Growing" in docs/FORMAT.md). A header
+/// that claims more than the object holds stays an error.
+fn remapping<T>(
+    segment: &mut Segment,
+    mut f: impl FnMut(&Segment) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    loop {
+        match f(segment) {
+            Err(e) if is_grown(&e) => {
+                if !segment.remap_if_grown()? {
+                    return Err(e);
+                }
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Writes and flushes with `write`; a failure names the segment ("cannot
@@ -258,8 +281,10 @@ fn wait_for_content(
 /// removed. A version published while the previous one is being printed
 /// may be skipped, but the last one is always printed: a snapshot is state,
 /// and the latest state is what matters. With `json`, each version is one
-/// JSON object on its own line, so versions stay apart.
-fn follow(segment: &Segment, opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
+/// JSON object on its own line, so versions stay apart. A segment that
+/// grows is mapped again; the version that grew it is printed, and the
+/// old content that growing moved (same time and writer) is not again.
+fn follow(segment: &mut Segment, opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     let map = segment.mapping();
     let layout = Layout::detect(map);
     if layout != Layout::Framed || opts.raw || opts.all {
@@ -277,13 +302,34 @@ fn follow(segment: &Segment, opts: &ReadOptions, out: &mut dyn Write) -> anyhow:
             format!("{} is {what}", segment.target()),
         ));
     }
+    let mut shown = None;
+    remapping(segment, |segment| {
+        follow_mapped(segment, opts, out, &mut shown)
+    })
+}
+
+/// [`follow`] until the segment is removed or has grown beyond this
+/// mapping. `shown` is the last version printed: seq, time and writer.
+fn follow_mapped(
+    segment: &Segment,
+    opts: &ReadOptions,
+    out: &mut dyn Write,
+    shown: &mut Option<(u32, u64, u32)>,
+) -> anyhow::Result<()> {
+    let map = segment.mapping();
     let framed = Framed::open(map, segment.target())?;
     let seq_word = framed.seq_word()?;
-    let mut shown: Option<u32> = None;
     loop {
         let seq = framed.seq()?;
-        if shown != Some(seq) && seq != 0 {
+        if shown.is_none_or(|(s, ..)| s != seq) && seq != 0 {
             let version = framed.read_at_most(limit(opts.bytes))?;
+            let moved = shown.is_some_and(|(_, mtime_ns, pid)| {
+                (mtime_ns, pid) == (version.mtime_ns, version.writer_pid)
+            });
+            *shown = Some((version.seq, version.mtime_ns, version.writer_pid));
+            if moved {
+                continue;
+            }
             to_stdout(segment.target(), "the content of", out, |out| {
                 if opts.json {
                     #[allow(
@@ -302,7 +348,6 @@ fn follow(segment: &Segment, opts: &ReadOptions, out: &mut dyn Write) -> anyhow:
                     out.write_all(&version.data)
                 }
             })?;
-            shown = Some(version.seq);
             continue;
         }
         if segment.is_removed() {

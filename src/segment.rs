@@ -84,6 +84,7 @@ pub struct Segment {
     target: Target,
     handle: Handle,
     mapping: Mapping,
+    access: Access,
 }
 
 impl Segment {
@@ -157,22 +158,14 @@ impl Segment {
                         ),
                     ));
                 }
-                let mut mapping = Mapping::map_fd(fd.as_fd(), size, writable)
-                    .map_err(|e| open_error(target, e))?;
-                mapping.describe(
-                    target.to_string(),
-                    format!(
-                        "remove it ({} > /dev/null) and write it again",
-                        target.command("shm-read --remove")
-                    ),
-                );
-                mapping
+                map_posix(fd, target, size, writable)?
             }
         };
         Ok(Segment {
             target: target.clone(),
             handle,
             mapping,
+            access,
         })
     }
 
@@ -257,6 +250,144 @@ impl Segment {
             e => anyhow::Error::new(e).context(format!("cannot remove {}", self.target)),
         })
     }
+}
+
+/// Growing and replacing: what a snapshot that does not fit needs.
+impl Segment {
+    /// A POSIX segment's whole object, mapped anew after making sure it is
+    /// at least `size` bytes: a smaller object is grown, its space reserved
+    /// first (a full /dev/shm is an error that leaves it as it was). Only
+    /// an object that belongs to us is grown: another user's object that
+    /// we may write is theirs to size (their memory, their limits). The
+    /// caller holds the segment's write lock, so no writer of ours races.
+    /// System V segments cannot grow.
+    pub fn grow_to(&self, size: usize) -> anyhow::Result<Mapping> {
+        let Handle::Posix { fd, .. } = &self.handle else {
+            return Err(failure(
+                Kind::Failed,
+                format!("{} is a System V segment, which cannot grow", self.target),
+            ));
+        };
+        let target = &self.target;
+        let now = posix_size(fd, target)?;
+        if now < size {
+            let stat = fstat(fd).map_err(|e| open_error(target, e))?;
+            if stat.st_uid != nix::unistd::geteuid().as_raw() {
+                return Err(failure(
+                    Kind::Failed,
+                    format!(
+                        "the input does not fit {target} ({now} bytes), and it belongs to user {}, so it is not ours to grow; its content is unchanged. Ask its owner to write it, or write less",
+                        user_name(stat.st_uid)
+                    ),
+                ));
+            }
+            let len =
+                libc::off_t::try_from(size).map_err(|_| grow_space_error(target, now, size))?;
+            match nix::fcntl::fallocate(fd, FallocateFlags::empty(), 0, len) {
+                Ok(()) => {}
+                // A file system without fallocate: sized, if not reserved.
+                Err(Errno::EOPNOTSUPP) => nix::unistd::ftruncate(fd, len)
+                    .map_err(|e| anyhow::Error::new(e).context(format!("cannot grow {target}")))?,
+                Err(Errno::ENOSPC | Errno::EFBIG) => {
+                    return Err(grow_space_error(target, now, size));
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("cannot grow {target} to {size} bytes")));
+                }
+            }
+        }
+        let size = posix_size(fd, target)?;
+        map_posix(fd, target, size, self.access == Access::ReadWrite)
+    }
+
+    /// Maps a POSIX segment again when its object grew since it was
+    /// mapped (see "Growing" in docs/FORMAT.md); returns whether it did.
+    /// A System V segment never grows: false.
+    pub fn remap_if_grown(&mut self) -> anyhow::Result<bool> {
+        let Handle::Posix { fd, .. } = &self.handle else {
+            return Ok(false);
+        };
+        let size = posix_size(fd, &self.target)?;
+        if size <= self.mapping.len() {
+            return Ok(false);
+        }
+        self.mapping = map_posix(fd, &self.target, size, self.access == Access::ReadWrite)?;
+        Ok(true)
+    }
+
+    /// Replaces a System V segment addressed by key with a new one of
+    /// `size` bytes and permission bits `mode`, under the same key: the old
+    /// one is removed by its id (programs attached to it keep it until they
+    /// detach), the new one created exclusively. If another writer's
+    /// replacement took the key first, that one is attached instead and
+    /// the flag returned is false. A segment addressed by id (-i) keeps its
+    /// identity, and a POSIX one grows instead: both are refused.
+    pub fn replace(&self, size: usize, mode: u32) -> anyhow::Result<(Segment, bool)> {
+        let (Target::Key { key, .. }, Handle::Sysv(id, _)) = (&self.target, &self.handle) else {
+            return Err(failure(
+                Kind::Usage,
+                format!(
+                    "--replace replaces a System V segment addressed by key (-k or -f); {} {}",
+                    self.target,
+                    match self.target {
+                        Target::Id(_) =>
+                            "is addressed by id, and keeps its identity: it is never replaced",
+                        _ => "is a POSIX segment, which grows in place instead",
+                    }
+                ),
+            ));
+        };
+        match os::shm_remove(*id) {
+            // Removed already (by a racing replacement): its key is free.
+            Ok(()) | Err(Errno::EINVAL | Errno::EIDRM) => {}
+            Err(Errno::EPERM | Errno::EACCES) => {
+                return Err(permission_error(&self.target, "replace (remove)"));
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!("cannot remove {}", self.target)));
+            }
+        }
+        let flags =
+            libc::IPC_CREAT | libc::IPC_EXCL | libc::c_int::try_from(mode & 0o777).unwrap_or(0o600);
+        let (handle, created) = match os::shmget(*key, size, flags) {
+            Ok(new) => (Handle::Sysv(new, None), true),
+            Err(Errno::EEXIST) => (Handle::Sysv(lookup_key(&self.target, *key)?, None), false),
+            Err(e) => return Err(create_error(&self.target, size, e)),
+        };
+        Ok((
+            Segment::attach(&self.target, handle, Access::ReadWrite)?,
+            created,
+        ))
+    }
+}
+
+/// Maps `size` bytes of a POSIX object, with messages naming `target`.
+fn map_posix(
+    fd: &OwnedFd,
+    target: &Target,
+    size: usize,
+    writable: bool,
+) -> anyhow::Result<Mapping> {
+    let mut mapping =
+        Mapping::map_fd(fd.as_fd(), size, writable).map_err(|e| open_error(target, e))?;
+    mapping.describe(
+        target.to_string(),
+        format!(
+            "remove it ({} > /dev/null) and write it again",
+            target.command("shm-read --remove")
+        ),
+    );
+    Ok(mapping)
+}
+
+fn grow_space_error(target: &Target, now: usize, size: usize) -> anyhow::Error {
+    failure(
+        Kind::Failed,
+        format!(
+            "cannot grow {target} from {now} to {size} bytes: not enough space in /dev/shm (df -h /dev/shm; its size is a tmpfs mount option); free space there and try again — its content is unchanged"
+        ),
+    )
 }
 
 /// The exit-124 error: what `target` was awaited for, and how long.

@@ -39,6 +39,9 @@ pub struct WriteOptions {
     pub lines: bool,
     /// With `lines`: records end at NUL instead of newline.
     pub zero_terminated: bool,
+    /// A System V segment (by key) that the input does not fit is replaced
+    /// by a new one under the same key (POSIX segments grow anyway).
+    pub replace: bool,
 }
 
 /// Runs `shm-write`, reading `input` (stdin).
@@ -150,9 +153,87 @@ impl<'o> Writer<'o> {
                 _ => return Err(size_too_small(target, size, first.len(), opts.raw)),
             }
         };
-        let writer = Writer { segment, opts };
-        writer.publish(first)?;
+        let mut writer = Writer { segment, opts };
+        if opts.replace {
+            writer.replace_unless_fits(first)?;
+        }
+        // Another writer may grow it between our mapping it and looking.
+        while let Err(e) = writer.publish(first) {
+            if !(framed::is_grown(&e) && writer.segment.remap_if_grown()?) {
+                return Err(e);
+            }
+        }
         Ok(writer)
+    }
+
+    /// With --replace: while the segment cannot hold what the publish of
+    /// `data` makes (with --append, the current content too), remove it by
+    /// id and create a new one that can under the same key. Racing
+    /// replacements: each creates exclusively; one that finds another's new
+    /// segment under the key uses it if it fits, and replaces it otherwise
+    /// (the larger input wins the key, as the later publish would anyway).
+    fn replace_unless_fits(&mut self, data: &[u8]) -> anyhow::Result<()> {
+        const ATTEMPTS: usize = 8;
+        match self.segment.target() {
+            // Grows in place when publishing.
+            Target::Name(_) => return Ok(()),
+            Target::Id(_) => {
+                return Err(failure(
+                    Kind::Usage,
+                    format!(
+                        "--replace needs a System V key (-k or -f): {} keeps its identity, so it is never replaced",
+                        self.segment.target()
+                    ),
+                ));
+            }
+            Target::Key { .. } => {}
+        }
+        for _ in 0..ATTEMPTS {
+            let map = self.segment.mapping();
+            let target = self.segment.target();
+            let kept = match (self.opts.append, Layout::detect(map)) {
+                (false, _) => Vec::new(),
+                (true, Layout::Framed) if !self.opts.raw => Framed::open(map, target)?.read()?.data,
+                (true, Layout::Foreign) if self.opts.raw => raw::read_c_string(map)?,
+                // Refused with its own message by the publish.
+                (true, _) => return Ok(()),
+            };
+            let len = kept.len().saturating_add(data.len());
+            if fits(map.len(), len, self.opts.raw) {
+                return Ok(());
+            }
+            let size = self
+                .opts
+                .size
+                .filter(|&size| fits(size, len, self.opts.raw))
+                .unwrap_or_else(|| default_size(len, self.opts.raw));
+            let mode = match self.segment.stat()? {
+                crate::segment::Stat::Sysv { stat, .. } => stat.mode & 0o777,
+                crate::segment::Stat::Posix(stat) => stat.st_mode & 0o777,
+            };
+            let (segment, created) = self.segment.replace(size, mode)?;
+            self.segment = segment;
+            if created {
+                if !kept.is_empty() {
+                    // What --append adds to comes along into the new segment.
+                    let map = self.segment.mapping();
+                    let target = self.segment.target();
+                    if self.opts.raw {
+                        raw::write_c_string(map, target, &kept, false)?;
+                    } else {
+                        Framed::for_writing(map, target)?.publish(&kept, Publish::Replace)?;
+                    }
+                }
+                return Ok(());
+            }
+        }
+        Err(failure(
+            Kind::Failed,
+            format!(
+                "{} keeps being replaced by other writers; try again",
+                self.segment.target()
+            ),
+        ))
     }
 
     fn publish(&self, data: &[u8]) -> anyhow::Result<()> {
@@ -173,10 +254,17 @@ impl<'o> Writer<'o> {
         let framed = Framed::for_writing(map, target)?;
         // Faulting in the slot's pages one by one under the lock costs more
         // than the copy; done beforehand, in one call, it does not hold the
-        // lock at all.
-        let (offset, len) = framed.next_write_span(data.len(), how)?;
-        map.prefault_for_writing(offset, len);
-        framed.publish(data, how)
+        // lock at all. Only a hint: a segment about to grow has no such span.
+        if let Ok((offset, len)) = framed.next_write_span(data.len(), how) {
+            map.prefault_for_writing(offset, len);
+        }
+        match target {
+            // A POSIX segment grows to fit (see "Growing" in docs/FORMAT.md).
+            Target::Name(_) => {
+                framed.publish_or_grow(data, how, &|size| self.segment.grow_to(size))
+            }
+            Target::Key { .. } | Target::Id(_) => framed.publish(data, how),
+        }
     }
 }
 

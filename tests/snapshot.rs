@@ -97,7 +97,7 @@ fn capacity_edge_framed() {
     write(&strs(&seg.args), &over).expect_code(1).stderr_has(&[
         &format!("input is {} bytes", capacity + 1),
         &format!("holds at most {capacity}"),
-        "--size",
+        "--replace",
         &seg.args[1],
     ]);
     assert_eq!(

@@ -75,6 +75,14 @@ pub struct WriteArgs {
     #[arg(short = 'x', long)]
     exclusive: bool,
 
+    /// System V, by key: if stdin does not fit, replace the segment by a new one of the same key that does
+    ///
+    /// The old segment is removed by its id; programs attached to it keep it
+    /// until they re-attach. A POSIX segment grows in place instead, and a
+    /// segment addressed by id (-i) is never replaced.
+    #[arg(long, conflicts_with_all = ["exclusive", "lines", "zero_terminated", "stream"])]
+    replace: bool,
+
     /// Append stdin to the current content instead of replacing it
     #[arg(short, long)]
     append: bool,
@@ -116,6 +124,7 @@ impl WriteArgs {
             raw: self.raw,
             lines: self.lines,
             zero_terminated: self.zero_terminated,
+            replace: self.replace,
         };
         write(&opts, &mut std::io::stdin().lock())
     }

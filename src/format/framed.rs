@@ -33,6 +33,8 @@ const PREFIX: Prefix = Prefix {
     header_size: HEADER_SIZE,
     remedy: "read it with --raw or --all, or remove it and write again",
 };
+/// The capacity (u64), part of the prefix; it changes when a segment grows.
+const OFF_CAPACITY: usize = 16;
 const OFF_SEQ: usize = 24;
 const OFF_SLOTS: usize = 32;
 /// The write lock: a robust lock (list entry, then the word at 88).
@@ -61,6 +63,63 @@ pub fn capacity_for(size: usize) -> Option<usize> {
 #[must_use]
 pub fn size_for(len: usize) -> Option<usize> {
     len.max(1).checked_mul(2)?.checked_add(HEADER_SIZE)
+}
+
+/// A framed segment of capacity `capacity` (the inverse of [`capacity_for`]).
+#[must_use]
+pub fn size_of_capacity(capacity: usize) -> Option<usize> {
+    capacity.checked_mul(2)?.checked_add(HEADER_SIZE)
+}
+
+/// The header claims more capacity than this process's mapping holds:
+/// the segment grew since it was mapped (remap it: `Segment::remap_if_grown`)
+/// or, if the object is not larger, the header is corrupt.
+#[derive(Debug)]
+pub struct Grown {
+    message: String,
+}
+
+impl std::fmt::Display for Grown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Grown {}
+
+/// Whether `err` is (or wraps) a [`Grown`]: the caller should remap and retry.
+#[must_use]
+pub fn is_grown(err: &anyhow::Error) -> bool {
+    err.chain().any(<dyn std::error::Error>::is::<Grown>)
+}
+
+fn grown(target: &Target, capacity: u64, map_len: usize) -> anyhow::Error {
+    anyhow::Error::new(Grown {
+        message: format!(
+            "{target} has a shm-tools header claiming capacity {capacity}, more than the {map_len} bytes mapped here hold: it grew while being read (try again), or the header is corrupt (read it with --raw or --all, or remove it and write again)"
+        ),
+    })
+}
+
+/// Makes a segment of `size` bytes that needs to hold `len`: for growth.
+/// Page-rounded, so repeated small appends do not grow it every time.
+fn grown_size(len: usize) -> Option<usize> {
+    size_for(len)?.checked_next_multiple_of(4096)
+}
+
+/// Returns a mapping of the segment's whole object after making sure the
+/// object is at least the given number of bytes (growing it if it is
+/// smaller, space reserved). Given by the segment layer to
+/// [`Framed::publish_or_grow`].
+pub type Grow<'g> = &'g dyn Fn(usize) -> anyhow::Result<Mapping>;
+
+/// A view of `map` at a capacity the caller has checked against it.
+fn view<'m>(map: &'m Mapping, target: &'m Target, capacity: usize) -> Framed<'m> {
+    Framed {
+        map,
+        target,
+        capacity,
+    }
 }
 
 /// One published version, copied out of the segment.
@@ -95,8 +154,12 @@ pub struct Framed<'a> {
 
 impl<'a> Framed<'a> {
     /// Validates the header of a segment whose magic says it is framed.
+    /// A header whose capacity exceeds the mapping is a [`Grown`] error.
     pub fn open(map: &'a Mapping, target: &'a Target) -> anyhow::Result<Framed<'a>> {
-        let capacity = PREFIX.check(map, target, capacity_for(map.len()))?;
+        let capacity = PREFIX.check(map, target, Some(usize::MAX))?;
+        if capacity_for(map.len()).is_none_or(|max| capacity > max) {
+            return Err(grown(target, capacity as u64, map.len()));
+        }
         Ok(Framed {
             map,
             target,
@@ -183,10 +246,21 @@ impl<'a> Framed<'a> {
         Framed::open(map, target)
     }
 
-    /// Bytes one version can hold.
+    /// Bytes one version could hold when this view was opened (a
+    /// segment may grow later; readers and writers re-read it).
     #[must_use]
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// The capacity in the header now, checked against this mapping: one
+    /// larger than the mapping can hold is a [`Grown`] error.
+    fn live_capacity(&self) -> anyhow::Result<usize> {
+        let capacity = self.map.atomic_u64(OFF_CAPACITY)?.load(Ordering::Acquire);
+        match usize::try_from(capacity) {
+            Ok(c) if c > 0 && capacity_for(self.map.len()).is_some_and(|max| c <= max) => Ok(c),
+            _ => Err(grown(self.target, capacity, self.map.len())),
+        }
     }
 
     /// The word that changes with every publish; followers sleep on it.
@@ -216,13 +290,14 @@ impl<'a> Framed<'a> {
             .atomic_u64(OFF_SLOTS + slot * SLOT_DESC_SIZE + field)?)
     }
 
-    fn slot_data(&self, slot: usize) -> usize {
-        HEADER_SIZE + slot * self.capacity
+    /// Where a slot's data starts, at a capacity read from the header.
+    fn slot_data(slot: usize, capacity: usize) -> usize {
+        HEADER_SIZE + slot * capacity
     }
 
-    fn slot_len(&self, slot: usize) -> anyhow::Result<Option<usize>> {
+    fn slot_len(&self, slot: usize, capacity: usize) -> anyhow::Result<Option<usize>> {
         let len = self.slot_word64(slot, SLOT_LEN)?.load(Ordering::Relaxed);
-        Ok(usize::try_from(len).ok().filter(|&l| l <= self.capacity))
+        Ok(usize::try_from(len).ok().filter(|&l| l <= capacity))
     }
 
     fn corrupt(&self, what: &str) -> anyhow::Error {
@@ -258,9 +333,11 @@ impl<'a> Framed<'a> {
                     return Err(self.corrupt("the published slot is marked as being written"));
                 }
             } else {
-                let len = self.slot_len(slot)?;
+                // Read after seq, re-checked after the copy: see "Growing" in docs/FORMAT.md.
+                let capacity = self.live_capacity()?;
+                let len = self.slot_len(slot, capacity)?;
                 let whole = self.copy_slot(
-                    slot,
+                    Self::slot_data(slot, capacity),
                     len.unwrap_or(0).min(limit),
                     generation,
                     before,
@@ -269,7 +346,10 @@ impl<'a> Framed<'a> {
                 let writer_pid = self.slot_word32(slot, SLOT_PID)?.load(Ordering::Relaxed);
                 let mtime_ns = self.slot_word64(slot, SLOT_MTIME)?.load(Ordering::Relaxed);
                 fence(Ordering::Acquire);
-                if whole && generation.load(Ordering::Relaxed) == before {
+                if whole
+                    && generation.load(Ordering::Relaxed) == before
+                    && self.unmoved(seq, capacity)?
+                {
                     if len.is_none() {
                         return Err(self.corrupt("content length exceeds the capacity"));
                     }
@@ -296,7 +376,7 @@ impl<'a> Framed<'a> {
         }
     }
 
-    /// Replaces `data` with the first `len` bytes of `slot`'s data, without
+    /// Replaces `data` with the first `len` bytes of slot data at `start`, without
     /// zero-filling the buffer first. Large contents go in chunks, each
     /// followed by a look at the slot's generation, so a copy that is being
     /// overwritten is abandoned early (false) instead of finished; and the
@@ -305,7 +385,7 @@ impl<'a> Framed<'a> {
     /// checks the generation once more after the copy.
     fn copy_slot(
         &self,
-        slot: usize,
+        start: usize,
         len: usize,
         generation: &AtomicU32,
         before: u32,
@@ -318,7 +398,6 @@ impl<'a> Framed<'a> {
             data.reserve_exact(len);
             os::advise_huge_pages(data.spare_capacity_mut());
         }
-        let start = self.slot_data(slot);
         let large = len >= os::LARGE_COPY;
         let mut copied = 0;
         while copied < len {
@@ -336,41 +415,159 @@ impl<'a> Framed<'a> {
         Ok(true)
     }
 
+    /// After a copy made at `seq` with `capacity`: whether neither moved.
+    /// A reader that copied slot 1 at a capacity a growth has replaced
+    /// sees seq moved (the growth moved the content to slot 0 first).
+    fn unmoved(&self, seq: u32, capacity: usize) -> anyhow::Result<bool> {
+        Ok(self.seq_word()?.load(Ordering::Relaxed) == seq
+            && self.map.atomic_u64(OFF_CAPACITY)?.load(Ordering::Relaxed) == capacity as u64)
+    }
+
     /// Publishes a new version made of `data` (after the current content
     /// with [`Publish::Append`]). Fails without changing anything when the
     /// result exceeds the capacity.
     pub fn publish(&self, data: &[u8], how: Publish) -> anyhow::Result<()> {
-        if data.len() > self.capacity {
+        self.publish_growing(data, how, None)
+    }
+
+    /// Like [`Framed::publish`], but a result that exceeds the capacity
+    /// grows the segment first (through `grow`), under the write lock, by
+    /// the protocol in docs/FORMAT.md ("Growing"). A segment that another
+    /// writer grew since this one mapped it is written through a new
+    /// mapping from `grow` too.
+    pub fn publish_or_grow(&self, data: &[u8], how: Publish, grow: Grow<'_>) -> anyhow::Result<()> {
+        self.publish_growing(data, how, Some(grow))
+    }
+
+    fn publish_growing(
+        &self,
+        data: &[u8],
+        how: Publish,
+        grow: Option<Grow<'_>>,
+    ) -> anyhow::Result<()> {
+        if data.len() > self.capacity && grow.is_none() {
             return Err(self.too_large(data.len()));
         }
         let _guard = take_lock(self.map, self.target)?;
         test_hook_hold_lock();
 
-        let seq_word = self.seq_word()?;
-        let seq = seq_word.load(Ordering::Acquire);
+        // Under the lock the capacity can only be changed by us. If another
+        // writer grew the segment, map it whole (our lock stays in the old
+        // mapping: the same memory).
+        let mut remapped: Option<Mapping> = None;
+        let capacity = match self.live_capacity() {
+            Ok(capacity) => capacity,
+            Err(e) if is_grown(&e) => match grow {
+                Some(grow) => {
+                    let claimed = self.map.atomic_u64(OFF_CAPACITY)?.load(Ordering::Acquire);
+                    let size = usize::try_from(claimed)
+                        .ok()
+                        .and_then(size_of_capacity)
+                        .ok_or(e)?;
+                    let map = remapped.insert(grow(size)?);
+                    Framed::open(map, self.target)?.live_capacity()?
+                }
+                None => return Err(e),
+            },
+            Err(e) => return Err(e),
+        };
+        let current = view(remapped.as_ref().unwrap_or(self.map), self.target, capacity);
+
+        let seq = current.seq_word()?.load(Ordering::Acquire);
         let published = (seq & 1) as usize;
-        let next = published ^ 1;
         let kept = match how {
             Publish::Replace => 0,
-            Publish::Append => self
-                .slot_len(published)?
-                .ok_or_else(|| self.corrupt("content length exceeds the capacity"))?,
+            Publish::Append => current
+                .slot_len(published, capacity)?
+                .ok_or_else(|| current.corrupt("content length exceeds the capacity"))?,
         };
         let total = kept + data.len();
-        if total > self.capacity {
-            return Err(self.too_large(total));
+        if total <= capacity {
+            return current.fill_and_publish(seq, published, capacity, kept, data);
         }
+        let Some(grow) = grow else {
+            return Err(self.too_large(total));
+        };
+        let size = grown_size(total).ok_or_else(|| self.too_large(total))?;
+        let new_capacity = capacity_for(size).ok_or_else(|| self.too_large(total))?;
+        // (1) The object grows first; old mappings are unaffected. On
+        // failure (a full /dev/shm) nothing has changed.
+        let larger = grow(size)?;
+        let grown = view(&larger, self.target, capacity);
+        // (2) Published content in slot 1 is moved to slot 0, whose offset
+        // never changes, as the same version.
+        let (seq, published) = if published == 1 {
+            grown.move_to_slot_0(capacity)?;
+            (seq.wrapping_add(1), 0)
+        } else {
+            (seq, published)
+        };
+        // (3) The new capacity, now that no published byte depends on it.
+        grown
+            .map
+            .atomic_u64(OFF_CAPACITY)?
+            .store(new_capacity as u64, Ordering::Release);
+        // (4) Publish into slot 1, at its offset for the new capacity.
+        let grown = view(&larger, self.target, new_capacity);
+        grown.fill_and_publish(seq, published, new_capacity, kept, data)
+    }
 
+    /// Step (2) of growing: copies the version published in slot 1 to
+    /// slot 0, keeping its length, time and writer, then publishes slot 0.
+    /// Followers see the same version (same time and writer) again.
+    fn move_to_slot_0(&self, capacity: usize) -> anyhow::Result<()> {
+        let seq_word = self.seq_word()?;
+        let seq = seq_word.load(Ordering::Acquire);
+        let len = self
+            .slot_len(1, capacity)?
+            .ok_or_else(|| self.corrupt("content length exceeds the capacity"))?;
+        let mtime = self.slot_word64(1, SLOT_MTIME)?.load(Ordering::Relaxed);
+        let pid = self.slot_word32(1, SLOT_PID)?.load(Ordering::Relaxed);
+        let generation = self.slot_word32(0, SLOT_GEN)?;
+        let writing = generation.load(Ordering::Relaxed) | 1;
+        generation.store(writing, Ordering::Relaxed);
+        fence(Ordering::Release);
+        self.map.copy_within(
+            Self::slot_data(1, capacity),
+            Self::slot_data(0, capacity),
+            len,
+        )?;
+        self.slot_word64(0, SLOT_LEN)?
+            .store(len as u64, Ordering::Relaxed);
+        self.slot_word64(0, SLOT_MTIME)?
+            .store(mtime, Ordering::Relaxed);
+        self.slot_word32(0, SLOT_PID)?.store(pid, Ordering::Relaxed);
+        generation.store(writing.wrapping_add(1), Ordering::Release);
+        seq_word.store(seq.wrapping_add(1), Ordering::Release);
+        Ok(())
+    }
+
+    /// Fills the slot that is not `published` with `kept` bytes of the
+    /// published content and then `data`, and publishes it. Called with
+    /// the write lock held.
+    fn fill_and_publish(
+        &self,
+        seq: u32,
+        published: usize,
+        capacity: usize,
+        kept: usize,
+        data: &[u8],
+    ) -> anyhow::Result<()> {
+        let next = published ^ 1;
+        let total = kept + data.len();
         let generation = self.slot_word32(next, SLOT_GEN)?;
         // Odd while writing; a dead predecessor may have left it odd already.
         let writing = generation.load(Ordering::Relaxed) | 1;
         generation.store(writing, Ordering::Relaxed);
         fence(Ordering::Release);
+        let (from, to) = (
+            Self::slot_data(published, capacity),
+            Self::slot_data(next, capacity),
+        );
         if kept > 0 {
-            self.map
-                .copy_within(self.slot_data(published), self.slot_data(next), kept)?;
+            self.map.copy_within(from, to, kept)?;
         }
-        self.map.write(self.slot_data(next) + kept, data)?;
+        self.map.write(to + kept, data)?;
         self.slot_word64(next, SLOT_LEN)?
             .store(total as u64, Ordering::Relaxed);
         self.slot_word64(next, SLOT_MTIME)?
@@ -378,24 +575,39 @@ impl<'a> Framed<'a> {
         self.slot_word32(next, SLOT_PID)?
             .store(std::process::id(), Ordering::Relaxed);
         generation.store(writing.wrapping_add(1), Ordering::Release);
+        let seq_word = self.seq_word()?;
         seq_word.store(seq.wrapping_add(1), Ordering::Release);
         wait::wake_all(seq_word);
         Ok(())
     }
 
     fn too_large(&self, len: usize) -> anyhow::Error {
-        let size = size_for(len).map_or_else(|| "a larger size".to_owned(), suggest_size);
-        failure(
-            Kind::Failed,
-            format!(
-                "input is {len} bytes but {} holds at most {} (segment of {} bytes); its content is unchanged. \
-                 Remove it (shm-read --remove {} > /dev/null) and write again with --size {size}",
-                self.target,
-                self.capacity,
-                self.map.len(),
-                self.target.flag(),
+        let holds = format!(
+            "input is {len} bytes but {} holds at most {} (segment of {} bytes); its content is unchanged",
+            self.target,
+            self.capacity,
+            self.map.len(),
+        );
+        let next = match self.target {
+            Target::Key { .. } => format!(
+                "a System V segment cannot grow: replace it by one that fits, under the same key, with \
+                 {} (programs attached to the old one keep it until they re-attach)",
+                self.target.command("shm-write --replace")
             ),
-        )
+            Target::Id(_) => {
+                "a segment addressed by id (-i) keeps its identity, so it cannot grow \
+                 or be replaced: write less, or address it by key with --replace"
+                    .to_owned()
+            }
+            Target::Name(_) => {
+                let size = size_for(len).map_or_else(|| "a larger size".to_owned(), suggest_size);
+                format!(
+                    "remove it ({} > /dev/null) and write again with --size {size}",
+                    self.target.command("shm-read --remove")
+                )
+            }
+        };
+        failure(Kind::Failed, format!("{holds}; {next}"))
     }
 }
 
@@ -495,11 +707,12 @@ impl Framed<'_> {
             let generation = self.slot_word32(slot, SLOT_GEN)?;
             let before = generation.load(Ordering::Acquire);
             if before & 1 == 0 {
-                let len = self.slot_len(slot)?;
+                let capacity = self.live_capacity()?;
+                let len = self.slot_len(slot, capacity)?;
                 let writer_pid = self.slot_word32(slot, SLOT_PID)?.load(Ordering::Relaxed);
                 let mtime_ns = self.slot_word64(slot, SLOT_MTIME)?.load(Ordering::Relaxed);
                 fence(Ordering::Acquire);
-                if generation.load(Ordering::Relaxed) == before {
+                if generation.load(Ordering::Relaxed) == before && self.unmoved(seq, capacity)? {
                     let len =
                         len.ok_or_else(|| self.corrupt("content length exceeds the capacity"))?;
                     return Ok(Published {
@@ -531,9 +744,10 @@ impl Framed<'_> {
             Publish::Append => self.published()?.len,
         };
         let next = (self.seq()? & 1) as usize ^ 1;
+        let capacity = self.live_capacity()?;
         Ok((
-            self.slot_data(next),
-            kept.saturating_add(len).min(self.capacity),
+            Self::slot_data(next, capacity),
+            kept.saturating_add(len).min(capacity),
         ))
     }
 }

@@ -171,7 +171,9 @@ impl<'a> Ring<'a> {
                 ),
                 _ => failure(
                     Kind::Failed,
-                    format!("{target} holds an unfinished stream whose writer is gone; {remove_first}"),
+                    format!(
+                        "{target} holds an unfinished stream whose writer is gone; {remove_first}"
+                    ),
                 ),
             })
         };
