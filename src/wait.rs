@@ -176,6 +176,11 @@ pub fn lock_robust(
     }
 }
 
+/// Longest pause between two looks of [`poll_until`]: what appears (a
+/// stream's writer, say) is found within this, which matters when a fast
+/// peer is blocked until we find it; a failed look costs a few µs.
+pub const POLL_CAP: Duration = Duration::from_millis(4);
+
 /// Polls `attempt` until it yields a value or the deadline passes (None).
 pub fn poll_until<T>(
     deadline: Deadline,
@@ -190,7 +195,7 @@ pub fn poll_until<T>(
             return Ok(None);
         }
         std::thread::sleep(deadline.slice(pause));
-        pause = (pause * 2).min(RECHECK);
+        pause = (pause * 2).min(POLL_CAP);
     }
 }
 

@@ -8,14 +8,15 @@
 //! compare-and-swap before it decides anything else, so of two racing
 //! writers exactly one goes on, and the other changes nothing. Data moves
 //! between the ring and file descriptors with read(2)/write(2) straight on
-//! the mapping, without an intermediate buffer. Either side sleeps on a
-//! futex event word when it cannot proceed, after a short spin, and
-//! re-checks the other side's claim while it sleeps. Every index is checked
+//! the mapping, without an intermediate buffer, each call as large as the
+//! free (or filled) span up to the wrap, so a small ring costs no more
+//! system calls than it must. Either side sleeps on a futex event word,
+//! without spinning, when it cannot proceed, and re-checks the other
+//! side's claim while it sleeps. Every index is checked
 //! against the capacity before use. Byte layout: docs/FORMAT.md.
 
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 
@@ -61,17 +62,6 @@ pub const WRITER_DONE: u32 = 1;
 pub const WRITER_FAILED: u32 = 2;
 /// `flags`: the reader stopped (its output was closed).
 pub const READER_CLOSED: u32 = 4;
-
-/// How long a side spins before it sleeps on a futex: long enough to catch
-/// a peer that is about to move, short enough not to steal a core.
-const SPIN: Duration = Duration::from_micros(20);
-
-/// Most bytes moved by one read(2)/write(2): a quarter of the ring, so the
-/// other side can work on the rest meanwhile.
-const fn chunk_limit(capacity: u64) -> u64 {
-    let quarter = capacity / 4;
-    if quarter == 0 { capacity } else { quarter }
-}
 
 /// Which end of the ring this process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -377,7 +367,9 @@ impl<'a> Ring<'a> {
     }
 
     /// Sleeps on `event` until `ready` says go, checking `peer_gone` at
-    /// least every [`RECHECK`]. Spins briefly first.
+    /// least every [`RECHECK`]. No spinning first: on two busy cores a spin
+    /// burns the CPU the copying peer needs, and measured against a ring
+    /// without it (/work/shared/perf/ring.c) no spin we tried paid.
     fn wait_for(
         &self,
         event: usize,
@@ -385,13 +377,6 @@ impl<'a> Ring<'a> {
         mut ready: impl FnMut() -> anyhow::Result<bool>,
         mut peer_gone: impl FnMut() -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
-        let spin_until = Instant::now() + SPIN;
-        while Instant::now() < spin_until {
-            if ready()? {
-                return Ok(());
-            }
-            std::hint::spin_loop();
-        }
         let event = self.word32(event)?;
         let waiting = self.word32(waiting_flag)?;
         loop {
@@ -448,7 +433,6 @@ impl<'a> Ring<'a> {
         progress: &dyn Fn(u64),
     ) -> anyhow::Result<Transferred> {
         let head_word = self.word64(OFF_HEAD)?;
-        let chunk = chunk_limit(self.capacity);
         loop {
             let (head, tail) = self.positions()?;
             self.check_reader(head)?;
@@ -463,7 +447,7 @@ impl<'a> Ring<'a> {
                 continue;
             }
             let until_wrap = self.capacity - head % self.capacity;
-            let len = free.min(until_wrap).min(chunk);
+            let len = free.min(until_wrap);
             #[allow(
                 clippy::cast_possible_truncation,
                 reason = "len <= capacity < mapping length"
@@ -598,7 +582,6 @@ impl<'a> Ring<'a> {
         progress: &dyn Fn(u64),
     ) -> anyhow::Result<Transferred> {
         let tail_word = self.word64(OFF_TAIL)?;
-        let chunk = chunk_limit(self.capacity);
         loop {
             let (head, tail) = self.positions()?;
             let available = head - tail;
@@ -618,7 +601,7 @@ impl<'a> Ring<'a> {
                 continue;
             }
             let until_wrap = self.capacity - tail % self.capacity;
-            let len = available.min(until_wrap).min(chunk);
+            let len = available.min(until_wrap);
             #[allow(
                 clippy::cast_possible_truncation,
                 reason = "len <= capacity < mapping length"
@@ -684,9 +667,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chunks_are_a_quarter_of_the_ring_but_never_zero() {
-        assert_eq!(chunk_limit(4 << 20), 1 << 20);
-        assert_eq!(chunk_limit(3), 3);
+    fn capacity_is_what_follows_the_header() {
         assert_eq!(capacity_for(HEADER_SIZE), None);
         assert_eq!(capacity_for(4096), Some(4096 - HEADER_SIZE));
     }
