@@ -592,3 +592,52 @@ fn lossless_followers_need_a_free_slot_and_write_access() {
         }
     }
 }
+
+/// Lines of `len` bytes (newline included), `{prefix}{n} ` padded with x.
+fn padded(prefix: &str, count: usize, len: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for n in 0..count {
+        let mut line = format!("{prefix}{n} ").into_bytes();
+        line.resize(len - 1, b'x');
+        line.push(b'\n');
+        out.extend_from_slice(&line);
+    }
+    out
+}
+
+/// The log's tail position, read from its file.
+fn tail_of(seg: &Seg) -> u64 {
+    let file = std::fs::File::open(path(seg)).unwrap();
+    let mut word = [0u8; 8];
+    file.read_exact_at(&mut word, 128).unwrap();
+    u64::from_ne_bytes(word)
+}
+
+#[test]
+fn a_writer_killed_after_emptying_the_log_leaves_the_numbering_intact() {
+    // Each record takes more than half the log, so every append first moves
+    // the tail up to the head; the test hook sleeps right after that. A
+    // writer killed there leaves no record to recount the numbers from, so
+    // the counter in the header must already be current.
+    let seg = Seg::name();
+    write(&strs(&seg.with(&["--lines", "-s", "4K"])), b"first\n").ok();
+    let record = 1520; // 1500 bytes of payload, 16 of header
+    for round in 0..3u64 {
+        let start = tail_of(&seg);
+        let mut cmd = write_cmd(&strs(&seg.with(&["--lines"])));
+        cmd.env("SHM_TOOLS_TEST_SLOW_APPEND_US", "3000");
+        let mut writer = Live::start(&mut cmd);
+        writer.send(&padded(&format!("round {round} "), 20, 1500));
+        // Three appends have moved the tail: two records are complete.
+        until("three appends", LIMIT, || {
+            tail_of(&seg) >= start + 3 * record
+        });
+        writer.kill();
+    }
+    write(&strs(&seg.with(&["--lines"])), b"after the crashes\n").ok();
+    let info = info(&seg);
+    let appended = info["records_appended"].as_u64().unwrap();
+    // "first", two complete records a round, "after the crashes".
+    assert!(appended >= 8, "numbers were reused: {info}");
+    assert_eq!(info["oldest_record"], appended - 1, "{info}");
+}

@@ -724,11 +724,16 @@ impl Appender<'_, '_> {
         header[8..16].copy_from_slice(&self.next_seq.to_ne_bytes());
         log.copy_in(self.head, &header)?;
         log.copy_in(self.head + RECORD_HEADER as u64, record)?;
+        test_hook_slow_append();
         self.head += size;
         self.next_seq += 1;
         log.word64(OFF_HEAD)?.store(self.head, Ordering::SeqCst);
+        // Kept current on every append, not just at the end of a batch:
+        // the next append may move the tail up to the head, and a writer
+        // killed then leaves no record to recount the sequence from.
+        log.word64(OFF_NEXT_SEQ)?
+            .store(self.next_seq, Ordering::SeqCst);
         self.appended = true;
-        test_hook_slow_append();
         Ok(())
     }
 
@@ -820,7 +825,8 @@ impl Drop for Appender<'_, '_> {
 
 /// Lets crash tests kill a writer mid-append: with
 /// `SHM_TOOLS_TEST_SLOW_APPEND_US` set, each append sleeps that long while
-/// holding the lock. Unset (always, outside tests) it is one cached lookup.
+/// holding the lock, after moving the tail and writing the record but
+/// before publishing it through head. Unset (always, outside tests) it is one cached lookup.
 fn test_hook_slow_append() {
     static DELAY: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
     let delay = DELAY.get_or_init(|| {
