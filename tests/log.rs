@@ -429,6 +429,14 @@ fn hostile_log_headers_give_a_clear_error() {
             99u64.to_ne_bytes().to_vec(),
         ),
         ("wrong version", 8, 77u32.to_ne_bytes().to_vec()),
+        (
+            "head and tail near 2^64",
+            64,
+            [u64::MAX - 7; 9]
+                .iter()
+                .flat_map(|w| w.to_ne_bytes())
+                .collect(),
+        ),
     ];
     for (what, offset, bytes) in cases {
         let (_seg, plain, follow) = scribbled(offset, &bytes);
@@ -640,4 +648,30 @@ fn a_writer_killed_after_emptying_the_log_leaves_the_numbering_intact() {
     // "first", two complete records a round, "after the crashes".
     assert!(appended >= 8, "numbers were reused: {info}");
     assert_eq!(info["oldest_record"], appended - 1, "{info}");
+}
+
+#[test]
+fn positions_near_two_to_the_64_are_refused_not_wrapped() {
+    // head (64) = tail (128) = 2^64 - 8: appending would wrap around zero.
+    let seg = Seg::name();
+    write(&strs(&seg.with(&["--lines", "-s", "8K"])), b"one\n").ok();
+    let file = OpenOptions::new().write(true).open(path(&seg)).unwrap();
+    let near = (u64::MAX - 7).to_ne_bytes();
+    file.write_all_at(&near, 64).unwrap();
+    file.write_all_at(&near, 128).unwrap();
+    write(&strs(&seg.with(&["--lines"])), b"x\ny\n")
+        .expect_code(1)
+        .stderr_has(&["corrupt log header"]);
+    // A record straddling 2^64: head just past it, tail just before.
+    file.write_all_at(&(u64::MAX - 15).to_ne_bytes(), 128)
+        .unwrap();
+    for extra in [&[][..], &["--tail", "1"][..], &["--follow"][..]] {
+        let out = run_limited(
+            &mut read_cmd(&strs(&seg.with(extra))),
+            b"",
+            Duration::from_secs(5),
+        );
+        out.expect_code(1).stderr_has(&["corrupt log header"]);
+        assert!(out.stdout.is_empty(), "{out}");
+    }
 }

@@ -241,7 +241,7 @@ impl<'a> Log<'a> {
     }
 
     /// `(head, tail)`, checked: both 8-aligned, `tail <= head <= tail +
-    /// capacity`. Head is read twice around tail, so a writer moving both
+    /// capacity`, `head <= u64::MAX - 2 * capacity`. Head is read twice around tail, so a writer moving both
     /// cannot make a consistent header look broken.
     pub fn positions(&self) -> anyhow::Result<(u64, u64)> {
         let head_word = self.word64(OFF_HEAD)?;
@@ -256,9 +256,13 @@ impl<'a> Log<'a> {
                 }
                 continue;
             }
+            // Positions count bytes ever appended: a head this close to
+            // 2^64 is forged, and position arithmetic past it would wrap.
+            let highest = u64::MAX - 2 * self.capacity;
             return match head.checked_sub(tail) {
                 Some(fill)
                     if fill <= self.capacity
+                        && head <= highest
                         && head.is_multiple_of(8)
                         && tail.is_multiple_of(8) =>
                 {
@@ -408,7 +412,7 @@ impl<'a> Log<'a> {
             }
             let (len, seq) = header.map_err(|what| self.corrupt(&what))?;
             let size = record_size(len).unwrap_or(usize::MAX) as u64;
-            if position + size > head {
+            if position.checked_add(size).is_none_or(|end| end > head) {
                 return Err(
                     self.corrupt(&format!("record at position {position} runs past the head"))
                 );
@@ -419,7 +423,7 @@ impl<'a> Log<'a> {
                 }
                 recent.push_back((position, seq));
             }
-            next_seq = Some(seq + 1);
+            next_seq = Some(seq.wrapping_add(1));
             position += size;
         }
         let cursor = match recent.front() {
@@ -465,7 +469,11 @@ impl<'a> Log<'a> {
             }
             let (len, seq) = header.map_err(|what| self.corrupt(&what))?;
             let size = record_size(len).unwrap_or(usize::MAX) as u64;
-            if cursor.position + size > head {
+            if cursor
+                .position
+                .checked_add(size)
+                .is_none_or(|end| end > head)
+            {
                 return Err(self.corrupt(&format!(
                     "record at position {} runs past the head {head}",
                     cursor.position
@@ -496,7 +504,7 @@ impl<'a> Log<'a> {
                 _ => 0,
             };
             cursor.position += size;
-            cursor.expected = Some(seq + 1);
+            cursor.expected = Some(seq.wrapping_add(1));
             return Ok(Step::Record { seq, missed });
         }
     }
@@ -716,6 +724,11 @@ impl Appender<'_, '_> {
             ));
         }
         let size = record_size(record.len()).expect("fits the capacity") as u64;
+        let end = self
+            .head
+            .checked_add(size)
+            .filter(|&end| end <= u64::MAX - 2 * log.capacity)
+            .ok_or_else(|| log.corrupt(&format!("head {} is near 2^64", self.head)))?;
         self.make_room(size)?;
         let mut header = [0u8; RECORD_HEADER];
         let len = u32::try_from(record.len()).expect("fits the capacity");
@@ -725,8 +738,8 @@ impl Appender<'_, '_> {
         log.copy_in(self.head, &header)?;
         log.copy_in(self.head + RECORD_HEADER as u64, record)?;
         test_hook_slow_append();
-        self.head += size;
-        self.next_seq += 1;
+        self.head = end;
+        self.next_seq = self.next_seq.wrapping_add(1);
         log.word64(OFF_HEAD)?.store(self.head, Ordering::SeqCst);
         // Kept current on every append, not just at the end of a batch:
         // the next append may move the tail up to the head, and a writer
@@ -742,11 +755,12 @@ impl Appender<'_, '_> {
     fn make_room(&mut self, size: u64) -> anyhow::Result<()> {
         let log = self.log;
         let mut tail = self.tail;
+        // The caller checked that head + size does not come near 2^64.
         while self.head + size - tail > log.capacity {
             let (len, _) = log
                 .record_header(tail)?
                 .map_err(|what| log.corrupt(&what))?;
-            tail += record_size(len).unwrap_or(usize::MAX) as u64;
+            tail = tail.saturating_add(record_size(len).unwrap_or(usize::MAX) as u64);
             if tail > self.head {
                 return Err(log.corrupt(&format!("record at position {tail} runs past the head")));
             }
