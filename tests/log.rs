@@ -675,3 +675,45 @@ fn positions_near_two_to_the_64_are_refused_not_wrapped() {
         assert!(out.stdout.is_empty(), "{out}");
     }
 }
+
+/// Kills its processes even when the test panics.
+struct Running(Vec<std::process::Child>);
+impl Drop for Running {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn a_lossless_follower_joining_a_busy_log_misses_nothing() {
+    // Writers move the tail while the follower claims its slot: what they
+    // overwrote then was never promised to it, so it is not a loss.
+    let seg = Seg::name();
+    empty_log(&seg, "4K");
+    let mut yes = Command::new("yes")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut cmd = write_cmd(&strs(&seg.with(&["--lines"])));
+    cmd.stdin(yes.stdout.take().unwrap())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let writer = cmd.spawn().unwrap();
+    let _running = Running(vec![yes, writer]);
+    until("the writer appends", LIMIT, || {
+        info(&seg)["records_appended"].as_u64().unwrap_or(0) > 1000
+    });
+    for _ in 0..80 {
+        let out = run_limited(
+            &mut read_cmd(&strs(&seg.with(&["--follow", "--lossless", "-c", "20000"]))),
+            b"",
+            Duration::from_secs(20),
+        );
+        out.ok();
+        assert_eq!(out.stdout.len(), 20000, "{out}");
+    }
+}

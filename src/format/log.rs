@@ -451,6 +451,11 @@ impl<'a> Log<'a> {
             if cursor.position == head {
                 return Ok(Step::Empty);
             }
+            if cursor.position > head && cursor.position <= self.positions()?.0 {
+                // Jumped to a tail past the caller's (older) head: nothing
+                // is wrong, the caller just has to look at the head again.
+                return Ok(Step::Empty);
+            }
             if cursor.position > head || !cursor.position.is_multiple_of(8) {
                 return Err(self.corrupt(&format!(
                     "head {head} went back before a reader's position {}",
@@ -617,7 +622,14 @@ impl<'a> Log<'a> {
                     if tail <= cursor.position {
                         break;
                     }
-                    cursor.lapped(tail);
+                    // Writers moved on since this reader chose where to
+                    // start: nothing was promised yet, so nothing is missed
+                    // (the first record read sets the numbering).
+                    *cursor = Cursor {
+                        position: tail,
+                        expected: None,
+                        lapped_from: None,
+                    };
                 }
                 return Ok(Some(Slot {
                     _guard: guard,
@@ -772,6 +784,11 @@ impl Appender<'_, '_> {
         log.word64(OFF_TAIL)?.store(tail, Ordering::SeqCst);
         // Readers that see any new byte must see the new tail too.
         fence(Ordering::SeqCst);
+        // A lossless follower joining now stores its position, then loads
+        // the tail; this writer stored the tail, and now loads the slots.
+        // One of the two sees the other: the follower moves up to the new
+        // tail, or it is seen (and waited for) here.
+        self.wait_for_followers(tail)?;
         self.tail = tail;
         Ok(())
     }
