@@ -429,6 +429,14 @@ fn hostile_log_headers_give_a_clear_error() {
             99u64.to_ne_bytes().to_vec(),
         ),
         ("wrong version", 8, 77u32.to_ne_bytes().to_vec()),
+        (
+            "head and tail near 2^64",
+            64,
+            [u64::MAX - 7; 9]
+                .iter()
+                .flat_map(|w| w.to_ne_bytes())
+                .collect(),
+        ),
     ];
     for (what, offset, bytes) in cases {
         let (_seg, plain, follow) = scribbled(offset, &bytes);
@@ -590,5 +598,122 @@ fn lossless_followers_need_a_free_slot_and_write_access() {
                 .expect_code(1)
                 .stderr_has(&["permission"]);
         }
+    }
+}
+
+/// Lines of `len` bytes (newline included), `{prefix}{n} ` padded with x.
+fn padded(prefix: &str, count: usize, len: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for n in 0..count {
+        let mut line = format!("{prefix}{n} ").into_bytes();
+        line.resize(len - 1, b'x');
+        line.push(b'\n');
+        out.extend_from_slice(&line);
+    }
+    out
+}
+
+/// The log's tail position, read from its file.
+fn tail_of(seg: &Seg) -> u64 {
+    let file = std::fs::File::open(path(seg)).unwrap();
+    let mut word = [0u8; 8];
+    file.read_exact_at(&mut word, 128).unwrap();
+    u64::from_ne_bytes(word)
+}
+
+#[test]
+fn a_writer_killed_after_emptying_the_log_leaves_the_numbering_intact() {
+    // Each record takes more than half the log, so every append first moves
+    // the tail up to the head; the test hook sleeps right after that. A
+    // writer killed there leaves no record to recount the numbers from, so
+    // the counter in the header must already be current.
+    let seg = Seg::name();
+    write(&strs(&seg.with(&["--lines", "-s", "4K"])), b"first\n").ok();
+    let record = 1520; // 1500 bytes of payload, 16 of header
+    for round in 0..3u64 {
+        let start = tail_of(&seg);
+        let mut cmd = write_cmd(&strs(&seg.with(&["--lines"])));
+        cmd.env("SHM_TOOLS_TEST_SLOW_APPEND_US", "3000");
+        let mut writer = Live::start(&mut cmd);
+        writer.send(&padded(&format!("round {round} "), 20, 1500));
+        // Three appends have moved the tail: two records are complete.
+        until("three appends", LIMIT, || {
+            tail_of(&seg) >= start + 3 * record
+        });
+        writer.kill();
+    }
+    write(&strs(&seg.with(&["--lines"])), b"after the crashes\n").ok();
+    let info = info(&seg);
+    let appended = info["records_appended"].as_u64().unwrap();
+    // "first", two complete records a round, "after the crashes".
+    assert!(appended >= 8, "numbers were reused: {info}");
+    assert_eq!(info["oldest_record"], appended - 1, "{info}");
+}
+
+#[test]
+fn positions_near_two_to_the_64_are_refused_not_wrapped() {
+    // head (64) = tail (128) = 2^64 - 8: appending would wrap around zero.
+    let seg = Seg::name();
+    write(&strs(&seg.with(&["--lines", "-s", "8K"])), b"one\n").ok();
+    let file = OpenOptions::new().write(true).open(path(&seg)).unwrap();
+    let near = (u64::MAX - 7).to_ne_bytes();
+    file.write_all_at(&near, 64).unwrap();
+    file.write_all_at(&near, 128).unwrap();
+    write(&strs(&seg.with(&["--lines"])), b"x\ny\n")
+        .expect_code(1)
+        .stderr_has(&["corrupt log header"]);
+    // A record straddling 2^64: head just past it, tail just before.
+    file.write_all_at(&(u64::MAX - 15).to_ne_bytes(), 128)
+        .unwrap();
+    for extra in [&[][..], &["--tail", "1"][..], &["--follow"][..]] {
+        let out = run_limited(
+            &mut read_cmd(&strs(&seg.with(extra))),
+            b"",
+            Duration::from_secs(5),
+        );
+        out.expect_code(1).stderr_has(&["corrupt log header"]);
+        assert!(out.stdout.is_empty(), "{out}");
+    }
+}
+
+/// Kills its processes even when the test panics.
+struct Running(Vec<std::process::Child>);
+impl Drop for Running {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn a_lossless_follower_joining_a_busy_log_misses_nothing() {
+    // Writers move the tail while the follower claims its slot: what they
+    // overwrote then was never promised to it, so it is not a loss.
+    let seg = Seg::name();
+    empty_log(&seg, "4K");
+    let mut yes = Command::new("yes")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut cmd = write_cmd(&strs(&seg.with(&["--lines"])));
+    cmd.stdin(yes.stdout.take().unwrap())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let writer = cmd.spawn().unwrap();
+    let _running = Running(vec![yes, writer]);
+    until("the writer appends", LIMIT, || {
+        info(&seg)["records_appended"].as_u64().unwrap_or(0) > 1000
+    });
+    for _ in 0..80 {
+        let out = run_limited(
+            &mut read_cmd(&strs(&seg.with(&["--follow", "--lossless", "-c", "20000"]))),
+            b"",
+            Duration::from_secs(20),
+        );
+        out.ok();
+        assert_eq!(out.stdout.len(), 20000, "{out}");
     }
 }

@@ -241,7 +241,7 @@ impl<'a> Log<'a> {
     }
 
     /// `(head, tail)`, checked: both 8-aligned, `tail <= head <= tail +
-    /// capacity`. Head is read twice around tail, so a writer moving both
+    /// capacity`, `head <= u64::MAX - 2 * capacity`. Head is read twice around tail, so a writer moving both
     /// cannot make a consistent header look broken.
     pub fn positions(&self) -> anyhow::Result<(u64, u64)> {
         let head_word = self.word64(OFF_HEAD)?;
@@ -256,9 +256,13 @@ impl<'a> Log<'a> {
                 }
                 continue;
             }
+            // Positions count bytes ever appended: a head this close to
+            // 2^64 is forged, and position arithmetic past it would wrap.
+            let highest = u64::MAX - 2 * self.capacity;
             return match head.checked_sub(tail) {
                 Some(fill)
                     if fill <= self.capacity
+                        && head <= highest
                         && head.is_multiple_of(8)
                         && tail.is_multiple_of(8) =>
                 {
@@ -408,7 +412,7 @@ impl<'a> Log<'a> {
             }
             let (len, seq) = header.map_err(|what| self.corrupt(&what))?;
             let size = record_size(len).unwrap_or(usize::MAX) as u64;
-            if position + size > head {
+            if position.checked_add(size).is_none_or(|end| end > head) {
                 return Err(
                     self.corrupt(&format!("record at position {position} runs past the head"))
                 );
@@ -419,7 +423,7 @@ impl<'a> Log<'a> {
                 }
                 recent.push_back((position, seq));
             }
-            next_seq = Some(seq + 1);
+            next_seq = Some(seq.wrapping_add(1));
             position += size;
         }
         let cursor = match recent.front() {
@@ -447,6 +451,11 @@ impl<'a> Log<'a> {
             if cursor.position == head {
                 return Ok(Step::Empty);
             }
+            if cursor.position > head && cursor.position <= self.positions()?.0 {
+                // Jumped to a tail past the caller's (older) head: nothing
+                // is wrong, the caller just has to look at the head again.
+                return Ok(Step::Empty);
+            }
             if cursor.position > head || !cursor.position.is_multiple_of(8) {
                 return Err(self.corrupt(&format!(
                     "head {head} went back before a reader's position {}",
@@ -465,7 +474,11 @@ impl<'a> Log<'a> {
             }
             let (len, seq) = header.map_err(|what| self.corrupt(&what))?;
             let size = record_size(len).unwrap_or(usize::MAX) as u64;
-            if cursor.position + size > head {
+            if cursor
+                .position
+                .checked_add(size)
+                .is_none_or(|end| end > head)
+            {
                 return Err(self.corrupt(&format!(
                     "record at position {} runs past the head {head}",
                     cursor.position
@@ -496,7 +509,7 @@ impl<'a> Log<'a> {
                 _ => 0,
             };
             cursor.position += size;
-            cursor.expected = Some(seq + 1);
+            cursor.expected = Some(seq.wrapping_add(1));
             return Ok(Step::Record { seq, missed });
         }
     }
@@ -609,7 +622,14 @@ impl<'a> Log<'a> {
                     if tail <= cursor.position {
                         break;
                     }
-                    cursor.lapped(tail);
+                    // Writers moved on since this reader chose where to
+                    // start: nothing was promised yet, so nothing is missed
+                    // (the first record read sets the numbering).
+                    *cursor = Cursor {
+                        position: tail,
+                        expected: None,
+                        lapped_from: None,
+                    };
                 }
                 return Ok(Some(Slot {
                     _guard: guard,
@@ -716,6 +736,11 @@ impl Appender<'_, '_> {
             ));
         }
         let size = record_size(record.len()).expect("fits the capacity") as u64;
+        let end = self
+            .head
+            .checked_add(size)
+            .filter(|&end| end <= u64::MAX - 2 * log.capacity)
+            .ok_or_else(|| log.corrupt(&format!("head {} is near 2^64", self.head)))?;
         self.make_room(size)?;
         let mut header = [0u8; RECORD_HEADER];
         let len = u32::try_from(record.len()).expect("fits the capacity");
@@ -724,11 +749,16 @@ impl Appender<'_, '_> {
         header[8..16].copy_from_slice(&self.next_seq.to_ne_bytes());
         log.copy_in(self.head, &header)?;
         log.copy_in(self.head + RECORD_HEADER as u64, record)?;
-        self.head += size;
-        self.next_seq += 1;
-        log.word64(OFF_HEAD)?.store(self.head, Ordering::SeqCst);
-        self.appended = true;
         test_hook_slow_append();
+        self.head = end;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        log.word64(OFF_HEAD)?.store(self.head, Ordering::SeqCst);
+        // Kept current on every append, not just at the end of a batch:
+        // the next append may move the tail up to the head, and a writer
+        // killed then leaves no record to recount the sequence from.
+        log.word64(OFF_NEXT_SEQ)?
+            .store(self.next_seq, Ordering::SeqCst);
+        self.appended = true;
         Ok(())
     }
 
@@ -737,11 +767,12 @@ impl Appender<'_, '_> {
     fn make_room(&mut self, size: u64) -> anyhow::Result<()> {
         let log = self.log;
         let mut tail = self.tail;
+        // The caller checked that head + size does not come near 2^64.
         while self.head + size - tail > log.capacity {
             let (len, _) = log
                 .record_header(tail)?
                 .map_err(|what| log.corrupt(&what))?;
-            tail += record_size(len).unwrap_or(usize::MAX) as u64;
+            tail = tail.saturating_add(record_size(len).unwrap_or(usize::MAX) as u64);
             if tail > self.head {
                 return Err(log.corrupt(&format!("record at position {tail} runs past the head")));
             }
@@ -753,6 +784,11 @@ impl Appender<'_, '_> {
         log.word64(OFF_TAIL)?.store(tail, Ordering::SeqCst);
         // Readers that see any new byte must see the new tail too.
         fence(Ordering::SeqCst);
+        // A lossless follower joining now stores its position, then loads
+        // the tail; this writer stored the tail, and now loads the slots.
+        // One of the two sees the other: the follower moves up to the new
+        // tail, or it is seen (and waited for) here.
+        self.wait_for_followers(tail)?;
         self.tail = tail;
         Ok(())
     }
@@ -820,7 +856,8 @@ impl Drop for Appender<'_, '_> {
 
 /// Lets crash tests kill a writer mid-append: with
 /// `SHM_TOOLS_TEST_SLOW_APPEND_US` set, each append sleeps that long while
-/// holding the lock. Unset (always, outside tests) it is one cached lookup.
+/// holding the lock, after moving the tail and writing the record but
+/// before publishing it through head. Unset (always, outside tests) it is one cached lookup.
 fn test_hook_slow_append() {
     static DELAY: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
     let delay = DELAY.get_or_init(|| {
