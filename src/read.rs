@@ -62,13 +62,26 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     } else {
         Access::ReadOnly
     };
-    let mut segment = if waits {
+    let opened = if waits {
         Segment::open_when(&target, access, deadline, opts.timeout, "to exist", |_| {
             Ok(true)
-        })?
+        })
     } else {
-        Segment::open(&target, access)?
+        Segment::open(&target, access)
     };
+    let mut segment = opened.map_err(|e| {
+        if opts.lossless && e.to_string().starts_with("permission denied") {
+            failure(
+                Kind::Failed,
+                format!(
+                    "{e:#}; --lossless needs write access to the log (a lossless follower keeps \
+                     its position in the log's header), plain --follow only read access"
+                ),
+            )
+        } else {
+            e
+        }
+    })?;
 
     if waits && !opts.all {
         remapping(&mut segment, |segment| {

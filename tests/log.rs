@@ -596,7 +596,7 @@ fn lossless_followers_need_a_free_slot_and_write_access() {
             cmd.args(["--follow", "--lossless"]);
             run(&mut cmd, b"")
                 .expect_code(1)
-                .stderr_has(&["permission"]);
+                .stderr_has(&["permission", "--lossless needs write access"]);
         }
     }
 }
@@ -716,4 +716,33 @@ fn a_lossless_follower_joining_a_busy_log_misses_nothing() {
         out.ok();
         assert_eq!(out.stdout.len(), 20000, "{out}");
     }
+}
+
+/// A lossless slot that never moves (a follower stopped with Ctrl-Z, or a
+/// word scribbled by anyone who may write the log) holds writers back as a
+/// stopped reader holds a pipe's writer, but not silently: the writer says
+/// on stderr, within a couple of seconds, what it is waiting for.
+#[test]
+fn a_writer_held_back_by_a_lossless_slot_says_so() {
+    use std::os::unix::fs::FileExt;
+    let seg = Seg::name();
+    empty_log(&seg, "4096");
+    // Slot 0: its lock word (8 bytes into the slot) held by "tid 1", its
+    // position (16 bytes in) at 0: a live follower that has read nothing.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path(&seg))
+        .unwrap();
+    file.write_at(&1u32.to_ne_bytes(), 256 + 8).unwrap();
+    file.write_at(&0u64.to_ne_bytes(), 256 + 16).unwrap();
+    let mut writer = Live::start(&mut write_cmd(&strs(&seg.with(&["--lines"]))));
+    writer.send(&numbered("held back ", 2000));
+    thread::sleep(Duration::from_millis(2500));
+    writer.kill();
+    let out = writer.finish(LIMIT);
+    assert!(
+        out.stderr.contains("waiting for a lossless follower of"),
+        "the writer waited silently\n{out}"
+    );
+    assert_eq!(out.stderr.trim_end().lines().count(), 1, "{out}");
 }

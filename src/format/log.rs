@@ -801,10 +801,25 @@ impl Appender<'_, '_> {
         let event = log.word32(OFF_TAIL_EVENT)?;
         let waiting = log.word32(OFF_WRITER_WAITING)?;
         let mut spins = 0u32;
+        let started = std::time::Instant::now();
+        let mut told = false;
         loop {
             match log.slowest_follower(self.tail, self.head)? {
                 Some(slowest) if slowest < new_tail => {}
                 _ => return Ok(()),
+            }
+            // Waiting is the point, as a pipe's writer waits for its
+            // reader; but a follower that is stopped (Ctrl-Z), or a slot
+            // someone scribbled on, would hold us silently: say so once.
+            if !told && started.elapsed() >= std::time::Duration::from_secs(1) {
+                told = true;
+                eprintln!(
+                    "shm-write: waiting for a lossless follower of {} (shm-read --follow --lossless) \
+                     that is a whole log behind; writers wait for it until it reads on, exits or is \
+                     killed (shm-read {} --info counts lossless_followers)",
+                    log.target,
+                    log.target.flag()
+                );
             }
             if spins < 200 {
                 spins += 1;
