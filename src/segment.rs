@@ -119,18 +119,7 @@ impl Segment {
             Target::Id(id) => (Handle::Sysv(*id, None), false),
             Target::Key { key, .. } => {
                 let flags = libc::IPC_CREAT | libc::IPC_EXCL | mode;
-                match os::shmget(*key, create.size, flags) {
-                    Ok(id) => {
-                        if *key == ShmKey::PRIVATE {
-                            // What ipcmk prints, so scripts can pick the id up.
-                            eprintln!("Shared memory id: {id}");
-                        }
-                        (Handle::Sysv(id, None), true)
-                    }
-                    Err(Errno::EEXIST) if create.exclusive => return Err(exists_error(target)),
-                    Err(Errno::EEXIST) => (Handle::Sysv(lookup_key(target, *key)?, None), false),
-                    Err(e) => return Err(create_error(target, create.size, e)),
-                }
+                return create_or_attach_key(target, *key, create.size, flags, create.exclusive);
             }
             Target::Name(name) => create_posix(target, name, create)?,
         };
@@ -350,16 +339,49 @@ impl Segment {
         }
         let flags =
             libc::IPC_CREAT | libc::IPC_EXCL | libc::c_int::try_from(mode & 0o777).unwrap_or(0o600);
-        let (handle, created) = match os::shmget(*key, size, flags) {
-            Ok(new) => (Handle::Sysv(new, None), true),
-            Err(Errno::EEXIST) => (Handle::Sysv(lookup_key(&self.target, *key)?, None), false),
-            Err(e) => return Err(create_error(&self.target, size, e)),
-        };
-        Ok((
-            Segment::attach(&self.target, handle, Access::ReadWrite)?,
-            created,
-        ))
+        create_or_attach_key(&self.target, *key, size, flags, false)
     }
+}
+
+/// Creates the System V segment under `key` exclusively (`flags` hold
+/// IPC_CREAT|IPC_EXCL and the mode), or attaches the one already there.
+/// One that vanishes between the two (removed by `--remove` or replaced
+/// by a racing `--replace`) is tried again, so a writer that would have
+/// created the segment is never told it is missing.
+fn create_or_attach_key(
+    target: &Target,
+    key: ShmKey,
+    size: usize,
+    flags: libc::c_int,
+    exclusive: bool,
+) -> anyhow::Result<(Segment, bool)> {
+    for _ in 0..16 {
+        let (id, created) = match os::shmget(key, size, flags) {
+            Ok(id) => {
+                if key == ShmKey::PRIVATE {
+                    // What ipcmk prints, so scripts can pick the id up.
+                    eprintln!("Shared memory id: {id}");
+                }
+                (id, true)
+            }
+            Err(Errno::EEXIST) if exclusive => return Err(exists_error(target)),
+            Err(Errno::EEXIST) => match lookup_key(target, key) {
+                Ok(id) => (id, false),
+                Err(e) if kind_of(&e) == Some(Kind::NotFound) => continue,
+                Err(e) => return Err(e),
+            },
+            Err(e) => return Err(create_error(target, size, e)),
+        };
+        match Segment::attach(target, Handle::Sysv(id, None), Access::ReadWrite) {
+            Ok(segment) => return Ok((segment, created)),
+            Err(e) if !created && kind_of(&e) == Some(Kind::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(failure(
+        Kind::Failed,
+        format!("{target} keeps being removed and created again by others; try again"),
+    ))
 }
 
 /// Maps `size` bytes of a POSIX object, with messages naming `target`.
