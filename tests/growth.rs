@@ -240,42 +240,6 @@ fn racing_growing_writers_leave_one_whole_version() {
     }
 }
 
-/// Runs `script` (sh) in a mount namespace whose /dev/shm is a 1 MiB
-/// tmpfs, or None (with the reason printed) where that is not permitted.
-fn in_small_dev_shm(script: &str) -> Option<String> {
-    let setup = "mount --make-rprivate / && mount -t tmpfs -o size=1M tmpfs /dev/shm";
-    match Command::new("unshare")
-        .args(["-m", "sh", "-c", setup])
-        .output()
-    {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => {
-            eprintln!(
-                "skipped: cannot mount a small /dev/shm: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-            return None;
-        }
-        Err(e) => {
-            eprintln!("skipped: no unshare: {e}");
-            return None;
-        }
-    }
-    let out = Command::new("unshare")
-        .args(["-m", "sh", "-c", &format!("{setup} && {script}")])
-        .env("SHM_WRITE", env!("CARGO_BIN_EXE_shm-write"))
-        .env("SHM_READ", env!("CARGO_BIN_EXE_shm-read"))
-        .output()
-        .expect("unshare");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "script failed: {text}");
-    Some(text)
-}
-
 #[test]
 fn growth_on_a_full_dev_shm_fails_and_keeps_the_content() {
     let script = r#"

@@ -13,8 +13,8 @@ use std::thread;
 use std::time::Duration;
 
 use common::{
-    Live, Output, Seg, finish, info, is_root, read, read_cmd, run_limited, spawn, strs, write,
-    write_cmd,
+    Live, Output, Seg, finish, in_small_dev_shm, info, is_root, read, read_cmd, run_limited, spawn,
+    strs, write, write_cmd,
 };
 
 static COUNTER: AtomicU32 = AtomicU32::new(1);
@@ -449,52 +449,6 @@ fn writers_racing_onto_a_fresh_ipcmk_segment_all_succeed() {
         let seg = Seg::id(id);
         race_writers(&seg, RACE_WRITERS, round);
     }
-}
-
-/// Runs `script` in a mount namespace whose /dev/shm is a 1 MiB tmpfs, or
-/// None (with the reason printed) where that is not permitted.
-fn in_small_dev_shm(script: &str) -> Option<String> {
-    let probe = Command::new("unshare")
-        .args([
-            "-m",
-            "sh",
-            "-c",
-            "mount --make-rprivate / && mount -t tmpfs -o size=1M tmpfs /dev/shm",
-        ])
-        .output();
-    match probe {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => {
-            eprintln!(
-                "skipped: cannot mount a small /dev/shm in a mount namespace: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-            return None;
-        }
-        Err(e) => {
-            eprintln!("skipped: no unshare: {e}");
-            return None;
-        }
-    }
-    let out = Command::new("unshare")
-        .args([
-            "-m",
-            "sh",
-            "-c",
-            &format!(
-                "mount --make-rprivate / && mount -t tmpfs -o size=1M tmpfs /dev/shm && {script}"
-            ),
-        ])
-        .env("SHM_WRITE", env!("CARGO_BIN_EXE_shm-write"))
-        .output()
-        .expect("unshare");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "script failed: {text}");
-    Some(text)
 }
 
 #[test]

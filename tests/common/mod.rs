@@ -541,3 +541,42 @@ pub fn compile_classic(dir: &Path) -> Option<(PathBuf, PathBuf)> {
     let writer = built.pop()?;
     Some((writer, reader))
 }
+
+/// Runs `script` with `sh` in a mount namespace whose /dev/shm is a 1 MiB
+/// tmpfs (a full /dev/shm), with $SHM_WRITE and $SHM_READ naming the
+/// binaries; returns its stdout and stderr, or None (with the reason
+/// printed) where such a namespace is not permitted. Panics if the script
+/// fails.
+pub fn in_small_dev_shm(script: &str) -> Option<String> {
+    let setup = "mount --make-rprivate / && mount -t tmpfs -o size=1M tmpfs /dev/shm";
+    match Command::new("unshare")
+        .args(["-m", "sh", "-c", setup])
+        .output()
+    {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            eprintln!(
+                "skipped: cannot mount a small /dev/shm: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return None;
+        }
+        Err(e) => {
+            eprintln!("skipped: no unshare: {e}");
+            return None;
+        }
+    }
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", &format!("{setup} && {script}")])
+        .env("SHM_WRITE", env!("CARGO_BIN_EXE_shm-write"))
+        .env("SHM_READ", env!("CARGO_BIN_EXE_shm-read"))
+        .output()
+        .expect("unshare");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "script failed: {text}");
+    Some(text)
+}
