@@ -372,9 +372,11 @@ fn create_or_attach_key(
             },
             Err(e) => return Err(create_error(target, size, e)),
         };
+        // Gone before we attached, even one we had just created (a racing
+        // --replace removes whatever it finds): try again.
         match Segment::attach(target, Handle::Sysv(id, None), Access::ReadWrite) {
             Ok(segment) => return Ok((segment, created)),
-            Err(e) if !created && kind_of(&e) == Some(Kind::NotFound) => {}
+            Err(e) if kind_of(&e) == Some(Kind::NotFound) => {}
             Err(e) => return Err(e),
         }
     }
