@@ -316,6 +316,9 @@ fn id_candidates() -> Vec<CompletionCandidate> {
 /// process truncated under us fails the run whatever the body returned,
 /// so nothing exits 0 having read or written zeros in place of content.
 pub fn run(program: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
+    // Past `ulimit -f`, a call fails with EFBIG and is reported, instead of
+    // the kernel killing us silently.
+    crate::os::ignore_file_size_signal();
     let result = body();
     if let Some(report) = crate::os::truncation_report() {
         eprintln!("{program}: {report}");

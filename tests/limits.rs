@@ -1,0 +1,155 @@
+//! Nothing lost under limits: kernel.shm* limits, memory and file size
+//! limits, a full /dev/shm. Every failed write says which limit, with its
+//! value, in one line, exits 1, and leaves the previous content intact.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+/// Runs `script` with `sh` in a fresh IPC namespace (whose kernel.shm*
+/// values are its own, and whose segments vanish with it), with
+/// $SHM_WRITE and $SHM_READ naming the binaries. Returns stdout, and
+/// stderr (checked to be at most one line per failing command by callers).
+fn in_ipc_namespace(script: &str) -> Output {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--ipc", "sh", "-c", script])
+        .env("SHM_WRITE", env!("CARGO_BIN_EXE_shm-write"))
+        .env("SHM_READ", env!("CARGO_BIN_EXE_shm-read"));
+    let out = run(&mut cmd, b"");
+    out.ok();
+    out
+}
+
+/// The one line of stderr a script's failing command wrote, checked.
+fn one_line(out: &Output, parts: &[&str]) {
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line of stderr\n{out}");
+    for part in parts {
+        assert!(lines[0].contains(part), "stderr lacks {part:?}\n{out}");
+    }
+}
+
+#[test]
+fn replace_under_a_small_shmmax_keeps_the_old_segment() {
+    let out = in_ipc_namespace(
+        r#"printf 'old content' | $SHM_WRITE -k 0x7101
+        sysctl -qw kernel.shmmax=8192
+        head -c 20000 /dev/zero | $SHM_WRITE -k 0x7101 --replace; echo "rc=$?"
+        $SHM_READ -k 0x7101"#,
+    );
+    assert_eq!(out.stdout_str(), "rc=1\nold content", "{out}");
+    one_line(&out, &["kernel.shmmax is 8192", "content is unchanged"]);
+}
+
+#[test]
+fn replace_with_shmall_used_up_keeps_the_old_segment() {
+    // The old segment takes one page of three; the new one needs ten.
+    let out = in_ipc_namespace(
+        r#"printf 'old content' | $SHM_WRITE -k 0x7102
+        sysctl -qw kernel.shmall=3
+        head -c 20000 /dev/zero | $SHM_WRITE -k 0x7102 --replace; echo "rc=$?"
+        $SHM_READ -k 0x7102; echo
+        sysctl -qw kernel.shmall=100
+        head -c 20000 /dev/zero | $SHM_WRITE -k 0x7102 --replace; echo "rc=$?"
+        $SHM_READ -k 0x7102 | wc -c"#,
+    );
+    assert_eq!(
+        out.stdout_str().split_whitespace().collect::<Vec<_>>(),
+        ["rc=1", "old", "content", "rc=0", "20000"],
+        "{out}"
+    );
+    one_line(&out, &["kernel.shmall is 3 pages", "content is unchanged"]);
+}
+
+#[test]
+fn replace_with_no_segment_ids_left_keeps_the_old_segment() {
+    let out = in_ipc_namespace(
+        r#"printf 'old content' | $SHM_WRITE -k 0x7103
+        sysctl -qw kernel.shmmni=1
+        head -c 20000 /dev/zero | $SHM_WRITE -k 0x7103 --replace; echo "rc=$?"
+        $SHM_READ -k 0x7103"#,
+    );
+    assert_eq!(out.stdout_str(), "rc=1\nold content", "{out}");
+    one_line(
+        &out,
+        &["kernel.shmmni is 1 segments", "content is unchanged"],
+    );
+}
+
+#[test]
+fn creating_past_shmmax_names_the_limit_and_its_value() {
+    let out = in_ipc_namespace(
+        r#"sysctl -qw kernel.shmmax=8192
+        head -c 20000 /dev/zero | $SHM_WRITE -k 0x7104; echo "rc=$?""#,
+    );
+    assert_eq!(out.stdout_str(), "rc=1\n", "{out}");
+    one_line(&out, &["kernel.shmmax is 8192"]);
+}
+
+/// `prlimit ARGS -- shm-write WRITE_ARGS` fed `stdin`.
+fn write_limited(limits: &[&str], args: &[&str], stdin: &[u8]) -> Output {
+    let mut cmd = Command::new("prlimit");
+    cmd.args(limits)
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_shm-write"))
+        .args(args);
+    run(&mut cmd, stdin)
+}
+
+#[test]
+fn stdin_larger_than_memory_is_one_line_and_the_content_stays() {
+    let seg = Seg::key();
+    write(&strs(&seg.with(&[])), b"old content").ok();
+    let huge = vec![b'x'; 120 << 20];
+    let out = write_limited(&["--as=100000000"], &strs(&seg.with(&[])), &huge);
+    out.expect_code(1)
+        .stderr_has(&["does not fit this process's memory", "nothing was written"]);
+    read(&strs(&seg.with(&[]))).ok();
+    assert_eq!(read(&strs(&seg.with(&[]))).stdout, b"old content");
+}
+
+#[test]
+fn a_file_size_limit_is_one_line_when_creating_and_when_growing() {
+    let seg = Seg::name();
+    let out = write_limited(&["--fsize=0"], &strs(&seg.with(&[])), b"hello");
+    out.expect_code(1)
+        .stderr_has(&["the file size limit (ulimit -f) is 0 bytes"]);
+    assert!(!seg.exists(), "nothing was created\n{out}");
+    write(&strs(&seg.with(&[])), b"old content").ok();
+    let big = vec![b'y'; 64 << 10];
+    let out = write_limited(&["--fsize=8192"], &strs(&seg.with(&[])), &big);
+    out.expect_code(1).stderr_has(&[
+        "cannot grow",
+        "the file size limit (ulimit -f) is 8192 bytes",
+    ]);
+    assert_eq!(read(&strs(&seg.with(&[]))).stdout, b"old content");
+}
+
+#[test]
+fn a_full_dev_shm_names_its_size() {
+    let Some(text) =
+        in_small_dev_shm(r#"head -c 2000000 /dev/zero | $SHM_WRITE -n full; echo "rc=$?""#)
+    else {
+        return;
+    };
+    assert!(text.contains("rc=1"), "{text}");
+    assert!(text.contains("/dev/shm is 1.00 MiB"), "{text}");
+}
+
+#[test]
+fn a_missing_dev_shm_is_explained() {
+    let script = r#"mount --make-rprivate / && mount -t tmpfs tmpfs /dev && \
+        printf hi | "$SHM_WRITE" -n nodir; echo "rc=$?""#;
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "sh", "-c", script])
+        .env("SHM_WRITE", env!("CARGO_BIN_EXE_shm-write"));
+    let out = run(&mut cmd, b"");
+    if !out.status.success() {
+        eprintln!("skipped: cannot mount over /dev: {out}");
+        return;
+    }
+    assert_eq!(out.stdout_str(), "rc=1\n", "{out}");
+    one_line(&out, &["/dev/shm does not exist", "mount -t tmpfs"]);
+}
