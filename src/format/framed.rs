@@ -656,15 +656,20 @@ fn take_lock<'m>(map: &'m Mapping, target: &Target) -> anyhow::Result<RobustGuar
         return Ok(guard);
     }
     let holder = match Holder::at(map, OFF_LOCK)? {
-        Holder::Alive(tid) => format!("a live process (tid {tid} in its PID namespace)"),
+        Holder::Alive(tid) => format!("thread {tid} (in its PID namespace)"),
         // It let go just now; rare enough that the caller may simply retry.
-        Holder::Free | Holder::Died => "a live process".to_owned(),
+        Holder::Free | Holder::Died => "another writer".to_owned(),
     };
+    // The kernel frees the lock of a holder that dies only if the holder
+    // had it on its robust list: a word written any other way (by hand, or
+    // by a program that is not shm-tools) stays "held" for good.
     Err(failure(
         Kind::Failed,
         format!(
-            "{holder} has held the write lock on {target} for {}s; if it is stuck, kill it \
-             (a dead holder's lock is taken over), or remove the segment",
+            "the write lock on {target} has been held by {holder} for {}s; nothing was written. \
+             The holder may be stopped (kill -CONT it) or stuck (kill it: a dead holder's lock is \
+             taken over); if no such thread lives, the lock word is stale: remove the segment and \
+             write it again",
             LOCK_PATIENCE.as_secs()
         ),
     ))

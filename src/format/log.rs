@@ -14,7 +14,7 @@
 //! holder has not read. Every header value and record header is checked
 //! against the mapping before use. Byte layout: docs/FORMAT.md.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
 use std::time::{Duration, Instant};
 
 use crate::address::Target;
@@ -198,7 +198,7 @@ impl<'a> Log<'a> {
             ));
         }
         // Racing creators: the lock decides, the magic goes in last.
-        let _guard = lock(map, target)?;
+        let _guard = lock(map, target, &|| false)?;
         if !PREFIX.present(map)? {
             PREFIX.write(map, capacity)?;
         }
@@ -586,7 +586,7 @@ impl<'a> Log<'a> {
     /// holding it may have left the sequence counter one behind; the
     /// records themselves are intact, so the counter is recomputed.
     pub fn appender(&self) -> anyhow::Result<Appender<'_, 'a>> {
-        let guard = lock(self.map, self.target)?;
+        let guard = lock(self.map, self.target, &|| self.held_back().unwrap_or(false))?;
         let (head, tail) = self.positions()?;
         let mut next_seq = self.word64(OFF_NEXT_SEQ)?.load(Ordering::Relaxed);
         if guard.previous_owner_died() {
@@ -661,26 +661,84 @@ impl<'a> Log<'a> {
     }
 }
 
+impl Log<'_> {
+    /// Whether a live lossless follower has records left to read: what
+    /// a writer holding the lock may be waiting for.
+    fn held_back(&self) -> anyhow::Result<bool> {
+        let (head, tail) = self.positions()?;
+        Ok(self
+            .slowest_follower(tail, head)?
+            .is_some_and(|slowest| slowest < head))
+    }
+}
+
 fn slot_offset(slot: usize) -> usize {
     OFF_SLOTS + slot * SLOT_SIZE
 }
 
-/// Takes the log's write lock, waiting for a live holder up to [`PATIENCE`].
-fn lock<'m>(map: &'m Mapping, target: &Target) -> anyhow::Result<RobustGuard<'m>> {
-    let deadline = Deadline::after(Some(PATIENCE));
-    let waiting = |tid| {
-        eprintln!("shm-write: waiting for thread {tid}, which holds the write lock on {target}");
-    };
-    wait::lock_robust(map, OFF_LOCK, deadline, waiting)?.ok_or_else(|| {
-        failure(
+/// Whether this process said already that it waits for a lossless
+/// follower: once per process, not once per batch or per wait.
+static TOLD_WAITING: AtomicBool = AtomicBool::new(false);
+
+/// Says, once per process, that a writer waits for a lossless follower.
+fn tell_waiting(target: &Target, how: &str) {
+    if !TOLD_WAITING.swap(true, Ordering::Relaxed) {
+        eprintln!(
+            "shm-write: waiting for a lossless follower of {target} (shm-read --follow --lossless) \
+             that is a whole log behind{how}; writers wait for it as long as it lives, as a pipe's \
+             writer waits for its reader, and go on when it reads on, exits or is killed \
+             (shm-read {} --info counts lossless_followers)",
+            target.flag()
+        );
+    }
+}
+
+/// Takes the log's write lock. A live holder is waited for as long as a
+/// live lossless follower holds it back (`held_back`: lossless means no
+/// record is dropped, however slow or stopped the follower); a holder that
+/// keeps it [`PATIENCE`] with nothing holding it back is reported.
+fn lock<'m>(
+    map: &'m Mapping,
+    target: &Target,
+    held_back: &dyn Fn() -> bool,
+) -> anyhow::Result<RobustGuard<'m>> {
+    let mut told = false;
+    loop {
+        let deadline = Deadline::after(Some(PATIENCE));
+        let waiting = |tid| {
+            if held_back() {
+                tell_waiting(target, " (the writer holding the lock waits for it)");
+            } else if !told {
+                eprintln!(
+                    "shm-write: waiting for thread {tid} (in its PID namespace), which holds the \
+                     write lock on {target}"
+                );
+            }
+        };
+        if let Some(guard) = wait::lock_robust(map, OFF_LOCK, deadline, waiting)? {
+            return Ok(guard);
+        }
+        told = true;
+        if held_back() {
+            continue;
+        }
+        let holder = match Holder::at(map, OFF_LOCK)? {
+            Holder::Alive(tid) => format!("thread {tid} (in its PID namespace)"),
+            // Let go just now: try again.
+            Holder::Free | Holder::Died => continue,
+        };
+        return Err(failure(
             Kind::Failed,
             format!(
-                "another writer has held the write lock on {target} for {}s (a lossless follower \
-                 that stopped reading holds writers back); if it is stuck, kill it, or remove the log",
+                "the write lock on {target} has been held by {holder} for {}s, and no lossless \
+                 follower holds writers back; nothing was appended by this writer after that. The \
+                 holder may be stopped (kill -CONT it), stuck (kill it: a dead holder's lock is \
+                 taken over), or, if no such thread lives, the lock word is stale: remove the log \
+                 and start it again",
                 PATIENCE.as_secs()
             ),
-        )
-    })
+        ));
+    }
 }
 
 /// A lossless follower's slot: its published position. Released (by the
@@ -801,8 +859,7 @@ impl Appender<'_, '_> {
         let event = log.word32(OFF_TAIL_EVENT)?;
         let waiting = log.word32(OFF_WRITER_WAITING)?;
         let mut spins = 0u32;
-        let started = std::time::Instant::now();
-        let mut told = false;
+        let started = Instant::now();
         loop {
             match log.slowest_follower(self.tail, self.head)? {
                 Some(slowest) if slowest < new_tail => {}
@@ -811,15 +868,8 @@ impl Appender<'_, '_> {
             // Waiting is the point, as a pipe's writer waits for its
             // reader; but a follower that is stopped (Ctrl-Z), or a slot
             // someone scribbled on, would hold us silently: say so once.
-            if !told && started.elapsed() >= std::time::Duration::from_secs(1) {
-                told = true;
-                eprintln!(
-                    "shm-write: waiting for a lossless follower of {} (shm-read --follow --lossless) \
-                     that is a whole log behind; writers wait for it until it reads on, exits or is \
-                     killed (shm-read {} --info counts lossless_followers)",
-                    log.target,
-                    log.target.flag()
-                );
+            if started.elapsed() >= Duration::from_secs(1) {
+                tell_waiting(log.target, "");
             }
             if spins < 200 {
                 spins += 1;
