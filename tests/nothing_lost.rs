@@ -53,3 +53,34 @@ fn a_forged_end_of_stream_is_not_believed_while_the_writer_lives() {
     out.ok();
     assert_eq!(out.stdout, b"first part\nsecond part\n");
 }
+
+/// `prlimit --as=BYTES shm-read ARGS`.
+fn read_limited(bytes: u64, args: &[&str]) -> Output {
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.arg(format!("--as={bytes}"))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_shm-read"))
+        .args(args);
+    run(&mut cmd, b"")
+}
+
+#[test]
+fn info_and_list_of_a_log_read_its_headers_only() {
+    const RECORD: usize = 60 << 20;
+    let seg = Seg::name();
+    let mut line = vec![b'x'; RECORD];
+    line.push(b'\n');
+    write(&strs(&seg.with(&["--lines", "-s", "64M"])), &line).ok();
+    drop(line);
+    // The 64 MiB mapping, the program, and room to spare, but not for a
+    // copy of the record.
+    let limit = 100_000_000;
+    let out = read_limited(limit, &strs(&seg.with(&["--info", "--json"])));
+    out.ok();
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["records_held"], 1, "{info}");
+    assert_eq!(info["bytes_held"], RECORD + 1, "{info}");
+    let out = read_limited(limit, &["--list"]);
+    out.ok();
+    assert!(out.stdout_str().contains("log, 1 records"), "{out}");
+}

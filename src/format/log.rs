@@ -528,26 +528,64 @@ impl Cursor {
 }
 
 impl<'a> Log<'a> {
-    /// What the log holds now (a walk from tail to head).
+    /// What the log holds now: a walk from tail to head over the record
+    /// headers only, so a log of large records costs no copy of them.
     pub fn summary(&self) -> anyhow::Result<Summary> {
+        let started = Instant::now();
+        loop {
+            if let Some(summary) = self.try_summary()? {
+                return Ok(summary);
+            }
+            if started.elapsed() > PATIENCE {
+                return Err(failure(
+                    Kind::Failed,
+                    format!(
+                        "writers overwrote {} faster than it could be scanned for {}s; try again",
+                        self.target,
+                        PATIENCE.as_secs()
+                    ),
+                ));
+            }
+        }
+    }
+
+    /// One header walk; None if writers overtook it.
+    fn try_summary(&self) -> anyhow::Result<Option<Summary>> {
         let appended = self.word64(OFF_NEXT_SEQ)?.load(Ordering::Acquire);
-        let mut cursor = self.cursor_at_oldest()?;
-        let (head, _) = self.positions()?;
-        let mut buf = Vec::new();
+        let (head, tail) = self.positions()?;
         let mut summary = Summary {
             appended,
             held: 0,
             bytes_held: 0,
             oldest: None,
         };
-        while let Step::Record { seq, .. } = self.next(&mut cursor, head, &mut buf)? {
-            if summary.held == 0 {
-                summary.oldest = Some(seq);
+        let mut position = tail;
+        let mut expected: Option<u64> = None;
+        while position < head {
+            let header = self.record_header(position)?;
+            fence(Ordering::Acquire);
+            if self.tail()? > position {
+                return Ok(None);
             }
+            let (len, seq) = header.map_err(|what| self.corrupt(&what))?;
+            let size = record_size(len).unwrap_or(usize::MAX) as u64;
+            if position.checked_add(size).is_none_or(|end| end > head) {
+                return Err(
+                    self.corrupt(&format!("record at position {position} runs past the head"))
+                );
+            }
+            if let Some(expected) = expected.filter(|&e| e != seq) {
+                return Err(self.corrupt(&format!(
+                    "record at position {position} has sequence number {seq}, expected {expected}"
+                )));
+            }
+            summary.oldest.get_or_insert(seq);
             summary.held += 1;
-            summary.bytes_held += buf.len() as u64;
+            summary.bytes_held += len as u64;
+            expected = Some(seq.wrapping_add(1));
+            position += size;
         }
-        Ok(summary)
+        Ok(Some(summary))
     }
 
     /// Every record held, concatenated: what a plain read prints.
