@@ -263,7 +263,10 @@ impl<'o> Writer<'o> {
         } else {
             Publish::Replace
         };
-        let framed = Framed::for_writing(map, target)?;
+        let framed = match target {
+            Target::Name(_) => Framed::for_writing(map, target)?,
+            Target::Key { .. } | Target::Id(_) => Framed::for_publishing(map, target, data.len())?,
+        };
         // Faulting in the slot's pages one by one under the lock costs more
         // than the copy; done beforehand, in one call, it does not hold the
         // lock at all. Only a hint: a segment about to grow has no such span.

@@ -84,3 +84,27 @@ fn info_and_list_of_a_log_read_its_headers_only() {
     out.ok();
     assert!(out.stdout_str().contains("log, 1 records"), "{out}");
 }
+
+#[test]
+fn a_failed_write_leaves_a_zero_filled_foreign_segment_as_it_was() {
+    use shm_tools::os::{Mapping, shm_stat, shmget};
+    for (size, input) in [(130, 200), (8192, 9000)] {
+        let seg = Seg::key();
+        let key = seg.key_value().unwrap();
+        let id = shmget(
+            key,
+            size,
+            nix::libc::IPC_CREAT | nix::libc::IPC_EXCL | 0o600,
+        )
+        .unwrap();
+        for args in [seg.args.clone(), vec!["-i".to_owned(), id.to_string()]] {
+            let out = write(&strs(&args), &vec![b'x'; input]);
+            out.expect_code(1).stderr_has(&["content is unchanged"]);
+        }
+        let map = Mapping::attach_sysv(id, shm_stat(id).unwrap().size, false).unwrap();
+        assert!(
+            map.is_zero(0, size).unwrap(),
+            "the {size}-byte segment was changed"
+        );
+    }
+}

@@ -224,6 +224,24 @@ impl<'a> Framed<'a> {
         }
     }
 
+    /// [`Framed::for_writing`] for a publish of `len` bytes into a segment
+    /// that cannot grow: a blank (all-zero) segment that could not hold
+    /// them is refused before our header goes in, so a failed write leaves
+    /// a foreign segment byte for byte as it was.
+    pub fn for_publishing(
+        map: &'a Mapping,
+        target: &'a Target,
+        len: usize,
+    ) -> anyhow::Result<Framed<'a>> {
+        if Layout::detect(map) == Layout::Foreign
+            && let Some(capacity) = capacity_for(map.len())
+            && capacity < len
+        {
+            return Err(too_large(target, len, capacity, map.len()));
+        }
+        Framed::for_writing(map, target)
+    }
+
     /// Turns an all-zero segment into an empty framed one. Safe against
     /// racing writers: the zero lock word is taken first, and the magic is
     /// stored last, so nobody sees a half-made header as framed.
@@ -582,33 +600,35 @@ impl<'a> Framed<'a> {
     }
 
     fn too_large(&self, len: usize) -> anyhow::Error {
-        let holds = format!(
-            "input is {len} bytes but {} holds at most {} (segment of {} bytes); its content is unchanged",
-            self.target,
-            self.capacity,
-            self.map.len(),
-        );
-        let next = match self.target {
-            Target::Key { .. } => format!(
-                "a System V segment cannot grow: replace it by one that fits, under the same key, with \
-                 {} (programs attached to the old one keep it until they re-attach)",
-                self.target.command("shm-write --replace")
-            ),
-            Target::Id(_) => {
-                "a segment addressed by id (-i) keeps its identity, so it cannot grow \
-                 or be replaced: write less, or address it by key with --replace"
-                    .to_owned()
-            }
-            Target::Name(_) => {
-                let size = size_for(len).map_or_else(|| "a larger size".to_owned(), suggest_size);
-                format!(
-                    "remove it ({} > /dev/null) and write again with --size {size}",
-                    self.target.command("shm-read --remove")
-                )
-            }
-        };
-        failure(Kind::Failed, format!("{holds}; {next}"))
+        too_large(self.target, len, self.capacity, self.map.len())
     }
+}
+
+/// Input of `len` bytes that a segment of `size` bytes, holding at most
+/// `capacity`, cannot take: what to do instead, by how it is addressed.
+fn too_large(target: &Target, len: usize, capacity: usize, size: usize) -> anyhow::Error {
+    let holds = format!(
+        "input is {len} bytes but {target} holds at most {capacity} (segment of {size} bytes); \
+             its content is unchanged"
+    );
+    let next = match target {
+        Target::Key { .. } => format!(
+            "a System V segment cannot grow: replace it by one that fits, under the same key, with \
+                 {} (programs attached to the old one keep it until they re-attach)",
+            target.command("shm-write --replace")
+        ),
+        Target::Id(_) => "a segment addressed by id (-i) keeps its identity, so it cannot grow \
+                 or be replaced: write less, or address it by key with --replace"
+            .to_owned(),
+        Target::Name(_) => {
+            let size = size_for(len).map_or_else(|| "a larger size".to_owned(), suggest_size);
+            format!(
+                "remove it ({} > /dev/null) and write again with --size {size}",
+                target.command("shm-read --remove")
+            )
+        }
+    };
+    failure(Kind::Failed, format!("{holds}; {next}"))
 }
 
 /// Whether the segment starts with text ended by a NUL, as a C string:
