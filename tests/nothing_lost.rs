@@ -108,3 +108,37 @@ fn a_failed_write_leaves_a_zero_filled_foreign_segment_as_it_was() {
         );
     }
 }
+
+#[test]
+fn a_writer_refuses_a_log_whose_next_sequence_number_was_forged() {
+    let seg = Seg::name();
+    write(
+        &strs(&seg.with(&["--lines", "-s", "8K"])),
+        b"one\ntwo\nthree\n",
+    )
+    .ok();
+    // next_seq, at offset 48: three records were appended, it says 1000.
+    write_at(&seg, 48, &1000u64.to_ne_bytes());
+    let out = write(&strs(&seg.with(&["--lines"])), b"four\n");
+    out.expect_code(1).stderr_has(&[
+        "corrupt log header",
+        "next sequence number is 1000",
+        "number 2",
+    ]);
+    // Nothing was appended: the log still reads as it was.
+    assert_eq!(read_u64(&seg, 48), 1000);
+    let out = read(&strs(&seg.with(&["--tail", "1"])));
+    out.ok();
+    assert_eq!(out.stdout, b"three\n");
+}
+
+#[test]
+fn a_log_capacity_below_the_minimum_is_called_that() {
+    let seg = Seg::name();
+    write(&strs(&seg.with(&["--lines", "-s", "8K"])), b"one\n").ok();
+    write_at(&seg, 16, &56u64.to_ne_bytes());
+    let out = read(&strs(&seg.args));
+    out.expect_code(1)
+        .stderr_has(&["capacity 56 is below the smallest a log has, 64"]);
+    assert!(!out.stderr.contains("multiple of 8"), "{out}");
+}

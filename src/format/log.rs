@@ -14,6 +14,7 @@
 //! holder has not read. Every header value and record header is checked
 //! against the mapping before use. Byte layout: docs/FORMAT.md.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
 use std::time::{Duration, Instant};
 
@@ -78,6 +79,9 @@ pub struct Log<'a> {
     map: &'a Mapping,
     target: &'a Target,
     capacity: u64,
+    /// `(head, next_seq)` as this process's last batch of appends left
+    /// them: what the next batch checks the header against.
+    verified: Cell<Option<(u64, u64)>>,
 }
 
 /// What [`Cursor::next`] found.
@@ -138,9 +142,16 @@ impl<'a> Log<'a> {
             map,
             target,
             capacity: capacity as u64,
+            verified: Cell::new(None),
         };
-        if !capacity.is_multiple_of(8) || capacity < 4 * RECORD_HEADER {
+        if !capacity.is_multiple_of(8) {
             return Err(log.corrupt(&format!("capacity {capacity} is not a multiple of 8")));
+        }
+        if capacity < 4 * RECORD_HEADER {
+            return Err(log.corrupt(&format!(
+                "capacity {capacity} is below the smallest a log has, {}",
+                4 * RECORD_HEADER
+            )));
         }
         Ok(log)
     }
@@ -632,6 +643,8 @@ impl<'a> Log<'a> {
             if let Some(seq) = cursor.expected {
                 next_seq = seq;
             }
+        } else {
+            self.verify_numbering(head, tail, next_seq)?;
         }
         Ok(Appender {
             log: self,
@@ -641,6 +654,46 @@ impl<'a> Log<'a> {
             next_seq,
             appended: false,
         })
+    }
+
+    /// Checks, under the write lock, that the header adds up before this
+    /// writer appends: the records from where this process's last batch
+    /// ended (or, the first time, from the tail) to the head are whole and
+    /// numbered one after another, and `next_seq` follows the last. A log
+    /// whose counter someone forged would otherwise take records that every
+    /// reader then rejects. Only others' records since our last batch are
+    /// walked, so a lone writer checks nothing twice.
+    fn verify_numbering(&self, head: u64, tail: u64, next_seq: u64) -> anyhow::Result<()> {
+        let (mut position, mut expected) = match self.verified.get() {
+            Some((at, seq)) if (tail..=head).contains(&at) => (at, Some(seq)),
+            _ => (tail, None),
+        };
+        while position < head {
+            let (len, seq) = self
+                .record_header(position)?
+                .map_err(|what| self.corrupt(&what))?;
+            if expected.is_some_and(|e| e != seq) {
+                return Err(self.corrupt(&format!(
+                    "record at position {position} has sequence number {seq}, expected {}",
+                    expected.unwrap_or_default()
+                )));
+            }
+            let size = record_size(len).unwrap_or(usize::MAX) as u64;
+            position = position
+                .checked_add(size)
+                .filter(|&end| end <= head)
+                .ok_or_else(|| {
+                    self.corrupt(&format!("record at position {position} runs past the head"))
+                })?;
+            expected = Some(seq.wrapping_add(1));
+        }
+        match expected {
+            Some(expected) if expected != next_seq => Err(self.corrupt(&format!(
+                "the next sequence number is {next_seq}, but the last record held is number {}",
+                expected.wrapping_sub(1)
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Claims a lossless follower slot for `cursor`: writers will not
@@ -939,6 +992,8 @@ impl Log<'_> {
 
 impl Drop for Appender<'_, '_> {
     fn drop(&mut self) {
+        // Still under the lock: what the next batch checks the header against.
+        self.log.verified.set(Some((self.head, self.next_seq)));
         if !self.appended {
             return;
         }
