@@ -142,3 +142,22 @@ fn a_log_capacity_below_the_minimum_is_called_that() {
         .stderr_has(&["capacity 56 is below the smallest a log has, 64"]);
     assert!(!out.stderr.contains("multiple of 8"), "{out}");
 }
+
+#[test]
+fn list_under_a_low_descriptor_limit_still_names_owners() {
+    let seg = Seg::name();
+    write(&strs(&seg.args), b"x").ok();
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.args(["--nofile=5", "--", env!("CARGO_BIN_EXE_shm-read"), "--list"]);
+    let out = run(&mut cmd, b"");
+    out.ok();
+    let name = seg.name_value().unwrap();
+    let row = out
+        .stdout_str()
+        .lines()
+        .find(|l| l.starts_with(&format!("-n {name} ")))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no row for {name}\n{out}"));
+    let owner = row.split_whitespace().nth(4).unwrap().to_owned();
+    assert_eq!(owner, "root", "{row}");
+}
