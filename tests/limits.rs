@@ -153,3 +153,35 @@ fn a_missing_dev_shm_is_explained() {
     assert_eq!(out.stdout_str(), "rc=1\n", "{out}");
     one_line(&out, &["/dev/shm does not exist", "mount -t tmpfs"]);
 }
+
+/// `shm-write ARGS` as user `uid` (setpriv execs it), fed `stdin`.
+fn write_as(uid: u32, args: &[&str], stdin: &[u8]) -> Output {
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        &format!("--reuid={uid}"),
+        &format!("--regid={uid}"),
+        "--clear-groups",
+        "--",
+    ])
+    .arg(env!("CARGO_BIN_EXE_shm-write"))
+    .args(args);
+    run(&mut cmd, stdin)
+}
+
+#[test]
+fn replace_of_another_users_open_segment_says_only_its_owner_may() {
+    if !is_root() {
+        eprintln!("skipped: needs root to act as two other users");
+        return;
+    }
+    let seg = Seg::key();
+    write_as(65534, &strs(&seg.with(&["-m", "0666"])), b"theirs").ok();
+    let out = write_as(65533, &strs(&seg.with(&["--replace"])), &vec![b'x'; 20_000]);
+    out.expect_code(1).stderr_has(&[
+        "only its owner, its creator or root may",
+        "whatever its mode",
+        "content is unchanged",
+    ]);
+    assert!(!out.stderr.contains("widen its mode"), "{out}");
+    assert_eq!(read(&strs(&seg.args)).ok().stdout, b"theirs");
+}
