@@ -185,3 +185,62 @@ fn replace_of_another_users_open_segment_says_only_its_owner_may() {
     assert!(!out.stderr.contains("widen its mode"), "{out}");
     assert_eq!(read(&strs(&seg.args)).ok().stdout, b"theirs");
 }
+
+/// Sets vm.nr_overcommit_hugepages for as long as it lives, when no huge
+/// pages are configured: surplus huge pages are taken only when used and
+/// given back when freed. (vm.* is not per namespace: this touches the
+/// machine, so it only ever raises a zero, and puts the zero back.)
+struct HugePages(Option<String>);
+
+const OVERCOMMIT: &str = "/proc/sys/vm/nr_overcommit_hugepages";
+
+impl HugePages {
+    fn ensure(pages: u32) -> HugePages {
+        let configured = |path: &str| {
+            std::fs::read_to_string(path).is_ok_and(|v| v.trim().parse::<u64>().unwrap_or(0) > 0)
+        };
+        if configured("/proc/sys/vm/nr_hugepages") || configured(OVERCOMMIT) {
+            return HugePages(None);
+        }
+        let before = std::fs::read_to_string(OVERCOMMIT).unwrap_or_default();
+        match std::fs::write(OVERCOMMIT, pages.to_string()) {
+            Ok(()) => HugePages(Some(before)),
+            Err(_) => HugePages(None),
+        }
+    }
+}
+
+impl Drop for HugePages {
+    fn drop(&mut self) {
+        if let Some(before) = &self.0 {
+            let _ = std::fs::write(OVERCOMMIT, before.trim());
+        }
+    }
+}
+
+#[test]
+fn replace_keeps_huge_pages() {
+    use shm_tools::os::{Mapping, SHM_HUGETLB, shm_stat, shmget};
+    let _pages = HugePages::ensure(16);
+    let seg = Seg::key();
+    let key = seg.key_value().unwrap();
+    let flags = nix::libc::IPC_CREAT | nix::libc::IPC_EXCL | SHM_HUGETLB | 0o600;
+    if let Err(e) = shmget(key, 2 << 20, flags) {
+        eprintln!("skipped: no huge pages for System V segments here: {e}");
+        return;
+    }
+    write(&strs(&seg.args), b"small").ok();
+    let big = random_bytes(3 << 20, 17);
+    write(&strs(&seg.with(&["--replace"])), &big).ok();
+    assert_eq!(read(&strs(&seg.args)).ok().stdout, big);
+    let id = shmget(key, 0, 0).unwrap();
+    let map = Mapping::attach_sysv(id, shm_stat(id).unwrap().size, false).unwrap();
+    assert!(map.is_hugetlb(), "the replacement lost its huge pages");
+    drop(map);
+    // And an ordinary segment is not taken for one of huge pages.
+    let plain = Seg::key();
+    write(&strs(&plain.args), b"plain").ok();
+    let id = shmget(plain.key_value().unwrap(), 0, 0).unwrap();
+    let map = Mapping::attach_sysv(id, shm_stat(id).unwrap().size, false).unwrap();
+    assert!(!map.is_hugetlb());
+}
