@@ -161,3 +161,36 @@ fn list_under_a_low_descriptor_limit_still_names_owners() {
     let owner = row.split_whitespace().nth(4).unwrap().to_owned();
     assert_eq!(owner, "root", "{row}");
 }
+
+/// A lock word naming a thread that holds no robust list (written by
+/// hand, or left by a program that is not shm-tools): the kernel never
+/// frees it, so a writer gives up after its patience, and must say what
+/// that may mean instead of blaming a live process or a follower.
+fn a_stale_lock_word_is_called_possibly_stale(lines: bool, lock_word_at: u64) {
+    let seg = Seg::name();
+    let mut args = seg.args.clone();
+    if lines {
+        args.push("--lines".into());
+    }
+    write(&strs(&args), b"first\n").ok();
+    write_at(&seg, lock_word_at, &999_999u32.to_ne_bytes());
+    let out = run_limited(&mut write_cmd(&strs(&args)), b"second\n", LIMIT);
+    out.expect_code(1);
+    let last = out.stderr.lines().last().unwrap_or_default();
+    for part in ["held by thread 999999", "no such thread lives", "stale"] {
+        assert!(last.contains(part), "lacks {part:?}\n{out}");
+    }
+    for wrong in ["a live process", "lossless follower that stopped"] {
+        assert!(!last.contains(wrong), "says {wrong:?}\n{out}");
+    }
+}
+
+#[test]
+fn a_stale_snapshot_lock_word_is_called_possibly_stale() {
+    a_stale_lock_word_is_called_possibly_stale(false, 80 + 8);
+}
+
+#[test]
+fn a_stale_log_lock_word_is_called_possibly_stale() {
+    a_stale_lock_word_is_called_possibly_stale(true, 32 + 8);
+}
