@@ -244,3 +244,19 @@ fn replace_keeps_huge_pages() {
     let map = Mapping::attach_sysv(id, shm_stat(id).unwrap().size, false).unwrap();
     assert!(!map.is_hugetlb());
 }
+
+#[test]
+fn a_snapshot_larger_than_memory_is_one_line_for_the_reader() {
+    let seg = Seg::name();
+    // A 120 MiB snapshot takes a 240 MiB segment: mapped, it fits the
+    // limit with room for the program, but a copy of the content does not.
+    let content = vec![b'z'; 120 << 20];
+    write(&strs(&seg.args), &content).ok();
+    let mut cmd = Command::new("prlimit");
+    cmd.args(["--as=330000000", "--", env!("CARGO_BIN_EXE_shm-read")])
+        .args(&seg.args);
+    let out = run(&mut cmd, b"");
+    out.expect_code(1)
+        .stderr_has(&["cannot copy the 125829120 bytes", "memory (ulimit -v)"]);
+    assert!(out.stdout.is_empty());
+}

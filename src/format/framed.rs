@@ -413,7 +413,18 @@ impl<'a> Framed<'a> {
         const COPY_CHUNK: usize = 4 << 20;
         data.clear();
         if data.capacity() < len {
-            data.reserve_exact(len);
+            // Fallible: content larger than this process's memory is an
+            // error with a message, not an abort.
+            data.try_reserve_exact(len).map_err(|_| {
+                failure(
+                    Kind::Failed,
+                    format!(
+                        "cannot copy the {len} bytes of {}: this process may not have that much \
+                         memory (ulimit -v); its content is unchanged",
+                        self.target
+                    ),
+                )
+            })?;
             os::advise_huge_pages(data.spare_capacity_mut());
         }
         let large = len >= os::LARGE_COPY;
