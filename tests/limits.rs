@@ -260,3 +260,22 @@ fn a_snapshot_larger_than_memory_is_one_line_for_the_reader() {
         .stderr_has(&["cannot copy the 125829120 bytes", "memory (ulimit -v)"]);
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn an_error_that_cannot_be_printed_is_still_exit_1_not_a_panic() {
+    // stderr is a file that ulimit -f keeps from growing: the message is
+    // lost, the exit status must not be.
+    let seg = Seg::name();
+    let file = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("stderr-{}", std::process::id()));
+    let stderr = std::fs::File::create(&file).unwrap();
+    let mut cmd = Command::new("prlimit");
+    cmd.args(["--fsize=0", "--", env!("CARGO_BIN_EXE_shm-write")])
+        .args(&seg.args)
+        .stdin(std::process::Stdio::null())
+        .stderr(stderr);
+    let status = cmd.status().unwrap();
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(status.code(), Some(1), "{status}");
+    assert!(!seg.exists());
+}

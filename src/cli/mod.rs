@@ -329,7 +329,12 @@ pub fn run(program: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode
         Err(err) => match outcome(&err) {
             Outcome::QuietBrokenPipe => ExitCode::SUCCESS,
             Outcome::Exit(code) => {
-                eprintln!("{program}: {err:#}");
+                // Not eprintln!: a stderr that cannot be written (a file
+                // past ulimit -f, say) must not turn the error into a panic.
+                let _ = std::io::Write::write_fmt(
+                    &mut std::io::stderr(),
+                    format_args!("{program}: {err:#}\n"),
+                );
                 ExitCode::from(code)
             }
         },
