@@ -156,8 +156,7 @@ fn list_under_a_low_descriptor_limit_still_names_owners() {
         .stdout_str()
         .lines()
         .find(|l| l.starts_with(&format!("-n {name} ")))
-        .map(str::to_owned)
-        .unwrap_or_else(|| panic!("no row for {name}\n{out}"));
+        .map_or_else(|| panic!("no row for {name}\n{out}"), str::to_owned);
     let owner = row.split_whitespace().nth(4).unwrap().to_owned();
     assert_eq!(owner, "root", "{row}");
 }

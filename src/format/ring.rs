@@ -651,7 +651,7 @@ impl<'a> Ring<'a> {
             // at its death) releases its claim, which it does right after
             // setting DONE. So a DONE with a live claim is waited out.
             if matches!(holder, Holder::Alive(_)) {
-                return Ok(self.claim_released_soon()?);
+                return self.claim_released_soon();
             }
             // head is final once DONE is set; done only if all of it arrived.
             let (head, tail) = self.positions()?;
