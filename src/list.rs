@@ -243,8 +243,12 @@ fn posix_rows() -> Vec<Row> {
     let Ok(entries) = std::fs::read_dir("/dev/shm") else {
         return Vec::new();
     };
+    // Read whole first: the directory's descriptor is closed before any
+    // object is opened, so a low descriptor limit (ulimit -n) leaves room
+    // to open them and to look up their owners' names.
+    let entries: Vec<std::fs::DirEntry> = entries.filter_map(Result::ok).collect();
     let mut rows: Vec<(String, Row)> = entries
-        .filter_map(Result::ok)
+        .into_iter()
         .filter_map(|entry| {
             // DirEntry::metadata does not follow symlinks: only real objects.
             let meta = entry.metadata().ok().filter(std::fs::Metadata::is_file)?;

@@ -151,6 +151,24 @@ pub fn shm_stat(id: ShmId) -> Result<SysvStat, Errno> {
     })
 }
 
+/// `SHM_HUGETLB`: a System V segment backed by huge pages (a creation
+/// flag; IPC_STAT does not report it, see [`Mapping::is_hugetlb`]).
+pub const SHM_HUGETLB: libc::c_int = libc::SHM_HUGETLB;
+
+/// Makes SIGXFSZ ignored, so that going past `RLIMIT_FSIZE` (`ulimit -f`)
+/// fails the call with EFBIG, which is reported in one line, instead of
+/// the kernel killing the process with no word in the middle of a write.
+pub fn ignore_file_size_signal() {
+    // SAFETY: SIG_IGN installs no handler code, and nothing in this program
+    // relies on SIGXFSZ's default action.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGXFSZ,
+            nix::sys::signal::SigHandler::SigIgn,
+        )
+    };
+}
+
 /// `shmctl(IPC_RMID)`: the segment goes away once the last process detaches.
 pub fn shm_remove(id: ShmId) -> Result<(), Errno> {
     // SAFETY: IPC_RMID ignores the buffer argument, so null is allowed.
@@ -261,6 +279,25 @@ impl Mapping {
     #[must_use]
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Whether the kernel backs this mapping with huge pages (a System V
+    /// segment made with SHM_HUGETLB): its /proc/self/smaps entry reports a
+    /// kernel page size above 4 kB. False when that cannot be read.
+    #[must_use]
+    pub fn is_hugetlb(&self) -> bool {
+        let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+            return false;
+        };
+        let start = format!("{:x}-", self.base.as_ptr() as usize);
+        // Every entry has a KernelPageSize line: the first after our
+        // entry's first line is ours.
+        smaps
+            .lines()
+            .skip_while(|line| !line.starts_with(&start))
+            .find_map(|line| line.strip_prefix("KernelPageSize:"))
+            .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .is_some_and(|kb| kb > 4)
     }
 
     /// True for a zero-length mapping (never produced; kept for clippy).

@@ -316,6 +316,9 @@ fn id_candidates() -> Vec<CompletionCandidate> {
 /// process truncated under us fails the run whatever the body returned,
 /// so nothing exits 0 having read or written zeros in place of content.
 pub fn run(program: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
+    // Past `ulimit -f`, a call fails with EFBIG and is reported, instead of
+    // the kernel killing us silently.
+    crate::os::ignore_file_size_signal();
     let result = body();
     if let Some(report) = crate::os::truncation_report() {
         eprintln!("{program}: {report}");
@@ -326,7 +329,12 @@ pub fn run(program: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode
         Err(err) => match outcome(&err) {
             Outcome::QuietBrokenPipe => ExitCode::SUCCESS,
             Outcome::Exit(code) => {
-                eprintln!("{program}: {err:#}");
+                // Not eprintln!: a stderr that cannot be written (a file
+                // past ulimit -f, say) must not turn the error into a panic.
+                let _ = std::io::Write::write_fmt(
+                    &mut std::io::stderr(),
+                    format_args!("{program}: {err:#}\n"),
+                );
                 ExitCode::from(code)
             }
         },

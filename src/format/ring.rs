@@ -594,7 +594,12 @@ impl<'a> Ring<'a> {
                     OFF_READER_WAITING,
                     || {
                         Ok(self.positions().map(|(h, t)| h > t)?
-                            || self.flags()? & (WRITER_DONE | WRITER_FAILED) != 0)
+                            || self.flags()? & WRITER_FAILED != 0
+                            || self.flags()? & WRITER_DONE != 0
+                                && !matches!(
+                                    Holder::at(self.map, OFF_WRITER_CLAIM)?,
+                                    Holder::Alive(_)
+                                ))
                     },
                     || self.writer_finished(tail).map(drop),
                 )?;
@@ -641,6 +646,13 @@ impl<'a> Ring<'a> {
             ));
         }
         if flags & WRITER_DONE != 0 {
+            // DONE is believed only with the claim let go: anyone who may
+            // write the ring can set a flag, only the writer (or the kernel,
+            // at its death) releases its claim, which it does right after
+            // setting DONE. So a DONE with a live claim is waited out.
+            if matches!(holder, Holder::Alive(_)) {
+                return self.claim_released_soon();
+            }
             // head is final once DONE is set; done only if all of it arrived.
             let (head, tail) = self.positions()?;
             return Ok(head == tail);
@@ -659,6 +671,22 @@ impl<'a> Ring<'a> {
                 self.target
             ),
         ))
+    }
+}
+
+impl Ring<'_> {
+    /// A DONE flag with the writer's claim still held: a writer that ended
+    /// lets go within microseconds, so look a few times, yielding, before
+    /// leaving it to the usual sleep. Ok(false): still held, not done yet.
+    fn claim_released_soon(&self) -> anyhow::Result<bool> {
+        for _ in 0..100 {
+            std::thread::yield_now();
+            if !matches!(Holder::at(self.map, OFF_WRITER_CLAIM)?, Holder::Alive(_)) {
+                let (head, tail) = self.positions()?;
+                return Ok(head == tail);
+            }
+        }
+        Ok(false)
     }
 }
 
