@@ -58,6 +58,9 @@ const RUN: &[&str] = &[
     "shm-read --follow -n chat",
     "shm-write -l -n chat",
     "shm-read -F -n chat",
+    "shm-read --follow --wait -n chat",
+    "shm-read -F --wait -n chat",
+    "export PATH=\"$PWD/target/release:$PATH\"",
     "echo 'job 7 done' | shm-write --lines -n events",
     "shm-read -F --new -n events | grep ERROR",
     "shm-read --tail 10 -n events",
@@ -297,19 +300,35 @@ fn two_terminals() {
 #[test]
 fn live_chat() {
     let scene = Scene::new();
+    // (writer, follower, whether the follower starts first)
     let pairs = [
-        ("shm-write --lines -n chat", "shm-read --follow -n chat"),
-        ("shm-write -l -n chat", "shm-read -F -n chat"),
+        (
+            "shm-write --lines -n chat",
+            "shm-read --follow -n chat",
+            false,
+        ),
+        ("shm-write -l -n chat", "shm-read -F -n chat", false),
+        (
+            "shm-write --lines -n chat",
+            "shm-read --follow --wait -n chat",
+            true,
+        ),
+        ("shm-write -l -n chat", "shm-read -F --wait -n chat", true),
     ];
-    for (writer_doc, follower_doc) in pairs {
-        // In the order the docs show: the writer, then the follower, before
-        // any line is typed.
-        let mut writer = scene.start(writer_doc);
+    for (writer_doc, follower_doc, follower_first) in pairs {
+        // In the order the docs show, before any line is typed: the writer,
+        // then the follower; or with --wait, the follower first.
         let chat = scene.name("chat");
+        let early = follower_first.then(|| scene.start(follower_doc));
+        if follower_first {
+            thread::sleep(Duration::from_millis(300));
+            assert!(!chat.exists());
+        }
+        let mut writer = scene.start(writer_doc);
         until("the writer creates the log", || {
             read(&strs(&chat.args)).code() == Some(0)
         });
-        let follower = scene.start(follower_doc);
+        let follower = early.unwrap_or_else(|| scene.start(follower_doc));
         thread::sleep(Duration::from_millis(100));
         writer.send(b"hi there\n");
         follower.wait_stdout(Duration::from_secs(10), "first line", |o| {
@@ -566,6 +585,36 @@ fn talking_to_the_classic_c_programs() {
         b"hi, reader.c\n"
     );
     assert!(!guard.exists());
+}
+
+#[test]
+fn the_build_goes_on_path_as_documented() {
+    // Run as documented, in a directory whose target/release is this
+    // test's build; the later examples then find the tools by name.
+    let scene = Scene::new();
+    let bins = Path::new(env!("CARGO_BIN_EXE_shm-read")).parent().unwrap();
+    std::fs::create_dir_all(scene.dir.join("target")).unwrap();
+    std::os::unix::fs::symlink(bins, scene.dir.join("target/release")).unwrap();
+    let doc = "export PATH=\"$PWD/target/release:$PATH\"";
+    assert!(RUN.contains(&doc));
+    let script =
+        format!("{doc} && command -v shm-write && command -v shm-read && shm-write --version");
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &script])
+        .current_dir(&scene.dir)
+        .env("PATH", "/usr/bin:/bin");
+    let out = run(&mut cmd, b"");
+    out.ok();
+    let here = scene.dir.join("target/release");
+    assert_eq!(
+        out.stdout_str(),
+        format!(
+            "{}/shm-write\n{}/shm-read\nshm-write {}\n",
+            here.display(),
+            here.display(),
+            env!("CARGO_PKG_VERSION")
+        )
+    );
 }
 
 #[test]
