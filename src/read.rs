@@ -70,7 +70,9 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
         Segment::open(&target, access)
     };
     let mut segment = opened.map_err(|e| {
-        if opts.lossless && e.to_string().starts_with("permission denied") {
+        if kind_of(&e) == Some(Kind::NotFound) && reads_a_log(opts) {
+            missing_log(&target, e)
+        } else if opts.lossless && e.to_string().starts_with("permission denied") {
             failure(
                 Kind::Failed,
                 format!(
@@ -125,6 +127,30 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
             out.write_all(&content)
         }
     })
+}
+
+/// Whether the command line asks for what only a log has (or, with
+/// `--follow`, what a chat's follower wants): its hint names the log
+/// writer, not a snapshot write that `--lines` would then refuse.
+fn reads_a_log(opts: &ReadOptions) -> bool {
+    opts.follow || opts.new || opts.lossless || opts.tail.is_some()
+}
+
+/// The "no such segment" error for a follower or `--tail`: start the log
+/// (`shm-write --lines`), or wait for its writer. A segment addressed by id
+/// cannot be created, so its own hint stays.
+fn missing_log(target: &Target, err: anyhow::Error) -> anyhow::Error {
+    if matches!(target, Target::Id(_)) {
+        return err;
+    }
+    failure(
+        Kind::NotFound,
+        format!(
+            "no shared memory segment with {target}; start its writer with: {} \
+             (a log: each line of its input becomes a record), or add --wait to wait for it",
+            target.command("shm-write --lines")
+        ),
+    )
 }
 
 /// Runs `f`, and again on a fresh mapping when it found that the segment

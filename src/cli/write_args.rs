@@ -17,9 +17,10 @@ Examples:
     $ touch shmfile
     $ echo 'hi, reader.c' | shm-write --raw -f shmfile
 
-  A live chat: each typed line is appended to a log (start either order)
+  A live chat: each typed line is appended to a log; with --wait the
+  follower may start first, without it the writer must:
     $ shm-write -l -n chat          # terminal 1
-    $ shm-read -F -n chat           # terminal 2
+    $ shm-read -F --wait -n chat    # terminal 2
 
   Many writers, one log: every line arrives whole
     $ echo 'job 7 done' | shm-write --lines -n events
