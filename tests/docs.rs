@@ -34,12 +34,12 @@ const NOT_RUN: &[(&str, &str)] = &[
         "system installation",
     ),
     (
-        "cp target/assets/shm-*.bash ~/.local/share/bash-completion/completions/",
-        "user installation",
+        "cp target/assets/bash/* ~/.local/share/bash-completion/completions/",
+        "user installation; tests/friction2.rs checks the generated names",
     ),
-    ("cp target/assets/_shm-* ~/.zfunc/", "user installation"),
+    ("cp target/assets/zsh/* ~/.zfunc/", "user installation"),
     (
-        "cp target/assets/shm-*.fish ~/.config/fish/completions/",
+        "cp target/assets/fish/* ~/.config/fish/completions/",
         "user installation",
     ),
     (

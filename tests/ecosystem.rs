@@ -183,17 +183,17 @@ fn man_pages_and_completions_generate() {
     let files = shm_tools::cli::assets::generate(&dir).expect("generate");
     let names: Vec<String> = files
         .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .map(|p| p.strip_prefix(&dir).unwrap().to_string_lossy().into_owned())
         .collect();
     for expected in [
         "shm-write.1",
         "shm-read.1",
-        "shm-write.bash",
-        "shm-read.bash",
-        "_shm-write",
-        "_shm-read",
-        "shm-write.fish",
-        "shm-read.fish",
+        "bash/shm-write",
+        "bash/shm-read",
+        "zsh/_shm-write",
+        "zsh/_shm-read",
+        "fish/shm-write.fish",
+        "fish/shm-read.fish",
     ] {
         assert!(
             names.iter().any(|n| n == expected),
@@ -207,9 +207,9 @@ fn man_pages_and_completions_generate() {
             && man.contains(".SH EXAMPLES"),
         "{man}"
     );
-    let bash = std::fs::read_to_string(dir.join("shm-write.bash")).unwrap();
+    let bash = std::fs::read_to_string(dir.join("bash/shm-write")).unwrap();
     assert!(bash.contains("--exclusive") && bash.contains("shm-write"));
-    let fish = std::fs::read_to_string(dir.join("shm-read.fish")).unwrap();
+    let fish = std::fs::read_to_string(dir.join("fish/shm-read.fish")).unwrap();
     assert!(fish.contains("follow"));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -59,3 +59,47 @@ fn stream_on_a_log_or_snapshot_suggests_what_works() {
         assert_eq!(read(&strs(&seg.args)).ok().stdout, content);
     }
 }
+
+/// The man pages' synopses show each option's value, and the completion
+/// files carry the names their shells look for, so they are copied as
+/// generated: bash loads `completions/shm-write` for `shm-write`.
+#[test]
+fn man_synopses_have_values_and_completions_their_names() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("assets2-{}", std::process::id()));
+    shm_tools::cli::assets::generate(&dir).expect("generate");
+    let man = std::fs::read_to_string(dir.join("shm-read.1")).unwrap();
+    let synopsis = man
+        .split(".SH SYNOPSIS\n")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .unwrap()
+        .to_owned();
+    for part in [
+        "\\fB\\-k\\fR|\\fB\\-\\-key\\fR \\fIKEY\\fR",
+        "\\fB\\-t\\fR|\\fB\\-\\-timeout\\fR \\fIDURATION\\fR",
+        "\\fB\\-\\-progress\\fR[=\\fIWHEN\\fR]",
+        "[\\fB\\-\\-stale\\fR]",
+    ] {
+        assert!(synopsis.contains(part), "{part} not in {synopsis}");
+    }
+    let write_man = std::fs::read_to_string(dir.join("shm-write.1")).unwrap();
+    assert!(write_man.contains("\\fB\\-\\-size\\fR \\fISIZE\\fR"));
+    for tool in ["shm-write", "shm-read"] {
+        let script = format!(". {}/bash/{tool} && complete -p {tool}", dir.display());
+        let out = run(
+            std::process::Command::new("bash").args(["-c", &script]),
+            b"",
+        );
+        assert!(out.ok().stdout_str().contains(tool), "{out}");
+        assert!(dir.join(format!("zsh/_{tool}")).is_file());
+        assert!(dir.join(format!("fish/{tool}.fish")).is_file());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    let help = read(&["--help"]);
+    assert!(
+        help.ok()
+            .stdout_str()
+            .contains("with --list --remove: remove them")
+    );
+}

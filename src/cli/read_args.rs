@@ -142,7 +142,7 @@ pub struct ReadArgs {
     ])]
     list: bool,
 
-    /// With --list: only the stale segments (left behind by a crash; see README); with --remove: remove them
+    /// With --list: only the stale segments (left behind by a crash; see README); with --list --remove: remove them
     #[arg(long, requires = "list")]
     stale: bool,
 }
