@@ -20,7 +20,7 @@ use crate::info::{self, Field, field};
 use crate::segment::{Access, Segment, user_name};
 
 /// What `--list` is asked for.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ListOptions {
     /// A JSON array of `--info` objects instead of a table.
     pub json: bool,
@@ -28,6 +28,57 @@ pub struct ListOptions {
     pub stale: bool,
     /// With `stale`: remove them, each after checking it again.
     pub remove: bool,
+    /// Which segments to list (and remove); all when empty.
+    pub filter: Filter,
+    /// With `remove` and an empty filter: other users' segments too.
+    pub all_users: bool,
+}
+
+/// Which segments `--list` shows, and `--list --stale --remove` may
+/// remove: those that match every part given. Empty, it matches all.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// One segment: a System V key or id, or a POSIX name.
+    pub target: Option<Target>,
+    /// POSIX names that start with this (without the leading slash).
+    pub prefix: Option<String>,
+    /// Segments owned by this uid.
+    pub owner: Option<u32>,
+}
+
+impl Filter {
+    /// Whether nothing was asked for, so every segment matches.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.target.is_none() && self.prefix.is_none() && self.owner.is_none()
+    }
+
+    /// Whether a listed segment, described by `fields`, matches.
+    fn matches(&self, fields: &[Field]) -> bool {
+        let name = get(fields, "name").map(|f| f.text.as_str());
+        let target = match &self.target {
+            None => true,
+            Some(Target::Key { key, .. }) => {
+                get(fields, "kind").is_some_and(|f| f.text == "sysv")
+                    && get(fields, "key").is_some_and(|f| f.text == key.to_string())
+            }
+            Some(Target::Id(id)) => get(fields, "id").is_some_and(|f| f.json == json!(id.as_raw())),
+            Some(Target::Name(wanted)) => name == Some(wanted.shm_open_name().as_str()),
+        };
+        let prefix = self.prefix.as_ref().is_none_or(|prefix| {
+            name.and_then(|n| n.strip_prefix('/'))
+                .is_some_and(|n| n.starts_with(prefix.trim_start_matches('/')))
+        });
+        let owner = self.owner.is_none_or(|uid| owner_of(fields) == Some(uid));
+        target && prefix && owner
+    }
+}
+
+/// The owner's uid of a listed segment, as the kernel reports it.
+fn owner_of(fields: &[Field]) -> Option<u32> {
+    get(fields, "uid")
+        .and_then(|f| f.json.as_u64())
+        .and_then(|uid| u32::try_from(uid).ok())
 }
 
 /// Writes the listing as a table, or as a JSON array of `--info` objects;
@@ -35,11 +86,16 @@ pub struct ListOptions {
 pub fn list(opts: ListOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     let mut rows = sysv_rows();
     rows.extend(posix_rows());
+    rows.retain(|(_, fields)| opts.filter.matches(fields));
     if opts.stale {
         rows.retain(|(_, fields)| get(fields, "stale").is_some_and(|f| f.json == json!(true)));
     }
     if opts.remove {
-        return remove_stale(&rows, out);
+        // Without a filter, only the caller's own: root would otherwise
+        // remove every user's stale segments at once.
+        let only =
+            (opts.filter.is_empty() && !opts.all_users).then(|| nix::unistd::geteuid().as_raw());
+        return remove_stale(&rows, only, out);
     }
     let rows: Vec<Vec<Field>> = rows.into_iter().map(|(_, fields)| fields).collect();
     if opts.json {
@@ -75,10 +131,27 @@ pub fn list(opts: ListOptions, out: &mut dyn Write) -> anyhow::Result<()> {
 /// while the name still leads to that object), so a segment that someone
 /// took up again since it was listed is left alone. What is left is the
 /// moment between that last check and the removal. One line per segment
-/// on `out`; any failure makes the whole run fail at the end.
-fn remove_stale(rows: &[(Option<Target>, Vec<Field>)], out: &mut dyn Write) -> anyhow::Result<()> {
+/// on `out`; any failure makes the whole run fail at the end. With `only`,
+/// segments that another uid owns are skipped, each with a line saying how
+/// to include them.
+fn remove_stale(
+    rows: &[(Option<Target>, Vec<Field>)],
+    only: Option<u32>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let mut failed = 0;
     for (target, fields) in rows {
+        if let Some(me) = only
+            && owner_of(fields) != Some(me)
+        {
+            let user = text(fields, "user");
+            writeln!(
+                out,
+                "skipped {}: owned by {user}, not you; give --owner {user} or --all-users to remove it",
+                text(fields, "segment")
+            )?;
+            continue;
+        }
         let Some(target) = target else {
             writeln!(
                 out,

@@ -44,8 +44,8 @@ const NOT_RUN: &[(&str, &str)] = &[
     ),
     (
         "shm-read --list --stale --remove",
-        "removes every stale segment on the machine, other tests' included; \
-         tests/friction.rs runs it in private namespaces",
+        "removes every stale segment of this user on the machine, other tests' included; \
+         tests/friction.rs and tests/friction2.rs run it in private namespaces",
     ),
 ];
 
@@ -97,6 +97,9 @@ const RUN: &[&str] = &[
     "shm-read -f shmfile --remove",
     "ls -l /dev/shm",
     "shm-read --list --stale",
+    "shm-read --list --stale --remove -n NAME",
+    "shm-read --list --stale --remove --prefix myapp-",
+    "shm-read --list --owner \"$(id -un)\"",
     "shm-read -i SHMID --remove > /dev/null",
     "ipcrm -m SHMID",
     "shm-read -n NAME --remove > /dev/null",
@@ -663,6 +666,42 @@ fn finding_and_removing_leftovers() {
     write(&strs(&name.args), b"left behind again").ok();
     scene.run("rm /dev/shm/NAME", b"");
     assert!(!name.exists());
+
+    // The narrowed removals, on segments whose writer is killed holding
+    // the write lock; a healthy one under the prefix stays.
+    let prefix = format!("{posix}-app-");
+    let stale_one = |seg: &Seg| {
+        let mut writer = write_cmd(&strs(&seg.args));
+        writer.env("SHM_TOOLS_TEST_HOLD_LOCK_MS", "30000");
+        let mut child = spawn(&mut writer);
+        drop(child.stdin.take());
+        until("the writer holds the lock", || {
+            info_opt(seg).is_some_and(|i| i["lock"] == "held")
+        });
+        child.kill().unwrap();
+        child.wait().unwrap();
+    };
+    stale_one(name);
+    let removed = scene.run("shm-read --list --stale --remove -n NAME", b"");
+    assert!(removed.stdout_str().starts_with("removed "), "{removed}");
+    assert!(!name.exists());
+    let (stale_app, healthy_app) = (Seg::name_with(&prefix), Seg::name_with(&prefix));
+    stale_one(&stale_app);
+    write(&strs(&healthy_app.args), b"in use").ok();
+    let doc = "shm-read --list --stale --remove --prefix myapp-";
+    let removed = run(&mut scene.sh_replacing(doc, &[("myapp-", &prefix)]), b"");
+    removed.ok();
+    assert_eq!(
+        removed.stdout_str().matches("removed ").count(),
+        1,
+        "{removed}"
+    );
+    assert!(!stale_app.exists() && healthy_app.exists());
+    let mine = scene.run("shm-read --list --owner \"$(id -un)\"", b"");
+    assert!(
+        mine.stdout_str()
+            .contains(healthy_app.name_value().unwrap())
+    );
 
     for doc in ["shm-read -i SHMID --remove > /dev/null", "ipcrm -m SHMID"] {
         write(&strs(&scene.key.args), b"left behind").ok();

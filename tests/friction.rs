@@ -59,7 +59,7 @@ fn usage_errors_are_one_line_and_help_is_unchanged() {
         &["'--folow'", "'--follow'"],
     );
     one_line_usage_error(&write(&["--size", "0"], b""), "shm-write", &["--size"]);
-    one_line_usage_error(&read(&["--list", "-n", "x"]), "shm-read", &["--list"]);
+    one_line_usage_error(&read(&["--list", "--hex"]), "shm-read", &["--list"]);
     one_line_usage_error(&read(&["-t"]), "shm-read", &["--timeout"]);
     one_line_usage_error(&read(&["--progress"]), "shm-read", &["--stream"]);
 

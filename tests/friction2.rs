@@ -5,6 +5,9 @@
 
 mod common;
 
+use std::process::Command;
+use std::time::Duration;
+
 use common::*;
 
 /// Every way of asking for a log's records that finds no segment names
@@ -87,10 +90,7 @@ fn man_synopses_have_values_and_completions_their_names() {
     assert!(write_man.contains("\\fB\\-\\-size\\fR \\fISIZE\\fR"));
     for tool in ["shm-write", "shm-read"] {
         let script = format!(". {}/bash/{tool} && complete -p {tool}", dir.display());
-        let out = run(
-            std::process::Command::new("bash").args(["-c", &script]),
-            b"",
-        );
+        let out = run(Command::new("bash").args(["-c", &script]), b"");
         assert!(out.ok().stdout_str().contains(tool), "{out}");
         assert!(dir.join(format!("zsh/_{tool}")).is_file());
         assert!(dir.join(format!("fish/{tool}.fish")).is_file());
@@ -102,4 +102,118 @@ fn man_synopses_have_values_and_completions_their_names() {
             .stdout_str()
             .contains("with --list --remove: remove them")
     );
+}
+
+/// `--list` narrowed by an address, `--prefix` and `--owner`, and
+/// `--list --stale --remove` limited the same way. Without a filter, root
+/// removes only its own stale segments and names the others with what
+/// would include them; `--all-users` does. Other users' segments are made
+/// by writers run as nobody (setpriv), all killed while holding the write
+/// lock; in private IPC and mount namespaces, so that only this test's
+/// segments are there to remove.
+#[test]
+fn list_filters_and_scoped_stale_removal() {
+    if !is_root() || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("skipped: needs root and setpriv");
+        return;
+    }
+    let script = r#"
+        set -u
+        mount --make-rprivate / && mount -t tmpfs -o mode=1777 tmpfs /dev/shm || exit 77
+        as_nobody() { exec setpriv --reuid nobody --regid nogroup --clear-groups "$@"; }
+        pids=
+        for n in mine-a mine-b; do
+            echo x | SHM_TOOLS_TEST_HOLD_LOCK_MS=30000 "$W" -n $n 2>/dev/null & pids="$pids $!"
+        done
+        echo x | SHM_TOOLS_TEST_HOLD_LOCK_MS=30000 "$W" -k 0x7701 2>/dev/null & pids="$pids $!"
+        for n in theirs-1 theirs-2; do
+            echo x | SHM_TOOLS_TEST_HOLD_LOCK_MS=30000 as_nobody "$W" -n $n 2>/dev/null & pids="$pids $!"
+        done
+        echo x | SHM_TOOLS_TEST_HOLD_LOCK_MS=30000 as_nobody "$W" -k 0x7702 2>/dev/null & pids="$pids $!"
+        echo ok | "$W" -n mine-healthy
+        i=0
+        until [ "$("$R" --list --json | grep -o '"lock":"held"' | wc -l)" = 6 ]; do
+            i=$((i+1)); [ $i -lt 500 ] || { echo "setup timed out"; exit 1; }; sleep 0.01
+        done
+        kill -9 $pids; wait 2>/dev/null
+        echo "== name"; "$R" --list -n mine-a
+        echo "== key"; "$R" --list -k 0x7702
+        echo "== prefix"; "$R" --list --prefix mine-
+        echo "== owner"; "$R" --list --owner nobody --stale
+        echo "== remove one"; "$R" --list --stale --remove -n mine-a; echo "exit $?"
+        echo "== remove unfiltered"; "$R" --list --stale --remove; echo "exit $?"
+        echo "== remove theirs by prefix"; "$R" --list --stale --remove --owner nobody --prefix theirs-1; echo "exit $?"
+        echo "== remove all users"; "$R" --list --stale --remove --all-users; echo "exit $?"
+        echo "== after"; "$R" --list
+    "#;
+    let out = run_limited(
+        Command::new("unshare")
+            .args(["--ipc", "--mount", "sh", "-c", script])
+            .env("W", env!("CARGO_BIN_EXE_shm-write"))
+            .env("R", env!("CARGO_BIN_EXE_shm-read")),
+        b"",
+        Duration::from_secs(30),
+    );
+    if out.code() == Some(77) || out.stderr.contains("Operation not permitted") {
+        eprintln!("skipped: private IPC/mount namespaces not permitted here\n{out}");
+        return;
+    }
+    out.ok();
+    let text = out.stdout_str();
+    let section = |name: &str| -> Vec<String> {
+        let start = text.find(&format!("== {name}\n")).expect("section") + name.len() + 4;
+        let end = text[start..]
+            .find("\n== ")
+            .map_or(text.len(), |e| start + e);
+        text[start..end].lines().map(str::to_owned).collect()
+    };
+    let rows = |name: &str| -> Vec<String> {
+        section(name)
+            .iter()
+            .skip(1)
+            .map(|l| l.split("  ").next().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(rows("name"), ["-n mine-a"], "{out}");
+    assert_eq!(rows("key"), ["-k 0x00007702"], "{out}");
+    assert_eq!(
+        rows("prefix"),
+        ["-n mine-a", "-n mine-b", "-n mine-healthy"],
+        "{out}"
+    );
+    assert_eq!(
+        rows("owner"),
+        ["-k 0x00007702", "-n theirs-1", "-n theirs-2"],
+        "{out}"
+    );
+    let one = section("remove one");
+    assert_eq!(one.len(), 2, "{out}");
+    assert!(one[0].starts_with("removed POSIX name /mine-a: "), "{out}");
+    let unfiltered = section("remove unfiltered").join("\n");
+    assert_eq!(unfiltered.matches("removed ").count(), 2, "{out}");
+    assert!(unfiltered.contains("removed POSIX name /mine-b"), "{out}");
+    assert_eq!(unfiltered.matches("skipped ").count(), 3, "{out}");
+    assert!(
+        unfiltered.contains("skipped POSIX name /theirs-1: owned by nobody")
+            && unfiltered.contains("--owner nobody or --all-users")
+            && unfiltered.ends_with("exit 0"),
+        "{out}"
+    );
+    let theirs = section("remove theirs by prefix");
+    assert_eq!(theirs.len(), 2, "{out}");
+    assert!(
+        theirs[0].starts_with("removed POSIX name /theirs-1"),
+        "{out}"
+    );
+    let all = section("remove all users").join("\n");
+    assert_eq!(all.matches("removed ").count(), 2, "{out}");
+    assert!(all.ends_with("exit 0"), "{out}");
+    assert_eq!(rows("after"), ["-n mine-healthy"], "{out}");
+
+    read(&["--list", "--all-users"])
+        .expect_code(2)
+        .stderr_has(&["--stale --remove"]);
+    read(&["--list", "--owner", "no-such-user-h18"])
+        .expect_code(2)
+        .stderr_has(&["no-such-user-h18"]);
 }
