@@ -83,7 +83,7 @@ fn owner_of(fields: &[Field]) -> Option<u32> {
 
 /// Writes the listing as a table, or as a JSON array of `--info` objects;
 /// with `remove`, removes the stale segments instead and says which.
-pub fn list(opts: ListOptions, out: &mut dyn Write) -> anyhow::Result<()> {
+pub fn list(opts: &ListOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     let mut rows = sysv_rows();
     rows.extend(posix_rows());
     rows.retain(|(_, fields)| opts.filter.matches(fields));

@@ -199,7 +199,7 @@ impl ReadArgs {
                 filter,
                 all_users: self.all_users,
             };
-            return list(opts, &mut std::io::stdout().lock());
+            return list(&opts, &mut std::io::stdout().lock());
         }
         let address = self.segment.address(self.stream)?;
         if self.stream {
