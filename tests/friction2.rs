@@ -104,20 +104,7 @@ fn man_synopses_have_values_and_completions_their_names() {
     );
 }
 
-/// `--list` narrowed by an address, `--prefix` and `--owner`, and
-/// `--list --stale --remove` limited the same way. Without a filter, root
-/// removes only its own stale segments and names the others with what
-/// would include them; `--all-users` does. Other users' segments are made
-/// by writers run as nobody (setpriv), all killed while holding the write
-/// lock; in private IPC and mount namespaces, so that only this test's
-/// segments are there to remove.
-#[test]
-fn list_filters_and_scoped_stale_removal() {
-    if !is_root() || Command::new("setpriv").arg("--version").output().is_err() {
-        eprintln!("skipped: needs root and setpriv");
-        return;
-    }
-    let script = r#"
+const SCOPED_REMOVAL: &str = r#"
         set -u
         mount --make-rprivate / && mount -t tmpfs -o mode=1777 tmpfs /dev/shm || exit 77
         as_nobody() { exec setpriv --reuid nobody --regid nogroup --clear-groups "$@"; }
@@ -146,9 +133,23 @@ fn list_filters_and_scoped_stale_removal() {
         echo "== remove all users"; "$R" --list --stale --remove --all-users; echo "exit $?"
         echo "== after"; "$R" --list
     "#;
+
+/// `--list` narrowed by an address, `--prefix` and `--owner`, and
+/// `--list --stale --remove` limited the same way. Without a filter, root
+/// removes only its own stale segments and names the others with what
+/// would include them; `--all-users` does. Other users' segments are made
+/// by writers run as nobody (setpriv), all killed while holding the write
+/// lock; in private IPC and mount namespaces, so that only this test's
+/// segments are there to remove.
+#[test]
+fn list_filters_and_scoped_stale_removal() {
+    if !is_root() || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("skipped: needs root and setpriv");
+        return;
+    }
     let out = run_limited(
         Command::new("unshare")
-            .args(["--ipc", "--mount", "sh", "-c", script])
+            .args(["--ipc", "--mount", "sh", "-c", SCOPED_REMOVAL])
             .env("W", env!("CARGO_BIN_EXE_shm-write"))
             .env("R", env!("CARGO_BIN_EXE_shm-read")),
         b"",
