@@ -27,6 +27,8 @@ pub struct ReadOptions {
     pub all: bool,
     /// Output at most this many bytes.
     pub bytes: Option<u64>,
+    /// Skip this many bytes of what would be output first.
+    pub offset: Option<u64>,
     /// Print a hex dump instead of the bytes.
     pub hex: bool,
     /// Wait until the segment exists and holds content.
@@ -100,6 +102,17 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     }
     let layout = settled_layout(&segment, opts.follow);
     if layout == Layout::Log && !opts.all && !opts.raw && !opts.hex {
+        if opts.offset.is_some() {
+            return Err(failure(
+                Kind::Usage,
+                format!(
+                    "--offset counts bytes of a snapshot, a stream or a C string, and {} is a log \
+                     of records: --tail N starts N records back, --all --offset N skips N bytes of \
+                     the segment",
+                    segment.target()
+                ),
+            ));
+        }
         return crate::log::read_log(&segment, log_options(opts), out)
             .map_err(|e| name_segment(e, &target));
     }
@@ -122,7 +135,7 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     segment.mapping().verify_size()?;
     to_stdout(&target, "the content of", out, |out| {
         if opts.hex {
-            hex::dump(&content, out)
+            hex::dump_from(&content, skip(opts.offset), out)
         } else {
             out.write_all(&content)
         }
@@ -238,23 +251,38 @@ fn describe_layout(layout: Layout) -> &'static str {
     }
 }
 
-/// The bytes `shm-read` prints for the segment's current state, at most
-/// `opts.bytes` of them: only that many are copied out of the segment.
+/// The bytes `shm-read` prints for the segment's current state, from
+/// `opts.offset` on, at most `opts.bytes` of them: only that many are
+/// copied out of the segment (from a stream's ring, all it holds).
 fn content(segment: &Segment, opts: &ReadOptions) -> anyhow::Result<Vec<u8>> {
     let map = segment.mapping();
     let limit = limit(opts.bytes);
+    let skip = skip(opts.offset);
     if opts.all {
-        let mut all = vec![0; map.len().min(limit)];
-        map.read(0, &mut all)?;
+        let start = skip.min(map.len());
+        let mut all = vec![0; (map.len() - start).min(limit)];
+        map.read(start, &mut all)?;
         return Ok(all);
     }
     let mut data = match Layout::detect(map) {
         Layout::Framed if !opts.raw => {
             Framed::open(map, segment.target())?
-                .read_at_most(limit)?
+                .read_span(skip, limit)?
                 .data
         }
-        Layout::Ring if !opts.raw => Ring::open(map, segment.target())?.peek()?,
+        Layout::Ring if !opts.raw => {
+            let mut held = Ring::open(map, segment.target())?.peek()?;
+            held.drain(..skip.min(held.len()));
+            held
+        }
+        _ if skip > 0 => {
+            // The C string's bytes from `skip` on, up to its NUL.
+            let end = map.find_nul(0)?.unwrap_or(map.len());
+            let start = skip.min(end);
+            let mut part = vec![0; (end - start).min(limit)];
+            map.read(start, &mut part)?;
+            part
+        }
         _ if limit < map.len() => {
             // The C string's first `limit` bytes: no need to find its end.
             let mut prefix = vec![0; limit];
@@ -268,6 +296,11 @@ fn content(segment: &Segment, opts: &ReadOptions) -> anyhow::Result<Vec<u8>> {
     };
     data.truncate(limit);
     Ok(data)
+}
+
+/// `--offset N` as a length; none is 0.
+fn skip(offset: Option<u64>) -> usize {
+    offset.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 /// `-c N` as a length; no limit is `usize::MAX`.

@@ -79,6 +79,7 @@ const RUN: &[&str] = &[
     "shm-read -k 0x1234 --info --json",
     "shm-read -k 0x1234 --hex",
     "shm-read -k 0x1234 --all --hex | head",
+    "shm-read -k 0x1234 --all --offset 8 -c 4 --hex",
     "ipcs -m",
     "shm-read --list",
     "shm-read --list --json",
@@ -504,6 +505,20 @@ fn binary_data_keys_and_metadata() {
     assert!(
         head.starts_with("00000000: 5348 4d54 4652 414d") && head.lines().count() == 10,
         "{head}"
+    );
+    let field = scene
+        .run("shm-read -k 0x1234 --all --offset 8 -c 4 --hex", b"")
+        .stdout_str();
+    let all = read(&strs(&scene.key.with(&["--all", "-c", "12"])));
+    let bytes = &all.ok().stdout[8..12];
+    let expected = format!(
+        "{:02x}{:02x}{:02x}{:02x}",
+        bytes[0], bytes[1], bytes[2], bytes[3]
+    );
+    assert!(
+        field.starts_with(&format!("00000008: {} {}", &expected[..4], &expected[4..]))
+            && field.lines().count() == 1,
+        "{field}"
     );
     let listing = scene.run("shm-read --list", b"").stdout_str();
     assert!(listing.contains(&format!("-k {}", scene.key.args[1])));

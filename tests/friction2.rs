@@ -218,3 +218,48 @@ fn list_filters_and_scoped_stale_removal() {
         .expect_code(2)
         .stderr_has(&["no-such-user-h18"]);
 }
+
+/// `--offset N` beside `-c` on every kind of segment: a snapshot's
+/// content, a foreign C string, a struct's bytes with `--all` (NULs
+/// included), a stream's bytes in flight; the hex dump counts from the
+/// offset, as `xxd -s` does; past the end it prints nothing; a log points
+/// to `--tail`.
+#[test]
+fn offset_beside_count_peeks_into_any_segment() {
+    for seg in [Seg::name(), Seg::key()] {
+        write(&strs(&seg.args), b"hello world").ok();
+        let peek = read(&strs(&seg.with(&["--offset", "6", "-c", "3"])));
+        assert_eq!(peek.ok().stdout, b"wor");
+        let rest = read(&strs(&seg.with(&["--skip", "6"])));
+        assert_eq!(rest.ok().stdout, b"world");
+        let past = read(&strs(&seg.with(&["--offset", "100"])));
+        assert!(past.ok().stdout.is_empty());
+        let hex = read(&strs(&seg.with(&["--offset", "6", "--hex"])));
+        assert_eq!(
+            hex.ok().stdout_str(),
+            "00000006: 776f 726c 64                             world\n"
+        );
+    }
+    // A C program's struct: a string, then binary fields with NULs.
+    let raw = Seg::key();
+    let record = b"abc\0\x01\x00\x00\x00\xff\xfe\x00\x07";
+    write(&strs(&raw.with(&["--raw"])), record).ok();
+    let string = read(&strs(&raw.with(&["--offset", "1"])));
+    assert_eq!(string.ok().stdout, b"bc");
+    let field = read(&strs(&raw.with(&["--all", "--offset", "8", "-c", "4"])));
+    assert_eq!(field.ok().stdout, &record[8..12]);
+    // A stream's bytes in flight, peeked at without draining them.
+    let stream = Seg::name();
+    write(&strs(&stream.with(&["--stream"])), b"0123456789").ok();
+    let peek = read(&strs(&stream.with(&["--offset", "4", "-c", "2"])));
+    assert_eq!(peek.ok().stdout, b"45");
+    let drained = read(&strs(&stream.with(&["--stream"])));
+    assert_eq!(drained.ok().stdout, b"0123456789");
+    // A log counts records, not bytes.
+    let log = Seg::name();
+    write(&strs(&log.with(&["--lines"])), b"one\n").ok();
+    read(&strs(&log.with(&["--offset", "1"])))
+        .expect_code(2)
+        .stderr_has(&["is a log", "--tail"]);
+    read(&strs(&log.with(&["--offset", "1", "-F"]))).expect_code(2);
+}

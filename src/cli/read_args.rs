@@ -82,6 +82,10 @@ pub struct ReadArgs {
     #[arg(short = 'c', long, value_name = "N")]
     bytes: Option<u64>,
 
+    /// Skip the first N bytes of the content (with --all: of the segment), e.g. to peek at one field with -c
+    #[arg(long, visible_alias = "skip", value_name = "N", conflicts_with_all = ["follow", "stream", "info", "tail"])]
+    offset: Option<u64>,
+
     /// Print the content as a hex dump (offset, hex bytes, ASCII), like xxd
     #[arg(long, conflicts_with_all = ["info", "follow"])]
     hex: bool,
@@ -140,7 +144,7 @@ pub struct ReadArgs {
     /// -k, -f, -i or -n with --list show only that segment; --prefix and
     /// --owner narrow the list further.
     #[arg(short = 'L', long, conflicts_with_all = [
-        "raw", "all", "bytes", "hex", "wait", "timeout",
+        "raw", "all", "bytes", "offset", "hex", "wait", "timeout",
         "info", "follow", "stream", "tail",
     ])]
     list: bool,
@@ -226,6 +230,7 @@ impl ReadArgs {
             raw: self.raw,
             all: self.all,
             bytes: self.bytes,
+            offset: self.offset,
             hex: self.hex,
             wait: self.wait,
             timeout: self.timeout,
