@@ -12,12 +12,16 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 
+use indicatif::HumanBytes;
 use serde_json::{Value, json};
 
 use crate::address::{PosixName, Target};
 use crate::error::{Kind, failure};
+use crate::format::Layout;
+use crate::format::ring::Ring;
 use crate::info::{self, Field, field};
-use crate::segment::{Access, Segment, user_name};
+use crate::segment::{Access, Segment, Stat, user_name};
+use crate::wait::Holder;
 
 /// What `--list` is asked for.
 #[derive(Debug, Clone, Default)]
@@ -197,6 +201,13 @@ fn text(fields: &[Field], name: &str) -> String {
     get(fields, name).map_or_else(|| "-".to_owned(), |f| f.text.clone())
 }
 
+/// A size field for people (`4.00 KiB`); JSON keeps the bytes.
+fn bytes(fields: &[Field], name: &str) -> String {
+    get(fields, name)
+        .and_then(|f| f.json.as_u64())
+        .map_or_else(|| text(fields, name), |n| HumanBytes(n).to_string())
+}
+
 /// One table row from a segment's fields.
 fn columns(fields: &[Field]) -> [String; 7] {
     let address = match (get(fields, "name"), get(fields, "key")) {
@@ -216,29 +227,28 @@ fn columns(fields: &[Field]) -> [String; 7] {
             "framed" if text(fields, "versions") == "0" => {
                 format!("framed, nothing published yet{lock}")
             }
+            // The size is about twice the content room: say why.
             "framed" => format!(
-                "framed, {} bytes, written {}{lock}",
-                text(fields, "content_length"),
+                "framed, {} in one of two {} slots, written {}{lock}",
+                bytes(fields, "content_length"),
+                bytes(fields, "capacity"),
                 text(fields, "last_write_time")
             ),
             "stream" => format!(
-                "stream, {} bytes in flight, writer {}, reader {}, {}",
-                text(fields, "bytes_in_flight"),
+                "stream, {} in flight, writer {}, reader {}, {}",
+                bytes(fields, "bytes_in_flight"),
                 text(fields, "writer_pid"),
                 text(fields, "reader_pid"),
                 text(fields, "stream_state")
             ),
             "log" => format!(
-                "log, {} records ({} bytes) held of {} appended, {} lossless followers",
+                "log, {} records ({}) held of {} appended, {} lossless followers",
                 text(fields, "records_held"),
-                text(fields, "bytes_held"),
+                bytes(fields, "bytes_held"),
                 text(fields, "records_appended"),
                 text(fields, "lossless_followers")
             ),
-            "foreign" => format!(
-                "foreign, C string of {} bytes",
-                text(fields, "content_length")
-            ),
+            "foreign" => format!("foreign, C string of {}", bytes(fields, "content_length")),
             other => other.to_owned(),
         }
     };
@@ -250,7 +260,7 @@ fn columns(fields: &[Field]) -> [String; 7] {
     [
         address,
         text(fields, "id"),
-        text(fields, "size"),
+        bytes(fields, "size"),
         text(fields, "user"),
         text(fields, "mode"),
         text(fields, "attach_count"),
@@ -262,9 +272,12 @@ fn columns(fields: &[Field]) -> [String; 7] {
 /// a segment that vanished meanwhile), `known` plus why not.
 fn describe_or(target: &Target, mut known: Vec<Field>) -> Vec<Field> {
     match info::report(target) {
-        Ok((mut fields, _)) => {
+        Ok((mut fields, segment)) => {
             if get(&fields, "readable").is_some_and(|f| f.json == json!(false)) {
                 fields.push(field("error", json!("no permission")));
+            }
+            if let Some(segment) = segment {
+                mark_other_namespace_pids(&segment, &mut fields);
             }
             fields
         }
@@ -274,6 +287,93 @@ fn describe_or(target: &Target, mut known: Vec<Field>) -> Vec<Field> {
             known
         }
     }
+}
+
+/// Marks, in the text only, a live stream peer's pid that is not a
+/// process of our PID namespace (a writer in a container, say): the ring
+/// stores each side's pid as that side sees it. A pid counts as ours only
+/// if the process it names here has this very segment mapped (by device
+/// and inode, from /proc/PID/maps); an unrelated process, or none, under
+/// that number means the peer lives in another namespace. Liveness itself
+/// is the kernel's record of the claims, not this look.
+fn mark_other_namespace_pids(segment: &Segment, fields: &mut [Field]) {
+    let map = segment.mapping();
+    if Layout::detect(map) != Layout::Ring {
+        return;
+    }
+    let Ok(holders) = Ring::open(map, segment.target()).and_then(|ring| ring.holders()) else {
+        return;
+    };
+    let Some(identity) = mapping_identity(segment) else {
+        return;
+    };
+    for (name, holder, program) in [
+        ("writer_pid", holders.0, "shm-write"),
+        ("reader_pid", holders.1, "shm-read"),
+    ] {
+        let Some(f) = fields.iter_mut().find(|f| f.name == name) else {
+            continue;
+        };
+        let Some(pid) = f.json.as_u64().and_then(|p| u32::try_from(p).ok()) else {
+            continue;
+        };
+        if matches!(holder, Holder::Alive(_)) && !is_ours(pid, &identity, program) {
+            f.text = format!("{pid} (in another PID namespace)");
+        }
+    }
+}
+
+/// How /proc/PID/maps names a mapping of this segment: the device (POSIX:
+/// its tmpfs; System V: any) and inode (System V: the shmid).
+fn mapping_identity(segment: &Segment) -> Option<(Option<(u64, u64)>, u64)> {
+    match segment.stat().ok()? {
+        Stat::Sysv { id, .. } => Some((None, u64::try_from(id.as_raw()).ok()?)),
+        Stat::Posix(st) => Some((
+            Some((
+                nix::sys::stat::major(st.st_dev),
+                nix::sys::stat::minor(st.st_dev),
+            )),
+            st.st_ino,
+        )),
+    }
+}
+
+/// Whether process `pid` of our PID namespace is the peer: it has the
+/// segment mapped. Where its maps are not ours to read (another user's
+/// process, without CAP_SYS_PTRACE), whether it runs `program` (its comm,
+/// which anyone may read) decides: pid 1 or a kernel thread under the
+/// number is not a shm-write.
+fn is_ours(pid: u32, (device, inode): &(Option<(u64, u64)>, u64), program: &str) -> bool {
+    if pid == std::process::id() {
+        // We are neither side; the number is someone else's elsewhere.
+        return false;
+    }
+    let maps = match std::fs::read_to_string(format!("/proc/{pid}/maps")) {
+        Ok(maps) => maps,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+        Err(_) => {
+            return std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == program);
+        }
+    };
+    maps.lines().any(|line| {
+        // address perms offset dev inode path
+        let mut cols = line.split_whitespace().skip(3);
+        let (Some(dev), Some(ino)) = (cols.next(), cols.next()) else {
+            return false;
+        };
+        let path = cols.next().unwrap_or_default();
+        if ino.parse::<u64>().ok() != Some(*inode) {
+            return false;
+        }
+        match device {
+            None => path.starts_with("/SYSV"),
+            Some((major, minor)) => dev.split_once(':').is_some_and(|(ma, mi)| {
+                u64::from_str_radix(ma, 16).ok() == Some(*major)
+                    && u64::from_str_radix(mi, 16).ok() == Some(*minor)
+            }),
+        }
+    })
 }
 
 /// A listed segment: how to address it again (None: no tool can), and

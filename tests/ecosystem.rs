@@ -33,13 +33,16 @@ fn list_shows_every_kind_of_segment_with_what_it_holds() {
     let listing = list_rows();
     assert!(listing.starts_with("SEGMENT"), "{listing}");
     let row = row_for(&listing, &format!("-k {}", framed.args[1]));
-    assert!(row.contains("framed, 12 bytes, written 20"), "{row}");
+    assert!(
+        row.contains("framed, 12 B in one of two 1.94 KiB slots, written 20"),
+        "{row}"
+    );
     assert!(row.contains("root") || !is_root(), "{row}");
     assert!(row.contains("0600"), "{row}");
     let row = row_for(&listing, &format!("-n {}", raw.name_value().unwrap()));
-    assert!(row.contains("foreign, C string of 8 bytes"), "{row}");
+    assert!(row.contains("foreign, C string of 8 B"), "{row}");
     let row = row_for(&listing, &format!("-n {}", ring.name_value().unwrap()));
-    assert!(row.contains("stream, 9 bytes in flight"), "{row}");
+    assert!(row.contains("stream, 9 B in flight"), "{row}");
 
     let json: serde_json::Value =
         serde_json::from_slice(&read(&["--list", "--json"]).ok().stdout).unwrap();

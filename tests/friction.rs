@@ -257,8 +257,8 @@ fn info_and_list_read_headers_not_content() {
     let listing = listing.ok().stdout_str();
     assert!(
         listing.contains(&format!("-n {}", framed.args[1]))
-            && listing.contains("framed, 40000000 bytes")
-            && listing.contains("C string of 40000000 bytes"),
+            && listing.contains("framed, 38.15 MiB in one of two")
+            && listing.contains("C string of 38.15 MiB"),
         "{listing}"
     );
 }
