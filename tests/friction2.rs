@@ -354,3 +354,62 @@ fn list_marks_pids_from_another_pid_namespace() {
     in_container.finish(Duration::from_secs(10)).ok();
     local.finish(Duration::from_secs(10)).ok();
 }
+
+/// Runs `args` with stdin a terminal (a pty from python3's pty module):
+/// types `typed`, then Ctrl-D; returns the exit code and stderr, or None
+/// without python3.
+fn typed_into(args: &[&str], typed: &str) -> Option<(i32, String)> {
+    const TYPIST: &str = r#"
+import os, pty, subprocess, sys, time
+master, slave = pty.openpty()
+p = subprocess.Popen(sys.argv[2:], stdin=slave, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+os.close(slave)
+time.sleep(0.2)
+os.write(master, sys.argv[1].encode() + b"\x04")
+err = p.communicate(timeout=20)[1]
+sys.stdout.write(err.decode())
+sys.exit(p.returncode)
+"#;
+    let out = Command::new("python3")
+        .args(["-c", TYPIST, typed, env!("CARGO_BIN_EXE_shm-write")])
+        .args(args)
+        .output()
+        .ok()?;
+    Some((
+        out.status.code()?,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    ))
+}
+
+/// On a terminal, shm-write says on stderr what it does with what is
+/// typed and that Ctrl-D finishes; from a pipe it stays silent.
+#[test]
+fn an_interactive_writer_says_what_it_reads() {
+    let snapshot = Seg::name();
+    let Some((code, note)) = typed_into(&strs(&snapshot.args), "hello\n") else {
+        eprintln!("skipped: no python3 for a pty");
+        return;
+    };
+    assert_eq!(code, 0, "{note}");
+    assert!(
+        note.starts_with("shm-write: reading stdin")
+            && note.contains(&format!("POSIX name /{}", snapshot.name_value().unwrap()))
+            && note.contains("Ctrl-D")
+            && note.lines().count() == 1,
+        "{note}"
+    );
+    assert_eq!(read(&strs(&snapshot.args)).ok().stdout, b"hello\n");
+
+    let log = Seg::key();
+    let (code, note) = typed_into(&strs(&log.with(&["--lines"])), "one\ntwo\n").unwrap();
+    assert_eq!(code, 0, "{note}");
+    assert!(
+        note.contains("each line you type is appended to") && note.contains("Ctrl-D"),
+        "{note}"
+    );
+    assert_eq!(read(&strs(&log.args)).ok().stdout, b"one\ntwo\n");
+
+    let piped = Seg::name();
+    let out = write(&strs(&piped.args), b"quiet\n");
+    assert!(out.ok().stderr.is_empty(), "{out}");
+}
