@@ -80,6 +80,7 @@ const RUN: &[&str] = &[
     "shm-read -k 0x1234 --hex",
     "shm-read -k 0x1234 --all --hex | head",
     "shm-read -k 0x1234 --all --offset 8 -c 4 --hex",
+    "echo 'hello from shm-write' | shm-write --raw -n chat",
     "ipcs -m",
     "shm-read --list",
     "shm-read --list --json",
@@ -734,4 +735,61 @@ fn info_opt(seg: &Seg) -> Option<serde_json::Value> {
     (out.code() == Some(0))
         .then(|| serde_json::from_slice(&out.stdout).ok())
         .flatten()
+}
+
+/// README's ```python block, with `chat` swapped for `name`.
+fn readme_python(name: &str) -> String {
+    let readme = include_str!("../README.md");
+    let start = readme.find("```python\n").expect("a python block") + 10;
+    let end = start + readme[start..].find("```").unwrap();
+    readme[start..end].replace("name=\"chat\"", &format!("name=\"{name}\""))
+}
+
+/// Runs `script` with python3 until its resource tracker has finished
+/// too (it unlinks, if it does, after the script has exited): the tracker
+/// inherits stderr, which `run` reads to its end.
+fn python(script: &str) -> Output {
+    run(Command::new("python3").args(["-c", script]), b"")
+}
+
+/// README's Python reader leaves the segment in place, and (on the
+/// Python versions it names) the same reader without the unregister line
+/// deletes it, as the README warns.
+#[test]
+fn python_reads_a_segment_and_leaves_it_as_documented() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("skipped: no python3");
+        return;
+    }
+    let scene = Scene::new();
+    let chat = scene.name("chat");
+    let script = readme_python(chat.name_value().unwrap());
+    scene.run("echo 'hello from shm-write' | shm-write --raw -n chat", b"");
+    let out = python(&script);
+    out.ok();
+    assert_eq!(out.stdout_str(), "hello from shm-write\n");
+    assert!(
+        chat.exists(),
+        "the documented reader removed the segment\n{out}"
+    );
+    assert!(out.stderr.is_empty(), "{out}");
+
+    let version = run(
+        Command::new("python3").args(["-c", "import sys; print(sys.version_info >= (3, 13))"]),
+        b"",
+    );
+    if version.ok().stdout_str().trim() == "False" {
+        let careless: String = script
+            .lines()
+            .filter(|l| !l.contains("resource_tracker.unregister"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let out = python(&careless);
+        out.ok();
+        assert!(out.stderr.contains("leaked shared_memory"), "{out}");
+        assert!(
+            !chat.exists(),
+            "Python < 3.13 no longer deletes what it opened?"
+        );
+    }
 }
