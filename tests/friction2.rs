@@ -413,3 +413,92 @@ fn an_interactive_writer_says_what_it_reads() {
     let out = write(&strs(&piped.args), b"quiet\n");
     assert!(out.ok().stderr.is_empty(), "{out}");
 }
+
+/// `--progress=always` into a pipe writes a line every second even while
+/// nothing moves, with the ring's fill and what the side waits for: its
+/// input, then (ring full, nobody reading) a reader; the final line has
+/// no status.
+#[test]
+fn progress_ticks_every_second_and_says_what_it_waits_for() {
+    let seg = Seg::name();
+    let mut writer = Live::start(&mut write_cmd(&strs(&seg.with(&[
+        "--stream",
+        "--size",
+        "64K",
+        "--progress=always",
+    ]))));
+    std::thread::sleep(Duration::from_millis(2300));
+    writer.send(&random_bytes(100 << 10, 5));
+    std::thread::sleep(Duration::from_millis(1300));
+    writer.close_stdin();
+    let reader = read(&strs(&seg.with(&["--stream", "--progress=always"])));
+    reader.ok();
+    assert_eq!(reader.stdout.len(), 100 << 10);
+    let writer = writer.finish(Duration::from_secs(10));
+    writer.ok();
+    let lines: Vec<&str> = writer.stderr.lines().collect();
+    let idle = lines
+        .iter()
+        .filter(|l| {
+            l.starts_with("sent 0 B at 0 B/s, 00:00:0")
+                && l.ends_with(", ring 0 B of 63.75 KiB (0%): waiting for input, no reader yet")
+        })
+        .count();
+    assert!(idle >= 2, "a line a second while idle\n{writer}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.ends_with("ring 63.75 KiB of 63.75 KiB (100%): waiting for a reader")),
+        "{writer}"
+    );
+    assert!(
+        lines
+            .last()
+            .is_some_and(|l| l.starts_with("sent 100.00 KiB at ") && !l.contains("ring")),
+        "{writer}"
+    );
+    assert!(!writer.stderr.contains('\r') && !writer.stderr.contains('\x1b'));
+}
+
+/// On a terminal, the progress line is redrawn in place, and SIGINT
+/// (Ctrl-C) erases it before the process dies of the signal, as it did
+/// before. stderr is a pty from python3's pty module.
+#[test]
+fn progress_on_a_terminal_clears_its_line_on_ctrl_c() {
+    const TERMINAL: &str = r#"
+import os, pty, signal, subprocess, sys, time
+master, slave = pty.openpty()
+p = subprocess.Popen(sys.argv[1:], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=slave)
+os.close(slave)
+time.sleep(1.5)
+p.send_signal(signal.SIGINT)
+p.wait(timeout=10)
+seen = b""
+while True:
+    try:
+        chunk = os.read(master, 65536)
+    except OSError:
+        break
+    if not chunk:
+        break
+    seen += chunk
+sys.stdout.buffer.write(b"%d\n" % p.returncode + seen)
+"#;
+    let seg = Seg::name();
+    let Ok(out) = Command::new("python3")
+        .args(["-c", TERMINAL, env!("CARGO_BIN_EXE_shm-write")])
+        .args(seg.with(&["--stream", "--progress"]))
+        .output()
+    else {
+        eprintln!("skipped: no python3 for a pty");
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (code, drawn) = text.split_once('\n').unwrap_or_default();
+    assert_eq!(code, "-2", "died of SIGINT\n{text}");
+    assert!(
+        drawn.contains("sent 0 B") && drawn.contains("waiting for input, no reader yet"),
+        "{text:?}"
+    );
+    assert!(drawn.ends_with("\r\x1b[2K"), "line not erased: {text:?}");
+}
