@@ -822,6 +822,44 @@ extern "C" fn on_sigbus(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc
 }
 
 // ---------------------------------------------------------------------------
+// A progress line cleared on Ctrl-C.
+//
+// A terminal progress line is redrawn in place; killed by SIGINT, the
+// process would leave its last frame on screen for the shell's prompt to
+// follow. This handler erases the line (one write(2) of "\r" and "erase
+// line"), restores the default action and raises SIGINT again, so the
+// process still dies of it, with the same status as before.
+// ---------------------------------------------------------------------------
+
+/// Erases the current terminal line on stderr when SIGINT arrives, then
+/// lets SIGINT end the process as it would have. For progress lines only.
+pub fn clear_stderr_line_on_interrupt() {
+    let mut action = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    {
+        // SAFETY: zeroed is a valid sigaction (no flags, empty mask); only
+        // plain fields are set.
+        let action = unsafe { &mut *action.as_mut_ptr() };
+        action.sa_sigaction = on_interrupt as *const () as usize;
+        action.sa_flags = libc::SA_RESETHAND;
+    }
+    // SAFETY: `action` is a live, valid sigaction; the handler only makes
+    // async-signal-safe calls (write, raise).
+    unsafe { libc::sigaction(libc::SIGINT, action.as_ptr(), std::ptr::null_mut()) };
+}
+
+/// The SIGINT handler: erases the line, then re-raises with the default
+/// action (SA_RESETHAND restored it on entry). Async-signal-safe calls only.
+extern "C" fn on_interrupt(_: libc::c_int) {
+    const ERASE: &[u8] = b"\r\x1b[2K";
+    // SAFETY: ERASE is a valid buffer of that length; write is
+    // async-signal-safe, and a failed write leaves nothing to do.
+    unsafe { libc::write(libc::STDERR_FILENO, ERASE.as_ptr().cast(), ERASE.len()) };
+    // SAFETY: raise is async-signal-safe; SIGINT stays blocked until the
+    // handler returns, then the default action ends the process.
+    unsafe { libc::raise(libc::SIGINT) };
+}
+
+// ---------------------------------------------------------------------------
 // Standard streams closed at start.
 //
 // The Rust runtime reopens closed descriptors 0-2 as /dev/null before main,

@@ -133,6 +133,17 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     parsed.map(|d| d.min(MAX_DURATION))
 }
 
+/// Parses a user for `--owner`: a name from the user database, or a uid.
+pub fn parse_owner(raw: &str) -> Result<u32, String> {
+    if let Ok(uid) = raw.parse::<u32>() {
+        return Ok(uid);
+    }
+    match nix::unistd::User::from_name(raw) {
+        Ok(Some(user)) => Ok(user.uid.as_raw()),
+        _ => Err(format!("'{raw}' is not a user name or uid on this machine")),
+    }
+}
+
 /// Parses permission bits in octal, `600` or `0600`.
 pub fn parse_mode(raw: &str) -> Result<u32, String> {
     u32::from_str_radix(raw, 8)

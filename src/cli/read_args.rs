@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::cli::{Progress, SegmentArgs, parse_duration};
-use crate::list::{ListOptions, list};
+use crate::cli::{Progress, SegmentArgs, parse_duration, parse_owner};
+use crate::list::{Filter, ListOptions, list};
 use crate::read::{ReadOptions, read};
 use crate::stream::read_stream;
 
@@ -82,6 +82,10 @@ pub struct ReadArgs {
     #[arg(short = 'c', long, value_name = "N")]
     bytes: Option<u64>,
 
+    /// Skip the first N bytes of the content (with --all: of the segment), e.g. to peek at one field with -c
+    #[arg(long, visible_alias = "skip", value_name = "N", conflicts_with_all = ["follow", "stream", "info", "tail"])]
+    offset: Option<u64>,
+
     /// Print the content as a hex dump (offset, hex bytes, ASCII), like xxd
     #[arg(long, conflicts_with_all = ["info", "follow"])]
     hex: bool,
@@ -136,15 +140,30 @@ pub struct ReadArgs {
     progress: Option<Progress>,
 
     /// List every segment you can see, System V and POSIX, and what each holds
+    ///
+    /// -k, -f, -i or -n with --list show only that segment; --prefix and
+    /// --owner narrow the list further.
     #[arg(short = 'L', long, conflicts_with_all = [
-        "key", "file", "id", "name", "raw", "all", "bytes", "hex", "wait", "timeout",
+        "raw", "all", "bytes", "offset", "hex", "wait", "timeout",
         "info", "follow", "stream", "tail",
     ])]
     list: bool,
 
-    /// With --list: only the stale segments (left behind by a crash; see README); with --remove: remove them
+    /// With --list: only the stale segments (left behind by a crash; see README); with --list --remove: remove them
     #[arg(long, requires = "list")]
     stale: bool,
+
+    /// With --list: only POSIX names that start with PREFIX
+    #[arg(long, value_name = "PREFIX", requires = "list")]
+    prefix: Option<String>,
+
+    /// With --list: only segments owned by USER (a user name or uid)
+    #[arg(long, value_name = "USER", requires = "list", value_parser = parse_owner)]
+    owner: Option<u32>,
+
+    /// With --list --stale --remove and no other filter: other users' stale segments too (without it, only yours)
+    #[arg(long, requires = "list")]
+    all_users: bool,
 }
 
 impl ReadArgs {
@@ -157,12 +176,34 @@ impl ReadArgs {
                     "--list --remove removes only stale segments: give --stale too (shm-read --list --stale --remove)",
                 ));
             }
+            if self.all_users && !(self.remove && self.stale) {
+                return Err(crate::error::failure(
+                    crate::error::Kind::Usage,
+                    "--all-users goes with --list --stale --remove (a listing shows every user's segments anyway)",
+                ));
+            }
+            let segment = &self.segment;
+            let named = segment.key.is_some()
+                || segment.file.is_some()
+                || segment.id.is_some()
+                || segment.name.is_some();
+            let filter = Filter {
+                target: if named {
+                    Some(segment.address(false)?.resolve()?)
+                } else {
+                    None
+                },
+                prefix: self.prefix.clone(),
+                owner: self.owner,
+            };
             let opts = ListOptions {
                 json: self.json,
                 stale: self.stale,
                 remove: self.remove,
+                filter,
+                all_users: self.all_users,
             };
-            return list(opts, &mut std::io::stdout().lock());
+            return list(&opts, &mut std::io::stdout().lock());
         }
         let address = self.segment.address(self.stream)?;
         if self.stream {
@@ -189,6 +230,7 @@ impl ReadArgs {
             raw: self.raw,
             all: self.all,
             bytes: self.bytes,
+            offset: self.offset,
             hex: self.hex,
             wait: self.wait,
             timeout: self.timeout,

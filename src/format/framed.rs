@@ -336,6 +336,12 @@ impl<'a> Framed<'a> {
     /// Like [`Framed::read`], but copies only the first `limit` bytes of
     /// the content (still checked against the slot's generation).
     pub fn read_at_most(&self, limit: usize) -> anyhow::Result<Version> {
+        self.read_span(0, limit)
+    }
+
+    /// Like [`Framed::read_at_most`], for the content from byte `skip` on:
+    /// only the bytes returned are copied. Past the end it is empty.
+    pub fn read_span(&self, skip: usize, limit: usize) -> anyhow::Result<Version> {
         let started = Instant::now();
         let seq_word = self.seq_word()?;
         let mut data = Vec::new();
@@ -354,9 +360,10 @@ impl<'a> Framed<'a> {
                 // Read after seq, re-checked after the copy: see "Growing" in docs/FORMAT.md.
                 let capacity = self.live_capacity()?;
                 let len = self.slot_len(slot, capacity)?;
+                let skip = skip.min(len.unwrap_or(0));
                 let whole = self.copy_slot(
-                    Self::slot_data(slot, capacity),
-                    len.unwrap_or(0).min(limit),
+                    Self::slot_data(slot, capacity) + skip,
+                    (len.unwrap_or(0) - skip).min(limit),
                     generation,
                     before,
                     &mut data,

@@ -227,14 +227,32 @@ impl<'a> Ring<'a> {
 
     /// Validates the header of a segment whose magic says it is a ring.
     pub fn open(map: &'a Mapping, target: &'a Target) -> anyhow::Result<Ring<'a>> {
-        if Layout::detect(map) != Layout::Ring {
-            return Err(failure(
-                Kind::Failed,
-                format!(
-                    "{target} is not a stream; start the writer with: producer | shm-write --stream {}",
+        let layout = Layout::detect(map);
+        if layout != Layout::Ring {
+            // Suggest what works on what is there: a stream writer refuses
+            // any segment that is not blank.
+            let what = match layout {
+                Layout::Log => format!(
+                    "is a log (made by shm-write --lines), not a stream: read it with {}, \
+                     or follow it with {}",
+                    target.command("shm-read"),
+                    target.command("shm-read -F")
+                ),
+                Layout::Framed => format!(
+                    "is a snapshot (made by shm-write), not a stream: read it with {}",
+                    target.command("shm-read")
+                ),
+                _ if map.is_zero(0, map.len().min(64)).unwrap_or(false) => format!(
+                    "is not a stream yet; start the writer with: producer | shm-write --stream {}",
                     target.flag()
                 ),
-            ));
+                _ => format!(
+                    "holds data not written by shm-tools, not a stream: read it with {}; \
+                     a stream needs an address of its own",
+                    target.command("shm-read")
+                ),
+            };
+            return Err(failure(Kind::Failed, format!("{target} {what}")));
         }
         let capacity = PREFIX.check(map, target, capacity_for(map.len()))? as u64;
         Ok(Ring {
