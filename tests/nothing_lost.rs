@@ -157,8 +157,12 @@ fn list_under_a_low_descriptor_limit_still_names_owners() {
         .lines()
         .find(|l| l.starts_with(&format!("-n {name} ")))
         .map_or_else(|| panic!("no row for {name}\n{out}"), str::to_owned);
-    let owner = row.split_whitespace().nth(4).unwrap().to_owned();
-    assert_eq!(owner, "root", "{row}");
+    // The owner stands right before the mode (sizes may be two words,
+    // "4.00 KiB").
+    let words: Vec<&str> = row.split_whitespace().collect();
+    let mode_at = words.iter().position(|w| *w == "0600");
+    let owner = mode_at.and_then(|i| i.checked_sub(1)).map(|i| words[i]);
+    assert_eq!(owner, Some("root"), "{row}");
 }
 
 /// A lock word naming a thread that holds no robust list (written by
