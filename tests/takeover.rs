@@ -384,3 +384,30 @@ fn two_readers_racing_to_take_over_one_dead_readers_place_one_wins() {
         assert!(!seg.exists(), "round {round}: the completed ring remains");
     }
 }
+
+/// The writer finishes while the only reader so far lies dead, having read
+/// nothing: the writer ends with exit 0 (its bytes wait in the ring, as for
+/// a reader not come yet), --list does not call the ring stale, and the
+/// next reader takes over and gets all of it.
+#[test]
+fn a_finished_stream_whose_reader_died_before_reading_waits_for_the_next() {
+    let seg = Seg::name();
+    let mut writer = Live::start(&mut write_cmd(&strs(&seg.with(&["--stream", "-s", "64K"]))));
+    wait_for_info(&seg, "the ring", |i| i["stream_state"] == "streaming");
+    let mut first = Live::start(&mut read_cmd(&strs(&seg.with(&["--stream"]))));
+    wait_for_info(&seg, "the first reader's claim", |i| {
+        !i["reader_pid"].is_null()
+    });
+    first.kill();
+    wait_for_info(&seg, "the reader's death", |i| {
+        i["stream_state"] == "reader died"
+    });
+    writer.send(b"all of it\n");
+    writer.finish(BOUND).ok();
+    let listed = info(&seg);
+    assert_eq!(listed["stale"], false, "{listed}");
+    let out = read(&strs(&seg.with(&["--stream"])));
+    out.ok().stderr_has(&["took over"]);
+    assert_eq!(out.stdout, b"all of it\n");
+    assert!(!seg.exists());
+}
