@@ -167,7 +167,10 @@ pub fn stale_because(segment: &Segment) -> anyhow::Result<Option<&'static str>> 
                 None
             } else if writer_died || flags & ring::WRITER_FAILED != 0 {
                 Some("its stream writer died or failed, so the stream can never complete")
-            } else if reader == Holder::Died || flags & ring::READER_CLOSED != 0 {
+            // A reader that died before it began is taken over by the next.
+            } else if (reader == Holder::Died && ring.reader_began()?)
+                || flags & ring::READER_CLOSED != 0
+            {
                 Some("its stream reader died or stopped, so the stream can never be read")
             } else {
                 None

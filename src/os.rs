@@ -1193,6 +1193,18 @@ impl Mapping {
     /// waiters. A word that no longer holds our tid is left alone: it is
     /// not ours any more.
     pub fn robust_unlock(&self, offset: usize) -> Result<(), OutOfBounds> {
+        self.robust_release(offset, 0)
+    }
+
+    /// Releases the robust lock at `offset` that this thread took from a
+    /// holder that died, putting back the kernel's mark (FUTEX_OWNER_DIED,
+    /// no tid, as the kernel leaves it): for a taker that looked under the
+    /// lock and decided not to go on, so everyone still sees the death.
+    pub fn robust_unlock_as_died(&self, offset: usize) -> Result<(), OutOfBounds> {
+        self.robust_release(offset, FUTEX_OWNER_DIED)
+    }
+
+    fn robust_release(&self, offset: usize, left: u32) -> Result<(), OutOfBounds> {
         let (entry, word) = self.robust_entry(offset)?;
         let tid = nix::unistd::gettid().as_raw().cast_unsigned() & FUTEX_TID_MASK;
         ROBUST.with(|&thread| {
@@ -1220,7 +1232,7 @@ impl Mapping {
             while current & FUTEX_TID_MASK == tid && current & FUTEX_OWNER_DIED == 0 {
                 match word.compare_exchange(
                     current,
-                    0,
+                    left,
                     std::sync::atomic::Ordering::Release,
                     std::sync::atomic::Ordering::Relaxed,
                 ) {

@@ -4,7 +4,11 @@
 //! Contract: the writer claims and creates the ring (a second writer is
 //! refused, and never removes anything: a lost claim means another process
 //! uses the segment), the reader claims it (a second reader is refused) and
-//! removes it once the stream completes. Both claims are robust locks, so
+//! removes it once the stream completes. A ring whose writer is gone
+//! unfinished and that no reader has begun to read is taken over by the
+//! next writer, and one whose reader died before it began to read by the
+//! next reader, each saying so in one line on stderr (docs/FORMAT.md,
+//! Taking over). Both claims are robust locks, so
 //! a peer's death is the kernel's record, valid across PID namespaces. A
 //! side that finds its peer dead or gone ends non-zero, says how many bytes
 //! got through, and removes the broken ring; only if both die does the
@@ -57,7 +61,16 @@ pub fn write_stream(
     // Whether we created the segment does not matter: Ring::create refuses
     // only when another process claimed or filled it, and then it is theirs.
     let (segment, _created) = Segment::open_or_create(&target, &create)?;
-    let (ring, claim) = Ring::create(segment.mapping(), &target)?;
+    let (ring, claim, takeover) = Ring::create(segment.mapping(), &target)?;
+    if let Some(taken) = takeover {
+        eprintln!(
+            "shm-write: took over {target} from a stream writer that {}{}; discarded the {} \
+             unread bytes it had written",
+            taken.how,
+            pid_note(taken.pid),
+            taken.discarded
+        );
+    }
     let stdin = io::stdin();
     let meter = Meter::new(progress, "sent");
     let result = meter.ticking(
@@ -128,7 +141,14 @@ pub fn read_stream(
     let meter = meter.unwrap_or_else(|| Meter::new(progress, "received"));
     let ring = Ring::open(segment.mapping(), &target).inspect_err(|_| meter.clear())?;
     // Held until the ring is removed (or the error below is returned).
-    let claim = ring.claim_reader().inspect_err(|_| meter.clear())?;
+    let (claim, takeover) = ring.claim_reader().inspect_err(|_| meter.clear())?;
+    if let Some(taken) = takeover {
+        eprintln!(
+            "shm-read: took over {target} from a stream reader that {}{} before reading any of it",
+            taken.how,
+            pid_note(taken.pid)
+        );
+    }
     let stdout = io::stdout();
     let result = meter
         .ticking(
@@ -195,6 +215,15 @@ fn ring_status(ring: &Ring<'_>, side: Side) -> String {
         fill
     } else {
         format!("{fill}: {waits}")
+    }
+}
+
+/// " (pid N in its PID namespace)", or nothing if it never stored one.
+fn pid_note(pid: u32) -> String {
+    if pid == 0 {
+        String::new()
+    } else {
+        format!(" (pid {pid} in its PID namespace)")
     }
 }
 

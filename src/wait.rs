@@ -113,6 +113,19 @@ impl RobustGuard<'_> {
     }
 }
 
+impl RobustGuard<'_> {
+    /// Lets go of a lock taken only to look under it, leaving its word as
+    /// it was found: marked died again if the previous holder died (see
+    /// [`Mapping::robust_unlock_as_died`]), free otherwise.
+    pub fn give_back(self) {
+        if self.owner_died {
+            // As in drop: the offset was valid when the lock was taken.
+            let _ = self.map.robust_unlock_as_died(self.offset);
+            std::mem::forget(self);
+        }
+    }
+}
+
 impl Drop for RobustGuard<'_> {
     fn drop(&mut self) {
         // The offset was valid when the lock was taken and the mapping is
@@ -254,6 +267,11 @@ mod tests {
             .unwrap();
         let _ = nix::sys::mman::shm_unlink(name.as_str());
         assert!(!status.success(), "the child was meant to abort");
+        assert_eq!(Holder::at(&map, 64).unwrap(), Holder::Died);
+        // Taken only to look under it and given back: still marked died.
+        let looked = try_lock_robust(&map, 64).unwrap().expect("free");
+        assert!(looked.previous_owner_died());
+        looked.give_back();
         assert_eq!(Holder::at(&map, 64).unwrap(), Holder::Died);
         let guard = try_lock_robust(&map, 64)
             .unwrap()

@@ -230,6 +230,13 @@ fn ring_segment() -> Seg {
 
 #[test]
 fn corrupt_ring_headers_are_clear_errors() {
+    // The reader's claim word as the kernel leaves a dead holder's, in a
+    // ring it had begun to read (flags: WRITER_DONE | READER_BEGAN); one
+    // that had not begun would be taken over (tests/takeover.rs).
+    let dead_reader: Scribble = Box::new(|m| {
+        put32(32, 1 | 8)(m);
+        put32(216, os::FUTEX_OWNER_DIED | 0x1234)(m);
+    });
     let cases: [(&str, Scribble, &str); 7] = [
         ("tail past head", put64(128, 2000), "corrupt"),
         ("head past the ring", put64(64, 1 << 40), "corrupt"),
@@ -237,12 +244,7 @@ fn corrupt_ring_headers_are_clear_errors() {
         ("capacity max", put64(16, u64::MAX), "capacity"),
         ("version", put32(8, 7), "version 7"),
         ("header size", put32(12, 4096), "header size"),
-        // The reader's claim word, as the kernel leaves a dead holder's.
-        (
-            "dead reader in place",
-            put32(216, os::FUTEX_OWNER_DIED | 0x1234),
-            "died",
-        ),
+        ("dead reader in place", dead_reader, "died"),
     ];
     for (what, scribble, expected) in cases {
         let seg = ring_segment();

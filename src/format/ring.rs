@@ -25,7 +25,7 @@ use crate::error::{Kind, failure};
 use crate::format::Layout;
 use crate::format::prefix::Prefix;
 use crate::os::{Mapping, ROBUST_LOCK_SIZE};
-use crate::wait::{self, Holder, RECHECK, RobustGuard};
+use crate::wait::{self, Deadline, Holder, RECHECK, RobustGuard};
 
 /// The first eight bytes of a stream ring.
 pub const MAGIC: [u8; 8] = *b"SHMTRING";
@@ -62,6 +62,12 @@ pub const WRITER_DONE: u32 = 1;
 pub const WRITER_FAILED: u32 = 2;
 /// `flags`: the reader stopped (its output was closed).
 pub const READER_CLOSED: u32 = 4;
+/// `flags`: a reader began to read: set before its first write(2) of ring
+/// bytes, so a reader killed inside that call has begun even though `tail`
+/// never moved. Until it is set (and while `tail` is 0), no byte of the
+/// stream has left the ring, and a gone writer's or reader's place may be
+/// taken over.
+pub const READER_BEGAN: u32 = 8;
 
 /// Which end of the ring this process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,11 +78,39 @@ pub enum Side {
     Reader,
 }
 
+/// How long a reader waits for a reader's claim held by someone else
+/// before refusing: a writer taking over a ring holds it for the few
+/// stores of its reset, and a reader arriving then must not be refused.
+const TAKEOVER_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// "a live NAME", with the holder's tid when the word names one.
 fn live(who: &str, holder: Holder) -> String {
     match holder {
         Holder::Alive(tid) => format!("a live {who} (tid {tid} in its PID namespace)"),
         Holder::Free | Holder::Died => format!("a live {who}"),
+    }
+}
+
+fn already_writing(target: &Target, holder: Holder) -> anyhow::Error {
+    failure(
+        Kind::Failed,
+        format!(
+            "{target} already has {}; only one writer per stream",
+            live("stream writer", holder)
+        ),
+    )
+}
+
+/// How a writer whose claim is not held by a live thread ended, when it
+/// did not finish: its place can be taken over. None for a live or
+/// finished writer.
+fn writer_gone(claim: Holder, flags: u32) -> Option<&'static str> {
+    match claim {
+        Holder::Alive(_) => None,
+        _ if flags & WRITER_DONE != 0 => None,
+        Holder::Died => Some("died"),
+        Holder::Free if flags & WRITER_FAILED != 0 => Some("failed"),
+        Holder::Free => Some("let go of the stream without finishing it"),
     }
 }
 
@@ -94,6 +128,20 @@ pub struct Ring<'a> {
     capacity: u64,
 }
 
+/// A gone peer's place that this process took over (see [`Ring::create`]
+/// and [`Ring::claim_reader`]), for the one line that says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Takeover {
+    /// How the previous holder of the place ended: "died", "failed" or
+    /// "let go of the stream without finishing it".
+    pub how: &'static str,
+    /// Its pid, in its own PID namespace (0 if it never stored one).
+    pub pid: u32,
+    /// Bytes of its stream that are gone: the writer's bytes that no
+    /// reader will see; always 0 for a reader's place.
+    pub discarded: u64,
+}
+
 /// What a finished transfer moved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transferred {
@@ -106,14 +154,17 @@ impl<'a> Ring<'a> {
     /// the writer's claim, which [`Ring::produce`] releases. The claim is
     /// taken first, with one compare-and-swap, and decides: a live writer's
     /// claim refuses us before we look at or change anything, so of two
-    /// writers racing for one new segment exactly one goes on. Anything
-    /// but a blank segment (an existing ring, other content) is refused.
-    /// On refusal this changes nothing and the caller must not remove the
+    /// writers racing for one new segment exactly one goes on. An existing
+    /// ring whose writer is gone unfinished, and that no reader has begun
+    /// to read, is taken over ([`Ring::take_over`]: the [`Takeover`] says
+    /// what was discarded). Anything else (a ring being written, read or
+    /// waiting finished for its reader; other content) is refused. On
+    /// refusal this changes nothing and the caller must not remove the
     /// segment: another process has used it.
     pub fn create(
         map: &'a Mapping,
         target: &'a Target,
-    ) -> anyhow::Result<(Ring<'a>, RobustGuard<'a>)> {
+    ) -> anyhow::Result<(Ring<'a>, RobustGuard<'a>, Option<Takeover>)> {
         let capacity = capacity_for(map.len()).ok_or_else(|| {
             failure(
                 Kind::Failed,
@@ -133,42 +184,13 @@ impl<'a> Ring<'a> {
                 format!("{target} holds a stream whose writer died; {remove_first}"),
             )
         };
-        let already_writing = |holder| {
-            failure(
-                Kind::Failed,
-                format!(
-                    "{target} already has {}; only one writer per stream",
-                    live("stream writer", holder)
-                ),
-            )
-        };
+        let already_writing = |holder| already_writing(target, holder);
         // Everything is looked at before anything is written: the claim's
         // bytes of a segment that is not ours (a snapshot, a C program's
         // data) are that segment's content, and a refused writer must leave
         // them exactly as they were.
-        // What an existing ring says to a second writer.
-        let ring_refusal = || -> anyhow::Result<anyhow::Error> {
-            let flags = map.atomic_u32(OFF_FLAGS)?.load(Ordering::Acquire);
-            Ok(match Holder::at(map, OFF_WRITER_CLAIM)? {
-                holder @ Holder::Alive(_) => already_writing(holder),
-                Holder::Died if flags & WRITER_DONE == 0 => writer_died(),
-                _ if flags & WRITER_DONE != 0 => failure(
-                    Kind::Failed,
-                    format!(
-                        "{target} holds a finished stream nobody has read yet; read it with \
-                         shm-read --stream, or {remove_first}"
-                    ),
-                ),
-                _ => failure(
-                    Kind::Failed,
-                    format!(
-                        "{target} holds an unfinished stream whose writer is gone; {remove_first}"
-                    ),
-                ),
-            })
-        };
         if Layout::detect(map) == Layout::Ring {
-            return Err(ring_refusal()?);
+            return Ring::take_over(map, target, &remove_first);
         }
         // Zero but for the writer's claim: blank, or a ring being set up
         // right now (its claim held) or whose writer died doing so.
@@ -190,7 +212,7 @@ impl<'a> Ring<'a> {
             // The magic is stored last and never cleared: a ring finished
             // since we looked is a ring.
             if Layout::detect(map) == Layout::Ring {
-                return Err(ring_refusal()?);
+                return Ring::take_over(map, target, &remove_first);
             }
             // A ring another writer is setting up right now (it holds the
             // claim and fills the prefix and its pid, magic last): zero but
@@ -222,7 +244,133 @@ impl<'a> Ring<'a> {
         map.atomic_u32(OFF_WRITER_PID)?
             .store(std::process::id(), Ordering::Relaxed);
         PREFIX.write(map, capacity)?;
-        Ok((Ring::open(map, target)?, claim))
+        Ok((Ring::open(map, target)?, claim, None))
+    }
+
+    /// Takes over an existing ring whose writer is gone without finishing
+    /// and that no reader has begun to read ([`Ring::reader_began`]):
+    /// resets it to an empty stream of this writer's, discarding what the
+    /// gone writer left. The decision is made holding both claims: the
+    /// writer's, taken with one compare-and-swap (of two writers racing for
+    /// the same dead ring exactly one gets it, and the other is refused
+    /// having changed nothing), and then the reader's, as a gate: no reader
+    /// can claim the ring, so none can begin to read it, between the check
+    /// and the reset. A ring that cannot be taken over is refused after a
+    /// look that takes nothing; one that turns out not to be takeable only
+    /// under the claims (a race) gets them back as they were, died marks
+    /// included.
+    fn take_over(
+        map: &'a Mapping,
+        target: &'a Target,
+        remove_first: &str,
+    ) -> anyhow::Result<(Ring<'a>, RobustGuard<'a>, Option<Takeover>)> {
+        let ring = Ring::open(map, target)?;
+        let refused = |ring: &Ring<'a>| -> anyhow::Result<anyhow::Error> {
+            Ok(ring.takeover_refusal(remove_first)?.unwrap_or_else(|| {
+                failure(
+                    Kind::Failed,
+                    format!("{target} changed while this writer looked at it; try again"),
+                )
+            }))
+        };
+        if let Some(refusal) = ring.takeover_refusal(remove_first)? {
+            return Err(refusal);
+        }
+        let claim = match wait::try_lock_robust(map, OFF_WRITER_CLAIM)? {
+            Ok(claim) => claim,
+            Err(holder) => return Err(already_writing(target, holder)),
+        };
+        let Ok(gate) = wait::try_lock_robust(map, OFF_READER_CLAIM)? else {
+            claim.give_back();
+            return Err(refused(&ring)?);
+        };
+        // Only claim holders change what follows, and we hold both.
+        let verdict = (|| -> anyhow::Result<Option<&'static str>> {
+            let flags = ring.flags()?;
+            if flags & WRITER_DONE != 0 || ring.reader_began()? {
+                return Ok(None);
+            }
+            Ok(if claim.previous_owner_died() {
+                Some("died")
+            } else {
+                writer_gone(Holder::Free, flags)
+            })
+        })();
+        let how = match verdict {
+            Ok(Some(how)) => how,
+            other => {
+                gate.give_back();
+                claim.give_back();
+                return Err(other.err().map_or_else(|| refused(&ring), Ok)?);
+            }
+        };
+        let (head, tail) = ring.positions()?;
+        let (pid, _) = ring.peers()?;
+        // tail is 0 (the reader never began); head goes back to it, then
+        // everything else a stream starts with.
+        ring.word64(OFF_TAIL)?.store(0, Ordering::SeqCst);
+        ring.word64(OFF_HEAD)?.store(0, Ordering::SeqCst);
+        for word in [
+            OFF_FLAGS,
+            OFF_READER_PID,
+            OFF_READER_WAITING,
+            OFF_WRITER_WAITING,
+        ] {
+            ring.word32(word)?.store(0, Ordering::SeqCst);
+        }
+        ring.word32(OFF_WRITER_PID)?
+            .store(std::process::id(), Ordering::SeqCst);
+        // Released plainly: a reader that died before reading went with
+        // the old stream.
+        drop(gate);
+        Ok((
+            ring,
+            claim,
+            Some(Takeover {
+                how,
+                pid,
+                discarded: head - tail,
+            }),
+        ))
+    }
+
+    /// Why a writer may not take this ring over, looking without taking;
+    /// None when it may.
+    fn takeover_refusal(&self, remove_first: &str) -> anyhow::Result<Option<anyhow::Error>> {
+        let target = self.target;
+        let flags = self.flags()?;
+        let (writer, reader) = self.holders()?;
+        let refusal = |why: String| Ok(Some(failure(Kind::Failed, why)));
+        if let Holder::Alive(_) = writer {
+            return Ok(Some(already_writing(target, writer)));
+        }
+        let Some(how) = writer_gone(writer, flags) else {
+            return refusal(format!(
+                "{target} holds a finished stream nobody has read yet; read it with \
+                 shm-read --stream, or {remove_first}"
+            ));
+        };
+        if let Holder::Alive(_) = reader {
+            return refusal(format!(
+                "{target} holds a stream whose writer {how}, and {} is reading what it left; \
+                 let it finish, then start again",
+                live("stream reader", reader)
+            ));
+        }
+        if self.reader_began()? {
+            return refusal(format!(
+                "{target} holds a stream whose writer {how} after a reader began to read it; \
+                 {remove_first}"
+            ));
+        }
+        Ok(None)
+    }
+
+    /// Whether a reader ever began to read this ring: READER_BEGAN, or
+    /// `tail` moved (by a reader that does not set the flag).
+    pub fn reader_began(&self) -> anyhow::Result<bool> {
+        let (_, tail) = self.positions()?;
+        Ok(tail != 0 || self.flags()? & READER_BEGAN != 0)
     }
 
     /// Validates the header of a segment whose magic says it is a ring.
@@ -339,9 +487,13 @@ impl<'a> Ring<'a> {
 
     /// Claims the reader's place for as long as the returned claim lives.
     /// Refuses a second live reader, naming it, and a ring whose previous
-    /// reader died (it took bytes nobody will see again), leaving the
-    /// kernel's mark of that death in place.
-    pub fn claim_reader(&self) -> anyhow::Result<RobustGuard<'a>> {
+    /// reader died after it began to read (it took bytes nobody will see
+    /// again), leaving the kernel's mark of that death in place. A
+    /// previous reader that died before it began is taken over: its claim
+    /// is taken with one compare-and-swap (of two racing readers one gets
+    /// it) and under it, where nobody else moves the reader's fields,
+    /// READER_BEGAN and `tail` are checked again.
+    pub fn claim_reader(&self) -> anyhow::Result<(RobustGuard<'a>, Option<Takeover>)> {
         let died = || {
             failure(
                 Kind::Failed,
@@ -353,25 +505,52 @@ impl<'a> Ring<'a> {
                 ),
             )
         };
-        if Holder::at(self.map, OFF_READER_CLAIM)? == Holder::Died {
+        if Holder::at(self.map, OFF_READER_CLAIM)? == Holder::Died && self.reader_began()? {
             return Err(died());
         }
-        match wait::try_lock_robust(self.map, OFF_READER_CLAIM)? {
-            Ok(claim) if claim.previous_owner_died() => Err(died()),
-            Ok(claim) => {
-                self.word32(OFF_READER_PID)?
-                    .store(std::process::id(), Ordering::Release);
-                Ok(claim)
-            }
-            Err(holder) => Err(failure(
+        let deadline = Deadline::after(Some(TAKEOVER_GRACE));
+        let Some(claim) = wait::lock_robust(self.map, OFF_READER_CLAIM, deadline, |_| {})? else {
+            return Err(failure(
                 Kind::Failed,
                 format!(
                     "{} already has {}; only one reader per stream",
                     self.target,
-                    live("stream reader", holder)
+                    live("stream reader", Holder::at(self.map, OFF_READER_CLAIM)?)
                 ),
-            )),
-        }
+            ));
+        };
+        let takeover = if claim.previous_owner_died() {
+            if self.reader_began()? {
+                claim.give_back();
+                return Err(died());
+            }
+            let (_, pid) = self.peers()?;
+            self.word32(OFF_READER_WAITING)?.store(0, Ordering::SeqCst);
+            Some(Takeover {
+                how: "died",
+                pid,
+                discarded: 0,
+            })
+        } else {
+            // A free claim with a reader's pid: a reader had the stream and
+            // let go (finished or stopped); what it took is not ours to get.
+            let (_, pid) = self.peers()?;
+            if pid != 0 {
+                drop(claim);
+                return Err(failure(
+                    Kind::Failed,
+                    format!(
+                        "{}'s stream was taken by another reader (pid {pid} in its PID \
+                         namespace), which has finished or stopped; start the writer again",
+                        self.target
+                    ),
+                ));
+            }
+            None
+        };
+        self.word32(OFF_READER_PID)?
+            .store(std::process::id(), Ordering::Release);
+        Ok((claim, takeover))
     }
 
     fn data_offset(&self, position: u64) -> usize {
@@ -526,7 +705,9 @@ impl<'a> Ring<'a> {
                 ),
             ));
         }
-        if holder == Holder::Died {
+        // A reader that died before it began to read took nothing: as if
+        // no reader had come yet, and the next one takes its place.
+        if holder == Holder::Died && self.reader_began()? {
             let (_, tail) = self.positions()?;
             let (_, pid) = self.peers()?;
             return Err(failure(
@@ -600,6 +781,7 @@ impl<'a> Ring<'a> {
         progress: &dyn Fn(u64),
     ) -> anyhow::Result<Transferred> {
         let tail_word = self.word64(OFF_TAIL)?;
+        let mut began = false;
         loop {
             let (head, tail) = self.positions()?;
             let available = head - tail;
@@ -622,6 +804,13 @@ impl<'a> Ring<'a> {
                     || self.writer_finished(tail).map(drop),
                 )?;
                 continue;
+            }
+            if !began {
+                // Before the first byte can leave the ring: from here on
+                // nobody may take over the writer's or this reader's place.
+                self.word32(OFF_FLAGS)?
+                    .fetch_or(READER_BEGAN, Ordering::SeqCst);
+                began = true;
             }
             let until_wrap = self.capacity - tail % self.capacity;
             let len = available.min(until_wrap);
