@@ -21,9 +21,9 @@
 //! Anything unusual (another OS or libc, a build that is static already,
 //! an archive the C compiler does not have) leaves the default dynamic
 //! link alone, and SHM_TOOLS_DYNAMIC=1 asks for it. User and group names
-//! still resolve in a static binary: glibc loads the NSS modules of
-//! /etc/nsswitch.conf at run time, which needs the glibc it was built
-//! against, as with `cargo install` on the machine itself.
+//! must then never be looked up through glibc's NSS, which would load
+//! modules such as libnss_systemd into the static process and crash it:
+//! src/users.rs reads the files itself and asks getent(1) for the rest.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

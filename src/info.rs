@@ -24,7 +24,8 @@ use crate::format::framed::{self, Framed};
 use crate::format::log::{self, Log};
 use crate::format::ring::{self, Ring};
 use crate::os::{ShmId, ShmKey, SysvStat};
-use crate::segment::{Access, Segment, Stat, timed_out, user_name};
+use crate::segment::{Access, Segment, Stat, timed_out};
+use crate::users::{group_name, user_name};
 use crate::wait::{self, Deadline, Holder};
 
 /// One reported fact: its JSON value and how text output shows it.
@@ -494,13 +495,6 @@ pub fn to_json(fields: &[Field]) -> Value {
             .map(|f| (f.name.to_owned(), f.json.clone()))
             .collect::<Map<_, _>>(),
     )
-}
-
-fn group_name(gid: u32) -> String {
-    nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
-        .ok()
-        .flatten()
-        .map_or_else(|| gid.to_string(), |g| g.name)
 }
 
 /// `secs` since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.

@@ -3,6 +3,7 @@
 //! The layers, bottom up:
 //! - [`address`]: how a segment is named (key, ftok path, id, POSIX name, default);
 //! - [`os`]: the OS calls and mappings, the only unsafe code;
+//! - [`users`]: user and group names (files, then getent; never glibc's NSS in a static binary);
 //! - [`segment`]: finding, creating, attaching and removing segments;
 //! - [`format`]: what is on a segment (our framed layout, our stream ring, our log, or a C string);
 //! - [`wait`]: how peers wait for each other (futexes, liveness, the write lock);
@@ -22,5 +23,6 @@ pub mod progress;
 pub mod read;
 pub mod segment;
 pub mod stream;
+pub mod users;
 pub mod wait;
 pub mod write;

@@ -20,7 +20,8 @@ use crate::error::{Kind, failure};
 use crate::format::Layout;
 use crate::format::ring::Ring;
 use crate::info::{self, Field, field};
-use crate::segment::{Access, Segment, Stat, user_name};
+use crate::segment::{Access, Segment, Stat};
+use crate::users::user_name;
 use crate::wait::Holder;
 
 /// What `--list` is asked for.

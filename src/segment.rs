@@ -848,29 +848,7 @@ fn sysvipc_row(matches: impl Fn(i32, i32) -> bool) -> Option<(u32, u32)> {
     })
 }
 
-/// The user name for `uid`, or the number when it has none. Answers are
-/// kept for the life of the process: a listing asks for the same few
-/// owners again and again, and a lookup needs a descriptor (for
-/// /etc/passwd or NSS) that a low `ulimit -n` may not leave later. A
-/// lookup that failed is not kept.
-#[must_use]
-pub fn user_name(uid: u32) -> String {
-    static KNOWN: std::sync::Mutex<Vec<(u32, String)>> = std::sync::Mutex::new(Vec::new());
-    let mut known = KNOWN
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some((_, name)) = known.iter().find(|(u, _)| *u == uid) {
-        return name.clone();
-    }
-    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-        Ok(user) => {
-            let name = user.map_or_else(|| uid.to_string(), |u| u.name);
-            known.push((uid, name.clone()));
-            name
-        }
-        Err(_) => uid.to_string(),
-    }
-}
+use crate::users::user_name;
 
 fn permission_error(target: &Target, action: &str) -> anyhow::Error {
     let owner = owner_and_mode(target).map_or_else(String::new, |(uid, mode)| {

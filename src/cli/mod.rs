@@ -138,10 +138,8 @@ pub fn parse_owner(raw: &str) -> Result<u32, String> {
     if let Ok(uid) = raw.parse::<u32>() {
         return Ok(uid);
     }
-    match nix::unistd::User::from_name(raw) {
-        Ok(Some(user)) => Ok(user.uid.as_raw()),
-        _ => Err(format!("'{raw}' is not a user name or uid on this machine")),
-    }
+    crate::users::uid_of(raw)
+        .ok_or_else(|| format!("'{raw}' is not a user name or uid on this machine"))
 }
 
 /// Parses permission bits in octal, `600` or `0600`.
