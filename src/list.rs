@@ -34,7 +34,8 @@ pub struct ListOptions {
 }
 
 /// Writes the listing as a table, or as a JSON array of `--info` objects;
-/// with `remove`, removes the stale segments instead and says which.
+/// with `remove`, removes the stale (or unused) segments instead and says
+/// which.
 pub fn list(opts: ListOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     let scan = crate::usage::scan();
     let mut rows = sysv_rows(&scan);
@@ -65,7 +66,7 @@ pub fn list(opts: ListOptions, out: &mut dyn Write) -> anyhow::Result<()> {
         };
         return remove_stale(&rows, &recheck, out);
     }
-    if scan.uninspectable > 0 {
+    if opts.unused && scan.uninspectable > 0 {
         // A note, not data: stdout keeps only the listing.
         eprintln!(
             "shm-read: {} process(es) could not be inspected, so USERS may be incomplete and no POSIX \
@@ -105,8 +106,9 @@ pub fn list(opts: ListOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Removes each segment in `rows`: opened again, found stale (or unused,
-/// whatever `recheck` asks) again on what was opened, and removed by identity (System V by id, POSIX only
+/// Removes each segment in `rows`: opened again, found stale (or unused:
+/// whatever `recheck` asks) again on what was opened, and removed by
+/// identity (System V by id, POSIX only
 /// while the name still leads to that object), so a segment that someone
 /// took up again since it was listed is left alone. What is left is the
 /// moment between that last check and the removal. One line per segment

@@ -82,10 +82,12 @@ fn writer_waiting(segment: &Segment) -> bool {
     .unwrap_or(false)
 }
 
-/// One watched segment: the last counts, and the waiting samples since.
+/// One watched segment: the last counts and when they were taken, and
+/// the waiting samples since.
 struct Watched {
     segment: Segment,
     last: Counted,
+    at: Instant,
     samples: u32,
     waiting: u32,
 }
@@ -96,6 +98,7 @@ impl Watched {
         Ok(Watched {
             segment,
             last,
+            at: Instant::now(),
             samples: 0,
             waiting: 0,
         })
@@ -108,24 +111,18 @@ impl Watched {
         }
     }
 
-    /// The fields of one interval of `secs` seconds, and starts the next.
-    fn interval(&mut self, secs: f64) -> anyhow::Result<Vec<(&'static str, Value)>> {
+    /// The fields of the interval since the last counts (its length
+    /// measured, whatever the schedule), and starts the next.
+    fn interval(&mut self) -> anyhow::Result<Vec<(&'static str, Value)>> {
         let now = count(&self.segment)?;
-        let rate = |n: u64| {
-            #[allow(clippy::cast_precision_loss, reason = "a rate to print")]
-            let n = n as f64;
-            (n / secs * 10.0).round() / 10.0
-        };
-        #[allow(clippy::cast_precision_loss, reason = "a fraction to print")]
-        let fraction = |part: u64, whole: u64| {
-            if whole == 0 {
-                0.0
-            } else {
-                (part as f64 / whole as f64 * 1000.0).round() / 1000.0
-            }
-        };
+        let taken = Instant::now();
+        let secs = (taken - self.at).as_secs_f64();
+        let rate = |n: u64| per_second(n, secs);
         let waited = fraction(u64::from(self.waiting), u64::from(self.samples));
-        let mut fields = vec![("layout", json!(layout_name(&now)))];
+        let mut fields = vec![
+            ("interval_s", json!((secs * 1000.0).round() / 1000.0)),
+            ("layout", json!(layout_name(&now))),
+        ];
         match (&self.last, &now) {
             (
                 Counted::Framed { versions: a, .. },
@@ -202,10 +199,28 @@ impl Watched {
             }
         }
         self.last = now;
+        self.at = taken;
         self.samples = 0;
         self.waiting = 0;
         Ok(fields)
     }
+}
+
+/// `n` per second over `secs`, to a tenth.
+fn per_second(n: u64, secs: f64) -> f64 {
+    #[allow(clippy::cast_precision_loss, reason = "a rate to print")]
+    let n = n as f64;
+    (n / secs * 10.0).round() / 10.0
+}
+
+/// `part / whole` to a thousandth (0 for nothing of nothing).
+fn fraction(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        return 0.0;
+    }
+    #[allow(clippy::cast_precision_loss, reason = "a fraction to print")]
+    let f = part as f64 / whole as f64;
+    (f * 1000.0).round() / 1000.0
 }
 
 fn layout_name(counted: &Counted) -> &'static str {
@@ -375,20 +390,19 @@ pub fn watch(address: &Address, opts: StatsOptions, out: &mut dyn Write) -> anyh
         out.flush()?;
     }
     let mut lines = 0;
-    let mut started = Instant::now();
+    // Lines are due on a fixed schedule; a late one is not made up for.
+    let mut due = Instant::now();
     while opts.count.is_none_or(|c| lines < c) {
-        sample_until(&mut [&mut watched], started + opts.interval);
+        due = (due + opts.interval).max(Instant::now());
+        sample_until(&mut [&mut watched], due);
         if watched.segment.is_removed() {
             return Ok(());
         }
-        let elapsed = started.elapsed();
-        started += opts.interval;
-        let fields = watched.interval(elapsed.as_secs_f64())?;
+        let fields = watched.interval()?;
         if opts.json {
             let mut object = serde_json::Map::new();
             object.insert("time".into(), json!(clock()));
             object.insert("segment".into(), json!(target.to_string()));
-            object.insert("interval_s".into(), json!(elapsed.as_secs_f64()));
             object.extend(fields.into_iter().map(|(n, v)| (n.to_owned(), v)));
             writeln!(out, "{}", Value::Object(object))?;
         } else {
@@ -440,7 +454,7 @@ fn all_targets() -> Vec<(String, Target)> {
 pub fn watch_all(opts: StatsOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     let mut watched: Vec<(String, Result<Watched, String>)> = Vec::new();
     let mut tables = 0;
-    let mut started = Instant::now();
+    let mut due = Instant::now();
     while opts.count.is_none_or(|c| tables < c) {
         // Keep what is still there, open what is new.
         watched.retain(|(_, w)| w.as_ref().is_ok_and(|w| !w.segment.is_removed()));
@@ -457,15 +471,12 @@ pub fn watch_all(opts: StatsOptions, out: &mut dyn Write) -> anyhow::Result<()> 
             .iter_mut()
             .filter_map(|(_, w)| w.as_mut().ok())
             .collect();
-        sample_until(&mut live, started + opts.interval);
-        let elapsed = started.elapsed();
-        started += opts.interval;
+        due = (due + opts.interval).max(Instant::now());
+        sample_until(&mut live, due);
         let mut rows: Vec<StatsRow> = Vec::new();
         for (target, w) in &mut watched {
             let row = match w {
-                Ok(w) => w
-                    .interval(elapsed.as_secs_f64())
-                    .map_err(|e| format!("{e:#}")),
+                Ok(w) => w.interval().map_err(|e| format!("{e:#}")),
                 Err(e) => Err(e.clone()),
             };
             rows.push((target.clone(), row));
@@ -477,7 +488,6 @@ pub fn watch_all(opts: StatsOptions, out: &mut dyn Write) -> anyhow::Result<()> 
                     let mut object = serde_json::Map::new();
                     object.insert("segment".into(), json!(segment));
                     object.insert("time".into(), json!(clock()));
-                    object.insert("interval_s".into(), json!(elapsed.as_secs_f64()));
                     match row {
                         Ok(fields) => {
                             object.extend(fields.into_iter().map(|(n, v)| (n.to_owned(), v)));

@@ -66,7 +66,15 @@ fn stats_counts_log_records_and_bytes_exactly() {
     assert_eq!(last["layout"], "log");
     assert_eq!(last["records_held"], 15, "{out}");
     assert_eq!(last["lossless_followers"], serde_json::json!([]));
-    assert!(last["records_per_s"].as_f64().unwrap() >= 0.0);
+    // Rates are per measured second between two readings.
+    for line in &lines {
+        let secs = line["interval_s"].as_f64().unwrap();
+        assert!(secs >= 0.99, "{out}");
+        let rate = line["records_per_s"].as_f64().unwrap();
+        #[allow(clippy::cast_precision_loss, reason = "small counts")]
+        let expected = line["records"].as_u64().unwrap() as f64 / secs;
+        assert!((rate - expected).abs() < 0.1, "{out}");
+    }
 }
 
 #[test]
