@@ -7,11 +7,17 @@ use std::io::{self, Write};
 
 /// Writes `data` as xxd does, offsets counted from 0.
 pub fn dump(data: &[u8], out: &mut dyn Write) -> io::Result<()> {
+    dump_from(data, 0, out)
+}
+
+/// Writes `data` as xxd does, offsets counted from `start` (what
+/// `xxd -s START` shows for the bytes from `start` on).
+pub fn dump_from(data: &[u8], start: usize, out: &mut dyn Write) -> io::Result<()> {
     let mut line = String::with_capacity(80);
     for (row, chunk) in data.chunks(16).enumerate() {
         line.clear();
         // Writing to a String cannot fail.
-        let _ = write!(line, "{:08x}: ", row * 16);
+        let _ = write!(line, "{:08x}: ", start.saturating_add(row * 16));
         for i in 0..16 {
             match chunk.get(i) {
                 Some(byte) => {

@@ -12,16 +12,20 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 
+use indicatif::HumanBytes;
 use serde_json::{Value, json};
 
 use crate::address::{PosixName, Target};
 use crate::error::{Kind, failure};
+use crate::format::Layout;
+use crate::format::ring::Ring;
 use crate::info::{self, Field, field};
-use crate::segment::{Access, Segment, user_name};
+use crate::segment::{Access, Segment, Stat, user_name};
 use crate::usage::Scan;
+use crate::wait::Holder;
 
 /// What `--list` is asked for.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ListOptions {
     /// A JSON array of `--info` objects instead of a table.
     pub json: bool,
@@ -29,17 +33,69 @@ pub struct ListOptions {
     pub stale: bool,
     /// With `stale` or `unused`: remove them, each after checking it again.
     pub remove: bool,
+    /// Which segments to list (and remove); all when empty.
+    pub filter: Filter,
+    /// With `remove` and an empty filter: other users' segments too.
+    pub all_users: bool,
     /// Only the segments nobody maps or holds open ([`info::unused_because`]).
     pub unused: bool,
+}
+
+/// Which segments `--list` shows, and `--list --stale --remove` may
+/// remove: those that match every part given. Empty, it matches all.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// One segment: a System V key or id, or a POSIX name.
+    pub target: Option<Target>,
+    /// POSIX names that start with this (without the leading slash).
+    pub prefix: Option<String>,
+    /// Segments owned by this uid.
+    pub owner: Option<u32>,
+}
+
+impl Filter {
+    /// Whether nothing was asked for, so every segment matches.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.target.is_none() && self.prefix.is_none() && self.owner.is_none()
+    }
+
+    /// Whether a listed segment, described by `fields`, matches.
+    fn matches(&self, fields: &[Field]) -> bool {
+        let name = get(fields, "name").map(|f| f.text.as_str());
+        let target = match &self.target {
+            None => true,
+            Some(Target::Key { key, .. }) => {
+                get(fields, "kind").is_some_and(|f| f.text == "sysv")
+                    && get(fields, "key").is_some_and(|f| f.text == key.to_string())
+            }
+            Some(Target::Id(id)) => get(fields, "id").is_some_and(|f| f.json == json!(id.as_raw())),
+            Some(Target::Name(wanted)) => name == Some(wanted.shm_open_name().as_str()),
+        };
+        let prefix = self.prefix.as_ref().is_none_or(|prefix| {
+            name.and_then(|n| n.strip_prefix('/'))
+                .is_some_and(|n| n.starts_with(prefix.trim_start_matches('/')))
+        });
+        let owner = self.owner.is_none_or(|uid| owner_of(fields) == Some(uid));
+        target && prefix && owner
+    }
+}
+
+/// The owner's uid of a listed segment, as the kernel reports it.
+fn owner_of(fields: &[Field]) -> Option<u32> {
+    get(fields, "uid")
+        .and_then(|f| f.json.as_u64())
+        .and_then(|uid| u32::try_from(uid).ok())
 }
 
 /// Writes the listing as a table, or as a JSON array of `--info` objects;
 /// with `remove`, removes the stale (or unused) segments instead and says
 /// which.
-pub fn list(opts: ListOptions, out: &mut dyn Write) -> anyhow::Result<()> {
+pub fn list(opts: &ListOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     let scan = crate::usage::scan();
     let mut rows = sysv_rows(&scan);
     rows.extend(posix_rows(&scan));
+    rows.retain(|(_, fields)| opts.filter.matches(fields));
     if opts.stale {
         rows.retain(|(_, fields)| get(fields, "stale").is_some_and(|f| f.json == json!(true)));
     }
@@ -64,7 +120,11 @@ pub fn list(opts: ListOptions, out: &mut dyn Write) -> anyhow::Result<()> {
             }
             Ok(reason)
         };
-        return remove_stale(&rows, &recheck, out);
+        // Without a filter, only the caller's own: root would otherwise
+        // remove every user's stale segments at once.
+        let only =
+            (opts.filter.is_empty() && !opts.all_users).then(|| nix::unistd::geteuid().as_raw());
+        return remove_stale(&rows, only, &recheck, out);
     }
     if opts.unused && scan.uninspectable > 0 {
         // A note, not data: stdout keeps only the listing.
@@ -112,14 +172,28 @@ pub fn list(opts: ListOptions, out: &mut dyn Write) -> anyhow::Result<()> {
 /// while the name still leads to that object), so a segment that someone
 /// took up again since it was listed is left alone. What is left is the
 /// moment between that last check and the removal. One line per segment
-/// on `out`; any failure makes the whole run fail at the end.
+/// on `out`; any failure makes the whole run fail at the end. With `only`,
+/// segments that another uid owns are skipped, each with a line saying how
+/// to include them.
 fn remove_stale(
     rows: &[(Option<Target>, Vec<Field>)],
+    only: Option<u32>,
     recheck: &dyn Fn(&Segment) -> anyhow::Result<Option<&'static str>>,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let mut failed = 0;
     for (target, fields) in rows {
+        if let Some(me) = only
+            && owner_of(fields) != Some(me)
+        {
+            let user = text(fields, "user");
+            writeln!(
+                out,
+                "skipped {}: owned by {user}, not you; give --owner {user} or --all-users to remove it",
+                text(fields, "segment")
+            )?;
+            continue;
+        }
         let Some(target) = target else {
             writeln!(
                 out,
@@ -187,6 +261,13 @@ fn users_column(fields: &[Field]) -> String {
     }
 }
 
+/// A size field for people (`4.00 KiB`); JSON keeps the bytes.
+fn bytes(fields: &[Field], name: &str) -> String {
+    get(fields, name)
+        .and_then(|f| f.json.as_u64())
+        .map_or_else(|| text(fields, name), |n| HumanBytes(n).to_string())
+}
+
 /// One table row from a segment's fields.
 fn columns(fields: &[Field]) -> [String; 9] {
     let address = match (get(fields, "name"), get(fields, "key")) {
@@ -206,29 +287,28 @@ fn columns(fields: &[Field]) -> [String; 9] {
             "framed" if text(fields, "versions") == "0" => {
                 format!("framed, nothing published yet{lock}")
             }
+            // The size is about twice the content room: say why.
             "framed" => format!(
-                "framed, {} bytes, written {}{lock}",
-                text(fields, "content_length"),
+                "framed, {} in one of two {} slots, written {}{lock}",
+                bytes(fields, "content_length"),
+                bytes(fields, "capacity"),
                 text(fields, "last_write_time")
             ),
             "stream" => format!(
-                "stream, {} bytes in flight, writer {}, reader {}, {}",
-                text(fields, "bytes_in_flight"),
+                "stream, {} in flight, writer {}, reader {}, {}",
+                bytes(fields, "bytes_in_flight"),
                 text(fields, "writer_pid"),
                 text(fields, "reader_pid"),
                 text(fields, "stream_state")
             ),
             "log" => format!(
-                "log, {} records ({} bytes) held of {} appended, {} lossless followers",
+                "log, {} records ({}) held of {} appended, {} lossless followers",
                 text(fields, "records_held"),
-                text(fields, "bytes_held"),
+                bytes(fields, "bytes_held"),
                 text(fields, "records_appended"),
                 text(fields, "lossless_followers")
             ),
-            "foreign" => format!(
-                "foreign, C string of {} bytes",
-                text(fields, "content_length")
-            ),
+            "foreign" => format!("foreign, C string of {}", bytes(fields, "content_length")),
             other => other.to_owned(),
         }
     };
@@ -240,7 +320,7 @@ fn columns(fields: &[Field]) -> [String; 9] {
     [
         address,
         text(fields, "id"),
-        text(fields, "size"),
+        bytes(fields, "size"),
         text(fields, "resident"),
         text(fields, "user"),
         text(fields, "mode"),
@@ -259,6 +339,9 @@ fn describe_or(target: &Target, mut known: Vec<Field>, scan: &Scan) -> Vec<Field
             if get(&fields, "readable").is_some_and(|f| f.json == json!(false)) {
                 fields.push(field("error", json!("no permission")));
             }
+            if let Some(segment) = &segment {
+                mark_other_namespace_pids(segment, &mut fields);
+            }
             fields.extend(info::usage_fields(&fields, segment.as_ref(), scan));
             fields
         }
@@ -269,6 +352,93 @@ fn describe_or(target: &Target, mut known: Vec<Field>, scan: &Scan) -> Vec<Field
             known
         }
     }
+}
+
+/// Marks, in the text only, a live stream peer's pid that is not a
+/// process of our PID namespace (a writer in a container, say): the ring
+/// stores each side's pid as that side sees it. A pid counts as ours only
+/// if the process it names here has this very segment mapped (by device
+/// and inode, from /proc/PID/maps); an unrelated process, or none, under
+/// that number means the peer lives in another namespace. Liveness itself
+/// is the kernel's record of the claims, not this look.
+fn mark_other_namespace_pids(segment: &Segment, fields: &mut [Field]) {
+    let map = segment.mapping();
+    if Layout::detect(map) != Layout::Ring {
+        return;
+    }
+    let Ok(holders) = Ring::open(map, segment.target()).and_then(|ring| ring.holders()) else {
+        return;
+    };
+    let Some(identity) = mapping_identity(segment) else {
+        return;
+    };
+    for (name, holder, program) in [
+        ("writer_pid", holders.0, "shm-write"),
+        ("reader_pid", holders.1, "shm-read"),
+    ] {
+        let Some(f) = fields.iter_mut().find(|f| f.name == name) else {
+            continue;
+        };
+        let Some(pid) = f.json.as_u64().and_then(|p| u32::try_from(p).ok()) else {
+            continue;
+        };
+        if matches!(holder, Holder::Alive(_)) && !is_ours(pid, &identity, program) {
+            f.text = format!("{pid} (in another PID namespace)");
+        }
+    }
+}
+
+/// How /proc/PID/maps names a mapping of this segment: the device (POSIX:
+/// its tmpfs; System V: any) and inode (System V: the shmid).
+fn mapping_identity(segment: &Segment) -> Option<(Option<(u64, u64)>, u64)> {
+    match segment.stat().ok()? {
+        Stat::Sysv { id, .. } => Some((None, u64::try_from(id.as_raw()).ok()?)),
+        Stat::Posix(st) => Some((
+            Some((
+                nix::sys::stat::major(st.st_dev),
+                nix::sys::stat::minor(st.st_dev),
+            )),
+            st.st_ino,
+        )),
+    }
+}
+
+/// Whether process `pid` of our PID namespace is the peer: it has the
+/// segment mapped. Where its maps are not ours to read (another user's
+/// process, without CAP_SYS_PTRACE), whether it runs `program` (its comm,
+/// which anyone may read) decides: pid 1 or a kernel thread under the
+/// number is not a shm-write.
+fn is_ours(pid: u32, (device, inode): &(Option<(u64, u64)>, u64), program: &str) -> bool {
+    if pid == std::process::id() {
+        // We are neither side; the number is someone else's elsewhere.
+        return false;
+    }
+    let maps = match std::fs::read_to_string(format!("/proc/{pid}/maps")) {
+        Ok(maps) => maps,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+        Err(_) => {
+            return std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == program);
+        }
+    };
+    maps.lines().any(|line| {
+        // address perms offset dev inode path
+        let mut cols = line.split_whitespace().skip(3);
+        let (Some(dev), Some(ino)) = (cols.next(), cols.next()) else {
+            return false;
+        };
+        let path = cols.next().unwrap_or_default();
+        if ino.parse::<u64>().ok() != Some(*inode) {
+            return false;
+        }
+        match device {
+            None => path.starts_with("/SYSV"),
+            Some((major, minor)) => dev.split_once(':').is_some_and(|(ma, mi)| {
+                u64::from_str_radix(ma, 16).ok() == Some(*major)
+                    && u64::from_str_radix(mi, 16).ok() == Some(*minor)
+            }),
+        }
+    })
 }
 
 /// A listed segment: how to address it again (None: no tool can), and
@@ -313,8 +483,12 @@ fn posix_rows(scan: &Scan) -> Vec<Row> {
     let Ok(entries) = std::fs::read_dir("/dev/shm") else {
         return Vec::new();
     };
+    // Read whole first: the directory's descriptor is closed before any
+    // object is opened, so a low descriptor limit (ulimit -n) leaves room
+    // to open them and to look up their owners' names.
+    let entries: Vec<std::fs::DirEntry> = entries.filter_map(Result::ok).collect();
     let mut rows: Vec<(String, Row)> = entries
-        .filter_map(Result::ok)
+        .into_iter()
         .filter_map(|entry| {
             // DirEntry::metadata does not follow symlinks: only real objects.
             let meta = entry.metadata().ok().filter(std::fs::Metadata::is_file)?;

@@ -151,6 +151,24 @@ pub fn shm_stat(id: ShmId) -> Result<SysvStat, Errno> {
     })
 }
 
+/// `SHM_HUGETLB`: a System V segment backed by huge pages (a creation
+/// flag; IPC_STAT does not report it, see [`Mapping::is_hugetlb`]).
+pub const SHM_HUGETLB: libc::c_int = libc::SHM_HUGETLB;
+
+/// Makes SIGXFSZ ignored, so that going past `RLIMIT_FSIZE` (`ulimit -f`)
+/// fails the call with EFBIG, which is reported in one line, instead of
+/// the kernel killing the process with no word in the middle of a write.
+pub fn ignore_file_size_signal() {
+    // SAFETY: SIG_IGN installs no handler code, and nothing in this program
+    // relies on SIGXFSZ's default action.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGXFSZ,
+            nix::sys::signal::SigHandler::SigIgn,
+        )
+    };
+}
+
 /// `shmctl(IPC_RMID)`: the segment goes away once the last process detaches.
 pub fn shm_remove(id: ShmId) -> Result<(), Errno> {
     // SAFETY: IPC_RMID ignores the buffer argument, so null is allowed.
@@ -261,6 +279,25 @@ impl Mapping {
     #[must_use]
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Whether the kernel backs this mapping with huge pages (a System V
+    /// segment made with SHM_HUGETLB): its /proc/self/smaps entry reports a
+    /// kernel page size above 4 kB. False when that cannot be read.
+    #[must_use]
+    pub fn is_hugetlb(&self) -> bool {
+        let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+            return false;
+        };
+        let start = format!("{:x}-", self.base.as_ptr() as usize);
+        // Every entry has a KernelPageSize line: the first after our
+        // entry's first line is ours.
+        smaps
+            .lines()
+            .skip_while(|line| !line.starts_with(&start))
+            .find_map(|line| line.strip_prefix("KernelPageSize:"))
+            .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .is_some_and(|kb| kb > 4)
     }
 
     /// True for a zero-length mapping (never produced; kept for clippy).
@@ -782,6 +819,44 @@ extern "C" fn on_sigbus(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc
         // return, then the default action ends the process.
         unsafe { libc::raise(libc::SIGBUS) };
     }
+}
+
+// ---------------------------------------------------------------------------
+// A progress line cleared on Ctrl-C.
+//
+// A terminal progress line is redrawn in place; killed by SIGINT, the
+// process would leave its last frame on screen for the shell's prompt to
+// follow. This handler erases the line (one write(2) of "\r" and "erase
+// line"), restores the default action and raises SIGINT again, so the
+// process still dies of it, with the same status as before.
+// ---------------------------------------------------------------------------
+
+/// Erases the current terminal line on stderr when SIGINT arrives, then
+/// lets SIGINT end the process as it would have. For progress lines only.
+pub fn clear_stderr_line_on_interrupt() {
+    let mut action = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    {
+        // SAFETY: zeroed is a valid sigaction (no flags, empty mask); only
+        // plain fields are set.
+        let action = unsafe { &mut *action.as_mut_ptr() };
+        action.sa_sigaction = on_interrupt as *const () as usize;
+        action.sa_flags = libc::SA_RESETHAND;
+    }
+    // SAFETY: `action` is a live, valid sigaction; the handler only makes
+    // async-signal-safe calls (write, raise).
+    unsafe { libc::sigaction(libc::SIGINT, action.as_ptr(), std::ptr::null_mut()) };
+}
+
+/// The SIGINT handler: erases the line, then re-raises with the default
+/// action (SA_RESETHAND restored it on entry). Async-signal-safe calls only.
+extern "C" fn on_interrupt(_: libc::c_int) {
+    const ERASE: &[u8] = b"\r\x1b[2K";
+    // SAFETY: ERASE is a valid buffer of that length; write is
+    // async-signal-safe, and a failed write leaves nothing to do.
+    unsafe { libc::write(libc::STDERR_FILENO, ERASE.as_ptr().cast(), ERASE.len()) };
+    // SAFETY: raise is async-signal-safe; SIGINT stays blocked until the
+    // handler returns, then the default action ends the process.
+    unsafe { libc::raise(libc::SIGINT) };
 }
 
 // ---------------------------------------------------------------------------

@@ -27,6 +27,8 @@ pub struct ReadOptions {
     pub all: bool,
     /// Output at most this many bytes.
     pub bytes: Option<u64>,
+    /// Skip this many bytes of what would be output first.
+    pub offset: Option<u64>,
     /// Print a hex dump instead of the bytes.
     pub hex: bool,
     /// Wait until the segment exists and holds content.
@@ -70,7 +72,9 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
         Segment::open(&target, access)
     };
     let mut segment = opened.map_err(|e| {
-        if opts.lossless && e.to_string().starts_with("permission denied") {
+        if kind_of(&e) == Some(Kind::NotFound) && reads_a_log(opts) {
+            missing_log(&target, e)
+        } else if opts.lossless && e.to_string().starts_with("permission denied") {
             failure(
                 Kind::Failed,
                 format!(
@@ -98,6 +102,17 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     }
     let layout = settled_layout(&segment, opts.follow);
     if layout == Layout::Log && !opts.all && !opts.raw && !opts.hex {
+        if opts.offset.is_some() {
+            return Err(failure(
+                Kind::Usage,
+                format!(
+                    "--offset counts bytes of a snapshot, a stream or a C string, and {} is a log \
+                     of records: --tail N starts N records back, --all --offset N skips N bytes of \
+                     the segment",
+                    segment.target()
+                ),
+            ));
+        }
         return crate::log::read_log(&segment, log_options(opts), out)
             .map_err(|e| name_segment(e, &target));
     }
@@ -120,11 +135,35 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     segment.mapping().verify_size()?;
     to_stdout(&target, "the content of", out, |out| {
         if opts.hex {
-            hex::dump(&content, out)
+            hex::dump_from(&content, skip(opts.offset), out)
         } else {
             out.write_all(&content)
         }
     })
+}
+
+/// Whether the command line asks for what only a log has (or, with
+/// `--follow`, what a chat's follower wants): its hint names the log
+/// writer, not a snapshot write that `--lines` would then refuse.
+fn reads_a_log(opts: &ReadOptions) -> bool {
+    opts.follow || opts.new || opts.lossless || opts.tail.is_some()
+}
+
+/// The "no such segment" error for a follower or `--tail`: start the log
+/// (`shm-write --lines`), or wait for its writer. A segment addressed by id
+/// cannot be created, so its own hint stays.
+fn missing_log(target: &Target, err: anyhow::Error) -> anyhow::Error {
+    if matches!(target, Target::Id(_)) {
+        return err;
+    }
+    failure(
+        Kind::NotFound,
+        format!(
+            "no shared memory segment with {target}; start its writer with: {} \
+             (a log: each line of its input becomes a record), or add --wait to wait for it",
+            target.command("shm-write --lines")
+        ),
+    )
 }
 
 /// Runs `f`, and again on a fresh mapping when it found that the segment
@@ -212,23 +251,38 @@ fn describe_layout(layout: Layout) -> &'static str {
     }
 }
 
-/// The bytes `shm-read` prints for the segment's current state, at most
-/// `opts.bytes` of them: only that many are copied out of the segment.
+/// The bytes `shm-read` prints for the segment's current state, from
+/// `opts.offset` on, at most `opts.bytes` of them: only that many are
+/// copied out of the segment (from a stream's ring, all it holds).
 fn content(segment: &Segment, opts: &ReadOptions) -> anyhow::Result<Vec<u8>> {
     let map = segment.mapping();
     let limit = limit(opts.bytes);
+    let skip = skip(opts.offset);
     if opts.all {
-        let mut all = vec![0; map.len().min(limit)];
-        map.read(0, &mut all)?;
+        let start = skip.min(map.len());
+        let mut all = vec![0; (map.len() - start).min(limit)];
+        map.read(start, &mut all)?;
         return Ok(all);
     }
     let mut data = match Layout::detect(map) {
         Layout::Framed if !opts.raw => {
             Framed::open(map, segment.target())?
-                .read_at_most(limit)?
+                .read_span(skip, limit)?
                 .data
         }
-        Layout::Ring if !opts.raw => Ring::open(map, segment.target())?.peek()?,
+        Layout::Ring if !opts.raw => {
+            let mut held = Ring::open(map, segment.target())?.peek()?;
+            held.drain(..skip.min(held.len()));
+            held
+        }
+        _ if skip > 0 => {
+            // The C string's bytes from `skip` on, up to its NUL.
+            let end = map.find_nul(0)?.unwrap_or(map.len());
+            let start = skip.min(end);
+            let mut part = vec![0; (end - start).min(limit)];
+            map.read(start, &mut part)?;
+            part
+        }
         _ if limit < map.len() => {
             // The C string's first `limit` bytes: no need to find its end.
             let mut prefix = vec![0; limit];
@@ -242,6 +296,11 @@ fn content(segment: &Segment, opts: &ReadOptions) -> anyhow::Result<Vec<u8>> {
     };
     data.truncate(limit);
     Ok(data)
+}
+
+/// `--offset N` as a length; none is 0.
+fn skip(offset: Option<u64>) -> usize {
+    offset.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 /// `-c N` as a length; no limit is `usize::MAX`.

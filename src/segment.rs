@@ -270,15 +270,15 @@ impl Segment {
                     ),
                 ));
             }
-            let len =
-                libc::off_t::try_from(size).map_err(|_| grow_space_error(target, now, size))?;
+            let len = libc::off_t::try_from(size)
+                .map_err(|_| grow_space_error(target, now, size, Errno::EFBIG))?;
             match nix::fcntl::fallocate(fd, FallocateFlags::empty(), 0, len) {
                 Ok(()) => {}
                 // A file system without fallocate: sized, if not reserved.
                 Err(Errno::EOPNOTSUPP) => nix::unistd::ftruncate(fd, len)
                     .map_err(|e| anyhow::Error::new(e).context(format!("cannot grow {target}")))?,
-                Err(Errno::ENOSPC | Errno::EFBIG) => {
-                    return Err(grow_space_error(target, now, size));
+                Err(e @ (Errno::ENOSPC | Errno::EFBIG)) => {
+                    return Err(grow_space_error(target, now, size, e));
                 }
                 Err(e) => {
                     return Err(anyhow::Error::new(e)
@@ -306,12 +306,20 @@ impl Segment {
     }
 
     /// Replaces a System V segment addressed by key with a new one of
-    /// `size` bytes and permission bits `mode`, under the same key: the old
-    /// one is removed by its id (programs attached to it keep it until they
-    /// detach), the new one created exclusively. If another writer's
-    /// replacement took the key first, that one is attached instead and
-    /// the flag returned is false. A segment addressed by id (-i) keeps its
-    /// identity, and a POSIX one grows instead: both are refused.
+    /// `size` bytes and permission bits `mode`, under the same key, keeping
+    /// SHM_HUGETLB if the old one has huge pages. The old one is removed
+    /// only once the new one is known to fit every limit: the new size is
+    /// first created unnamed (IPC_PRIVATE) while the old one still stands,
+    /// so shmmax, shmall, shmmni and the huge page pool are all checked by
+    /// the kernel itself; then the old one is removed by its id (programs
+    /// attached to it keep it until they detach), the unnamed one freed,
+    /// and the new one created exclusively under the key. If that last
+    /// step still fails (another program took the room in the microseconds
+    /// between), the old content is put back under the key. If another
+    /// writer's replacement took the key first, that one is attached
+    /// instead and the flag returned is false. A segment addressed by id
+    /// (-i) keeps its identity, and a POSIX one grows instead: both are
+    /// refused.
     pub fn replace(&self, size: usize, mode: u32) -> anyhow::Result<(Segment, bool)> {
         let (Target::Key { key, .. }, Handle::Sysv(id, _)) = (&self.target, &self.handle) else {
             return Err(failure(
@@ -327,19 +335,67 @@ impl Segment {
                 ),
             ));
         };
-        match os::shm_remove(*id) {
+        let target = &self.target;
+        let huge = if self.mapping.is_hugetlb() {
+            os::SHM_HUGETLB
+        } else {
+            0
+        };
+        let flags = libc::IPC_CREAT
+            | libc::IPC_EXCL
+            | huge
+            | libc::c_int::try_from(mode & 0o777).unwrap_or(0o600);
+        // The room the new segment needs, taken while the old one stands.
+        let room = os::shmget(ShmKey::PRIVATE, size, flags)
+            .map_err(|e| replace_error(target, size, huge != 0, e))?;
+        let removed = os::shm_remove(*id);
+        // Never attached, so IPC_RMID frees it at once; it cannot fail for
+        // the segment we just made (and a leftover would only hold memory).
+        let _ = os::shm_remove(room);
+        match removed {
             // Removed already (by a racing replacement): its key is free.
             Ok(()) | Err(Errno::EINVAL | Errno::EIDRM) => {}
-            Err(Errno::EPERM | Errno::EACCES) => {
-                return Err(permission_error(&self.target, "replace (remove)"));
-            }
+            Err(Errno::EPERM | Errno::EACCES) => return Err(replace_permission_error(target)),
             Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!("cannot remove {}", self.target)));
+                return Err(anyhow::Error::new(e).context(format!(
+                    "cannot remove {target} to replace it; its content is unchanged"
+                )));
             }
         }
-        let flags =
-            libc::IPC_CREAT | libc::IPC_EXCL | libc::c_int::try_from(mode & 0o777).unwrap_or(0o600);
-        create_or_attach_key(&self.target, *key, size, flags, false)
+        match create_or_attach_key(target, *key, size, flags, false) {
+            Ok(found) => Ok(found),
+            Err(e) => Err(self.restore(*key, flags, e)),
+        }
+    }
+
+    /// After a replacement failed past removing this (old) segment: puts
+    /// its bytes back under `key` in a segment of its own size, so the key
+    /// still leads to the old content. Returns the error to report.
+    fn restore(&self, key: ShmKey, flags: libc::c_int, cause: anyhow::Error) -> anyhow::Error {
+        let target = &self.target;
+        let mut bytes = Vec::new();
+        let restored = bytes
+            .try_reserve_exact(self.mapping.len())
+            .map_err(|_| Errno::ENOMEM)
+            .and_then(|()| {
+                bytes.resize(self.mapping.len(), 0);
+                self.mapping
+                    .read(0, &mut bytes)
+                    .map_err(|_| Errno::EFAULT)?;
+                let id = os::shmget(key, self.mapping.len(), flags)?;
+                let copy = Mapping::attach_sysv(id, self.mapping.len(), true)?;
+                copy.write(0, &bytes).map_err(|_| Errno::EFAULT)
+            });
+        match restored {
+            Ok(()) => cause.context(format!(
+                "{target} could not be replaced, so its old content was put back under its key"
+            )),
+            Err(e) => cause.context(format!(
+                "{target} was removed to be replaced and its old content could not be put back \
+                 ({}): it lives on only in programs still attached to it",
+                e.desc()
+            )),
+        }
     }
 }
 
@@ -405,11 +461,22 @@ fn map_posix(
     Ok(mapping)
 }
 
-fn grow_space_error(target: &Target, now: usize, size: usize) -> anyhow::Error {
+fn grow_space_error(target: &Target, now: usize, size: usize, e: Errno) -> anyhow::Error {
+    let why = if e == Errno::EFBIG {
+        format!(
+            "larger than this process may make a file ({})",
+            file_size_limit()
+        )
+    } else {
+        format!(
+            "not enough space in /dev/shm ({}; its size is a tmpfs mount option)",
+            dev_shm_space()
+        )
+    };
     failure(
         Kind::Failed,
         format!(
-            "cannot grow {target} from {now} to {size} bytes: not enough space in /dev/shm (df -h /dev/shm; its size is a tmpfs mount option); free space there and try again — its content is unchanged"
+            "cannot grow {target} from {now} to {size} bytes: {why}; free space or raise the limit and try again — its content is unchanged"
         ),
     )
 }
@@ -702,22 +769,32 @@ fn reserve_space(fd: &OwnedFd, target: &Target, size_if_empty: usize) -> anyhow:
     if size == 0 {
         return Ok(());
     }
-    let len = libc::off_t::try_from(size).map_err(|_| space_error(target, size))?;
+    let len = libc::off_t::try_from(size).map_err(|_| space_error(target, size, Errno::EFBIG))?;
     match nix::fcntl::fallocate(fd, FallocateFlags::empty(), 0, len) {
         Ok(()) | Err(Errno::EOPNOTSUPP) => Ok(()),
-        Err(Errno::ENOSPC | Errno::EFBIG) => Err(space_error(target, size)),
+        Err(e @ (Errno::ENOSPC | Errno::EFBIG)) => Err(space_error(target, size, e)),
         Err(e) => Err(anyhow::Error::new(e).context(format!(
             "cannot reserve space for the {size} bytes of {target}"
         ))),
     }
 }
 
-fn space_error(target: &Target, size: usize) -> anyhow::Error {
+fn space_error(target: &Target, size: usize, e: Errno) -> anyhow::Error {
+    let why = if e == Errno::EFBIG {
+        format!(
+            "larger than this process may make a file ({})",
+            file_size_limit()
+        )
+    } else {
+        format!(
+            "not enough space in /dev/shm ({}; its size is a tmpfs mount option)",
+            dev_shm_space()
+        )
+    };
     failure(
         Kind::Failed,
         format!(
-            "cannot reserve the {size} bytes of {target}: not enough space in /dev/shm \
-             (df -h /dev/shm; its size is a tmpfs mount option); free space there and try again \
+            "cannot reserve the {size} bytes of {target}: {why}; free space or raise the limit and try again \
              — nothing was written"
         ),
     )
@@ -771,13 +848,28 @@ fn sysvipc_row(matches: impl Fn(i32, i32) -> bool) -> Option<(u32, u32)> {
     })
 }
 
-/// The user name for `uid`, or the number when it has none.
+/// The user name for `uid`, or the number when it has none. Answers are
+/// kept for the life of the process: a listing asks for the same few
+/// owners again and again, and a lookup needs a descriptor (for
+/// /etc/passwd or NSS) that a low `ulimit -n` may not leave later. A
+/// lookup that failed is not kept.
 #[must_use]
 pub fn user_name(uid: u32) -> String {
-    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map_or_else(|| uid.to_string(), |u| u.name)
+    static KNOWN: std::sync::Mutex<Vec<(u32, String)>> = std::sync::Mutex::new(Vec::new());
+    let mut known = KNOWN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, name)) = known.iter().find(|(u, _)| *u == uid) {
+        return name.clone();
+    }
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(user) => {
+            let name = user.map_or_else(|| uid.to_string(), |u| u.name);
+            known.push((uid, name.clone()));
+            name
+        }
+        Err(_) => uid.to_string(),
+    }
 }
 
 fn permission_error(target: &Target, action: &str) -> anyhow::Error {
@@ -827,33 +919,122 @@ fn exists_error(target: &Target) -> anyhow::Error {
     )
 }
 
+/// A failed `--replace` before anything was removed: which limit the new
+/// size runs into, with its value.
+fn replace_error(target: &Target, size: usize, huge: bool, e: Errno) -> anyhow::Error {
+    let unchanged = "; its content is unchanged";
+    if huge && e == Errno::ENOMEM {
+        return failure(
+            Kind::Failed,
+            format!(
+                "cannot replace {target} with a {size}-byte segment of huge pages: not enough free \
+                 huge pages (vm.nr_hugepages is {}){unchanged}; raise it with sysctl vm.nr_hugepages",
+                proc_value("/proc/sys/vm/nr_hugepages")
+            ),
+        );
+    }
+    limit_error(target, size, e, "replace", "; its content is unchanged")
+}
+
+/// Removing a System V segment needs its owner, its creator or root;
+/// its mode does not matter.
+fn replace_permission_error(target: &Target) -> anyhow::Error {
+    let owner = owner_and_mode(target).map_or_else(String::new, |(uid, mode)| {
+        format!(", owner {}, mode {mode:04o}", user_name(uid))
+    });
+    failure(
+        Kind::Failed,
+        format!(
+            "permission denied: --replace must remove {target}{owner}, which only its owner, its \
+             creator or root may do, whatever its mode; its content is unchanged. Ask its owner to \
+             replace it, or write without --replace"
+        ),
+    )
+}
+
+/// The trimmed content of a /proc file, or "?" when it cannot be read.
+fn proc_value(path: &str) -> String {
+    std::fs::read_to_string(path).map_or_else(|_| "?".into(), |s| s.trim().to_owned())
+}
+
 /// Explains a failed creation with the limit behind it.
 fn create_error(target: &Target, size: usize, e: Errno) -> anyhow::Error {
-    let limit = |file: &str| {
-        std::fs::read_to_string(format!("/proc/sys/kernel/{file}"))
-            .map_or_else(|_| "?".into(), |s| s.trim().to_owned())
-    };
+    limit_error(target, size, e, "create", "")
+}
+
+/// Explains a failed creation (by `action`, "create" or "replace") with the
+/// limit behind it and its value; `unchanged` ends the first clause.
+fn limit_error(
+    target: &Target,
+    size: usize,
+    e: Errno,
+    action: &str,
+    unchanged: &str,
+) -> anyhow::Error {
+    let limit = |file: &str| proc_value(&format!("/proc/sys/kernel/{file}"));
     let message = match (target, e) {
-        (Target::Name(_), Errno::ENOSPC | Errno::EFBIG) => format!(
-            "cannot create {target} with {size} bytes: not enough space in /dev/shm (df -h /dev/shm; \
-             its size is a tmpfs mount option); choose a smaller --size or free space"
+        (Target::Name(_), Errno::ENOSPC) => format!(
+            "cannot {action} {target} with {size} bytes: not enough space in /dev/shm ({}){unchanged}; \
+             choose a smaller --size or free space (its size is a tmpfs mount option)",
+            dev_shm_space()
+        ),
+        (Target::Name(_), Errno::EFBIG) => format!(
+            "cannot {action} {target} with {size} bytes: larger than this process may make a file \
+             ({}){unchanged}; raise it (ulimit -f) or choose a smaller --size",
+            file_size_limit()
+        ),
+        (Target::Name(_), Errno::ENOENT) => format!(
+            "cannot {action} {target}: {SHM_DIR} does not exist, and POSIX shared memory lives there; \
+             mount a tmpfs on it (mount -t tmpfs tmpfs {SHM_DIR}) or use a System V key (-k KEY)"
         ),
         (_, Errno::EINVAL) => format!(
-            "cannot create {target} with {size} bytes: outside the kernel's segment size limits \
-             (kernel.shmmax = {}); choose another --size or raise it with sysctl kernel.shmmax",
+            "cannot {action} {target} with {size} bytes: larger than the kernel's segment size limit \
+             (kernel.shmmax is {}){unchanged}; choose a smaller --size or raise it with sysctl kernel.shmmax",
             limit("shmmax")
         ),
         (_, Errno::ENOSPC) => format!(
-            "cannot create {target} with {size} bytes: the system-wide shared memory limit is reached \
-             (kernel.shmall = {} pages, kernel.shmmni = {} segments); remove unused segments (ipcs -m, ipcrm) \
-             or raise the limits with sysctl",
+            "cannot {action} {target} with {size} bytes: the system-wide shared memory limit is reached \
+             (kernel.shmall is {} pages, kernel.shmmni is {} segments){unchanged}; remove unused segments \
+             (ipcs -m, ipcrm) or raise the limits with sysctl",
             limit("shmall"),
             limit("shmmni")
         ),
-        (_, Errno::EACCES | Errno::EPERM) => return permission_error(target, "create"),
-        (_, e) => format!("cannot create {target} with {size} bytes: {}", e.desc()),
+        (_, Errno::ENOMEM) => {
+            format!("cannot {action} {target} with {size} bytes: not enough memory{unchanged}")
+        }
+        (_, Errno::EACCES | Errno::EPERM) => return permission_error(target, action),
+        (_, e) => format!(
+            "cannot {action} {target} with {size} bytes: {}{unchanged}",
+            e.desc()
+        ),
     };
     failure(Kind::Failed, message)
+}
+
+/// "1 MiB, 12 KiB free": /dev/shm's size and free space, for messages.
+fn dev_shm_space() -> String {
+    match nix::sys::statvfs::statvfs(SHM_DIR) {
+        Ok(vfs) => {
+            let block = vfs.fragment_size();
+            format!(
+                "{SHM_DIR} is {}, {} free",
+                indicatif::HumanBytes(vfs.blocks().saturating_mul(block)),
+                indicatif::HumanBytes(vfs.blocks_available().saturating_mul(block))
+            )
+        }
+        Err(_) => format!("df -h {SHM_DIR}"),
+    }
+}
+
+/// "the file size limit (ulimit -f) is 0 bytes": RLIMIT_FSIZE, for messages.
+#[must_use]
+pub fn file_size_limit() -> String {
+    match nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_FSIZE) {
+        Ok((soft, _)) if soft != nix::libc::RLIM_INFINITY => {
+            format!("the file size limit (ulimit -f) is {soft} bytes")
+        }
+        _ => "the file size limit, ulimit -f".to_owned(),
+    }
 }
 
 #[cfg(test)]

@@ -14,15 +14,16 @@ use std::io;
 use std::os::fd::AsFd;
 use std::time::Duration;
 
+use indicatif::HumanBytes;
 use nix::errno::Errno;
 
 use crate::address::{Address, Target};
 use crate::error::{Kind, Outcome, failure, kind_of, outcome};
 use crate::format::Layout;
-use crate::format::ring::{self, Ring};
+use crate::format::ring::{self, Ring, Side};
 use crate::progress::{Meter, Progress};
 use crate::segment::{Access, Create, Segment};
-use crate::wait::Deadline;
+use crate::wait::{Deadline, Holder};
 
 /// Ring size when `--size` is not given (see the benchmark in README).
 pub const DEFAULT_RING_SIZE: usize = 4 << 20;
@@ -59,7 +60,10 @@ pub fn write_stream(
     let (ring, claim) = Ring::create(segment.mapping(), &target)?;
     let stdin = io::stdin();
     let meter = Meter::new(progress, "sent");
-    let result = ring.produce(claim, stdin.as_fd(), &|bytes| meter.set(bytes));
+    let result = meter.ticking(
+        || ring_status(&ring, Side::Writer),
+        || ring.produce(claim, stdin.as_fd(), &|bytes| meter.set(bytes)),
+    );
     meter.finish();
     // Records a truncation by another process, which the binary reports.
     let _ = segment.mapping().verify_size();
@@ -80,25 +84,33 @@ pub fn read_stream(
     progress: Option<Progress>,
 ) -> anyhow::Result<()> {
     let target = address.resolve()?;
+    let mut meter = None;
     let segment = if wait_for_writer || timeout.is_some() {
         let deadline = Deadline::after(timeout);
-        Segment::open_when(
-            &target,
-            Access::ReadWrite,
-            deadline,
-            timeout,
-            "to get a stream writer",
-            |segment| {
-                let map = segment.mapping();
-                match Layout::detect(map) {
-                    Layout::Ring => Ok(true),
-                    // Blank: a writer is still setting it up.
-                    _ if map.is_zero(0, map.len().min(64))? => Ok(false),
-                    // Anything else is not going to become a stream: say so.
-                    _ => Ring::open(map, &target).map(|_| false),
-                }
+        let waiting = meter.insert(Meter::new(progress, "received"));
+        let opened = waiting.ticking(
+            || "waiting for the writer to start".to_owned(),
+            || {
+                Segment::open_when(
+                    &target,
+                    Access::ReadWrite,
+                    deadline,
+                    timeout,
+                    "to get a stream writer",
+                    |segment| {
+                        let map = segment.mapping();
+                        match Layout::detect(map) {
+                            Layout::Ring => Ok(true),
+                            // Blank: a writer is still setting it up.
+                            _ if map.is_zero(0, map.len().min(64))? => Ok(false),
+                            // Anything else is not going to become a stream: say so.
+                            _ => Ring::open(map, &target).map(|_| false),
+                        }
+                    },
+                )
             },
-        )?
+        );
+        opened.inspect_err(|_| waiting.clear())?
     } else {
         Segment::open(&target, Access::ReadWrite).map_err(|e| match (kind_of(&e), &target) {
             // The generic hint would suggest a snapshot write.
@@ -113,13 +125,16 @@ pub fn read_stream(
             _ => e,
         })?
     };
-    let ring = Ring::open(segment.mapping(), &target)?;
+    let meter = meter.unwrap_or_else(|| Meter::new(progress, "received"));
+    let ring = Ring::open(segment.mapping(), &target).inspect_err(|_| meter.clear())?;
     // Held until the ring is removed (or the error below is returned).
-    let claim = ring.claim_reader()?;
+    let claim = ring.claim_reader().inspect_err(|_| meter.clear())?;
     let stdout = io::stdout();
-    let meter = Meter::new(progress, "received");
-    let result = ring
-        .consume(&claim, stdout.as_fd(), &|bytes| meter.set(bytes))
+    let result = meter
+        .ticking(
+            || ring_status(&ring, Side::Reader),
+            || ring.consume(&claim, stdout.as_fd(), &|bytes| meter.set(bytes)),
+        )
         .map_err(|e| name_stdout_error(e, &target));
     meter.finish();
     // Records a truncation by another process, which the binary reports.
@@ -135,6 +150,52 @@ pub fn read_stream(
         }
     }
     result.map(drop)
+}
+
+/// What `--progress` says after the numbers: how full the ring is, and
+/// what `side` waits for (mbuffer-like, so the slow side shows): the
+/// writer for its input, or for a reader (none yet) or the reader (the
+/// ring is full); the reader for the writer (the ring is empty) or for
+/// its output (the ring is full).
+fn ring_status(ring: &Ring<'_>, side: Side) -> String {
+    let Ok((in_flight, _)) = ring.fill() else {
+        return String::new();
+    };
+    let capacity = ring.capacity();
+    let (writer, reader) = ring.holders().unwrap_or((Holder::Free, Holder::Free));
+    let done = ring.flags().is_ok_and(|f| f & ring::WRITER_DONE != 0);
+    let ring_full = in_flight >= capacity;
+    let waits = match side {
+        Side::Writer if ring_full && reader == Holder::Free => "waiting for a reader",
+        Side::Writer if ring_full => "waiting for the reader",
+        Side::Writer if reader == Holder::Free && in_flight == 0 => {
+            "waiting for input, no reader yet"
+        }
+        Side::Writer if reader == Holder::Free => "no reader yet",
+        Side::Writer if in_flight == 0 => "waiting for input",
+        Side::Reader if in_flight == 0 && !done && writer != Holder::Died => {
+            "waiting for the writer"
+        }
+        Side::Reader if ring_full => "waiting for output",
+        Side::Writer | Side::Reader => "",
+    };
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "a percentage for people"
+    )]
+    let percent = (in_flight as f64 * 100.0 / capacity.max(1) as f64).round() as u64;
+    let fill = format!(
+        "ring {} of {} ({percent}%)",
+        HumanBytes(in_flight),
+        HumanBytes(capacity)
+    );
+    if waits.is_empty() {
+        fill
+    } else {
+        format!("{fill}: {waits}")
+    }
 }
 
 /// A failed write to stdout (other than a broken pipe) names the stream:

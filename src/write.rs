@@ -3,8 +3,6 @@
 
 use std::io::Read;
 
-use anyhow::Context;
-
 use crate::address::{Address, Target};
 use crate::error::{Kind, failure, kind_of};
 use crate::format::framed::{self, Framed, Publish};
@@ -56,7 +54,16 @@ pub fn write(opts: &WriteOptions, input: &mut dyn Read) -> anyhow::Result<()> {
         };
         return crate::log::write_lines(&target, lines, input);
     }
-    let data = read_all(input).context("cannot read stdin")?;
+    let data = read_all(input).map_err(|e| match e.kind() {
+        std::io::ErrorKind::OutOfMemory => failure(
+            Kind::Failed,
+            format!(
+                "stdin does not fit this process's memory ({e}); nothing was written to {target}; \
+                 raise the memory limit (ulimit -v) or write less"
+            ),
+        ),
+        _ => anyhow::Error::new(e).context("cannot read stdin"),
+    })?;
     let size = opts
         .size
         .unwrap_or_else(|| default_size(data.len(), opts.raw));
@@ -77,13 +84,18 @@ fn read_all(input: &mut dyn Read) -> std::io::Result<Vec<u8>> {
     /// Growth step for input of unknown length (a pipe).
     const STEP: usize = 1 << 20;
     let mut data = Vec::new();
+    // Fallible reservations: input larger than memory (or ulimit -v) is an
+    // error with a message, not an abort.
+    let out_of_memory = |_| std::io::Error::from(std::io::ErrorKind::OutOfMemory);
     if let Some(len) = stdin_file_remaining() {
         // One byte more: the read that finds the end needs no new room.
-        data.reserve_exact(len.saturating_add(1));
+        data.try_reserve_exact(len.saturating_add(1))
+            .map_err(out_of_memory)?;
     }
     loop {
         if data.capacity() - data.len() < STEP / 2 {
-            data.reserve(data.capacity().max(STEP));
+            data.try_reserve(data.capacity().max(STEP))
+                .map_err(out_of_memory)?;
         }
         os::advise_huge_pages(data.spare_capacity_mut());
         let room = data.capacity() - data.len();
@@ -251,7 +263,10 @@ impl<'o> Writer<'o> {
         } else {
             Publish::Replace
         };
-        let framed = Framed::for_writing(map, target)?;
+        let framed = match target {
+            Target::Name(_) => Framed::for_writing(map, target)?,
+            Target::Key { .. } | Target::Id(_) => Framed::for_publishing(map, target, data.len())?,
+        };
         // Faulting in the slot's pages one by one under the lock costs more
         // than the copy; done beforehand, in one call, it does not hold the
         // lock at all. Only a hint: a segment about to grow has no such span.

@@ -34,12 +34,12 @@ const NOT_RUN: &[(&str, &str)] = &[
         "system installation",
     ),
     (
-        "cp target/assets/shm-*.bash ~/.local/share/bash-completion/completions/",
-        "user installation",
+        "cp target/assets/bash/* ~/.local/share/bash-completion/completions/",
+        "user installation; tests/friction2.rs checks the generated names",
     ),
-    ("cp target/assets/_shm-* ~/.zfunc/", "user installation"),
+    ("cp target/assets/zsh/* ~/.zfunc/", "user installation"),
     (
-        "cp target/assets/shm-*.fish ~/.config/fish/completions/",
+        "cp target/assets/fish/* ~/.config/fish/completions/",
         "user installation",
     ),
     (
@@ -49,8 +49,8 @@ const NOT_RUN: &[(&str, &str)] = &[
     ),
     (
         "shm-read --list --stale --remove",
-        "removes every stale segment on the machine, other tests' included; \
-         tests/friction.rs runs it in private namespaces",
+        "removes every stale segment of this user on the machine, other tests' included; \
+         tests/friction.rs and tests/friction2.rs run it in private namespaces",
     ),
 ];
 
@@ -63,6 +63,9 @@ const RUN: &[&str] = &[
     "shm-read --follow -n chat",
     "shm-write -l -n chat",
     "shm-read -F -n chat",
+    "shm-read --follow --wait -n chat",
+    "shm-read -F --wait -n chat",
+    "export PATH=\"$PWD/target/release:$PATH\"",
     "echo 'job 7 done' | shm-write --lines -n events",
     "shm-read -F --new -n events | grep ERROR",
     "shm-read --tail 10 -n events",
@@ -81,6 +84,8 @@ const RUN: &[&str] = &[
     "shm-read -k 0x1234 --info --json",
     "shm-read -k 0x1234 --hex",
     "shm-read -k 0x1234 --all --hex | head",
+    "shm-read -k 0x1234 --all --offset 8 -c 4 --hex",
+    "echo 'hello from shm-write' | shm-write --raw -n chat",
     "ipcs -m",
     "shm-read --list",
     "shm-read --list --json",
@@ -99,6 +104,9 @@ const RUN: &[&str] = &[
     "shm-read -f shmfile --remove",
     "ls -l /dev/shm",
     "shm-read --list --stale",
+    "shm-read --list --stale --remove -n NAME",
+    "shm-read --list --stale --remove --prefix myapp-",
+    "shm-read --list --owner \"$(id -un)\"",
     "shm-read -i SHMID --remove > /dev/null",
     "ipcrm -m SHMID",
     "shm-read -n NAME --remove > /dev/null",
@@ -309,19 +317,35 @@ fn two_terminals() {
 #[test]
 fn live_chat() {
     let scene = Scene::new();
+    // (writer, follower, whether the follower starts first)
     let pairs = [
-        ("shm-write --lines -n chat", "shm-read --follow -n chat"),
-        ("shm-write -l -n chat", "shm-read -F -n chat"),
+        (
+            "shm-write --lines -n chat",
+            "shm-read --follow -n chat",
+            false,
+        ),
+        ("shm-write -l -n chat", "shm-read -F -n chat", false),
+        (
+            "shm-write --lines -n chat",
+            "shm-read --follow --wait -n chat",
+            true,
+        ),
+        ("shm-write -l -n chat", "shm-read -F --wait -n chat", true),
     ];
-    for (writer_doc, follower_doc) in pairs {
-        // In the order the docs show: the writer, then the follower, before
-        // any line is typed.
-        let mut writer = scene.start(writer_doc);
+    for (writer_doc, follower_doc, follower_first) in pairs {
+        // In the order the docs show, before any line is typed: the writer,
+        // then the follower; or with --wait, the follower first.
         let chat = scene.name("chat");
+        let early = follower_first.then(|| scene.start(follower_doc));
+        if follower_first {
+            thread::sleep(Duration::from_millis(300));
+            assert!(!chat.exists());
+        }
+        let mut writer = scene.start(writer_doc);
         until("the writer creates the log", || {
             read(&strs(&chat.args)).code() == Some(0)
         });
-        let follower = scene.start(follower_doc);
+        let follower = early.unwrap_or_else(|| scene.start(follower_doc));
         thread::sleep(Duration::from_millis(100));
         writer.send(b"hi there\n");
         follower.wait_stdout(Duration::from_secs(10), "first line", |o| {
@@ -495,6 +519,20 @@ fn binary_data_keys_and_metadata() {
         head.starts_with("00000000: 5348 4d54 4652 414d") && head.lines().count() == 10,
         "{head}"
     );
+    let field = scene
+        .run("shm-read -k 0x1234 --all --offset 8 -c 4 --hex", b"")
+        .stdout_str();
+    let all = read(&strs(&scene.key.with(&["--all", "-c", "12"])));
+    let bytes = &all.ok().stdout[8..12];
+    let expected = format!(
+        "{:02x}{:02x}{:02x}{:02x}",
+        bytes[0], bytes[1], bytes[2], bytes[3]
+    );
+    assert!(
+        field.starts_with(&format!("00000008: {} {}", &expected[..4], &expected[4..]))
+            && field.lines().count() == 1,
+        "{field}"
+    );
     let listing = scene.run("shm-read --list", b"").stdout_str();
     assert!(listing.contains(&format!("-k {}", scene.key.args[1])));
     let json = scene.run("shm-read --list --json", b"").stdout;
@@ -581,6 +619,36 @@ fn talking_to_the_classic_c_programs() {
 }
 
 #[test]
+fn the_build_goes_on_path_as_documented() {
+    // Run as documented, in a directory whose target/release is this
+    // test's build; the later examples then find the tools by name.
+    let scene = Scene::new();
+    let bins = Path::new(env!("CARGO_BIN_EXE_shm-read")).parent().unwrap();
+    std::fs::create_dir_all(scene.dir.join("target")).unwrap();
+    std::os::unix::fs::symlink(bins, scene.dir.join("target/release")).unwrap();
+    let doc = "export PATH=\"$PWD/target/release:$PATH\"";
+    assert!(RUN.contains(&doc));
+    let script =
+        format!("{doc} && command -v shm-write && command -v shm-read && shm-write --version");
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &script])
+        .current_dir(&scene.dir)
+        .env("PATH", "/usr/bin:/bin");
+    let out = run(&mut cmd, b"");
+    out.ok();
+    let here = scene.dir.join("target/release");
+    assert_eq!(
+        out.stdout_str(),
+        format!(
+            "{}/shm-write\n{}/shm-read\nshm-write {}\n",
+            here.display(),
+            here.display(),
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+}
+
+#[test]
 fn the_first_commands_leftover_is_removed_as_documented() {
     let scene = Scene::new();
     scene.run("echo 'Hello from terminal 1' | shm-write", b"");
@@ -626,6 +694,42 @@ fn finding_and_removing_leftovers() {
     write(&strs(&name.args), b"left behind again").ok();
     scene.run("rm /dev/shm/NAME", b"");
     assert!(!name.exists());
+
+    // The narrowed removals, on segments whose writer is killed holding
+    // the write lock; a healthy one under the prefix stays.
+    let prefix = format!("{posix}-app-");
+    let stale_one = |seg: &Seg| {
+        let mut writer = write_cmd(&strs(&seg.args));
+        writer.env("SHM_TOOLS_TEST_HOLD_LOCK_MS", "30000");
+        let mut child = spawn(&mut writer);
+        drop(child.stdin.take());
+        until("the writer holds the lock", || {
+            info_opt(seg).is_some_and(|i| i["lock"] == "held")
+        });
+        child.kill().unwrap();
+        child.wait().unwrap();
+    };
+    stale_one(name);
+    let removed = scene.run("shm-read --list --stale --remove -n NAME", b"");
+    assert!(removed.stdout_str().starts_with("removed "), "{removed}");
+    assert!(!name.exists());
+    let (stale_app, healthy_app) = (Seg::name_with(&prefix), Seg::name_with(&prefix));
+    stale_one(&stale_app);
+    write(&strs(&healthy_app.args), b"in use").ok();
+    let doc = "shm-read --list --stale --remove --prefix myapp-";
+    let removed = run(&mut scene.sh_replacing(doc, &[("myapp-", &prefix)]), b"");
+    removed.ok();
+    assert_eq!(
+        removed.stdout_str().matches("removed ").count(),
+        1,
+        "{removed}"
+    );
+    assert!(!stale_app.exists() && healthy_app.exists());
+    let mine = scene.run("shm-read --list --owner \"$(id -un)\"", b"");
+    assert!(
+        mine.stdout_str()
+            .contains(healthy_app.name_value().unwrap())
+    );
 
     for doc in ["shm-read -i SHMID --remove > /dev/null", "ipcrm -m SHMID"] {
         write(&strs(&scene.key.args), b"left behind").ok();
@@ -699,4 +803,61 @@ fn watching_segments() {
     let limits: serde_json::Value =
         serde_json::from_str(&scene.run("shm-read --limits --json", b"").stdout_str()).unwrap();
     assert!(limits["shmmni"]["limit"].as_u64().is_some(), "{limits}");
+}
+
+/// README's ```python block, with `chat` swapped for `name`.
+fn readme_python(name: &str) -> String {
+    let readme = include_str!("../README.md");
+    let start = readme.find("```python\n").expect("a python block") + 10;
+    let end = start + readme[start..].find("```").unwrap();
+    readme[start..end].replace("name=\"chat\"", &format!("name=\"{name}\""))
+}
+
+/// Runs `script` with python3 until its resource tracker has finished
+/// too (it unlinks, if it does, after the script has exited): the tracker
+/// inherits stderr, which `run` reads to its end.
+fn python(script: &str) -> Output {
+    run(Command::new("python3").args(["-c", script]), b"")
+}
+
+/// README's Python reader leaves the segment in place, and (on the
+/// Python versions it names) the same reader without the unregister line
+/// deletes it, as the README warns.
+#[test]
+fn python_reads_a_segment_and_leaves_it_as_documented() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("skipped: no python3");
+        return;
+    }
+    let scene = Scene::new();
+    let chat = scene.name("chat");
+    let script = readme_python(chat.name_value().unwrap());
+    scene.run("echo 'hello from shm-write' | shm-write --raw -n chat", b"");
+    let out = python(&script);
+    out.ok();
+    assert_eq!(out.stdout_str(), "hello from shm-write\n");
+    assert!(
+        chat.exists(),
+        "the documented reader removed the segment\n{out}"
+    );
+    assert!(out.stderr.is_empty(), "{out}");
+
+    let version = run(
+        Command::new("python3").args(["-c", "import sys; print(sys.version_info >= (3, 13))"]),
+        b"",
+    );
+    if version.ok().stdout_str().trim() == "False" {
+        let careless: String = script
+            .lines()
+            .filter(|l| !l.contains("resource_tracker.unregister"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let out = python(&careless);
+        out.ok();
+        assert!(out.stderr.contains("leaked shared_memory"), "{out}");
+        assert!(
+            !chat.exists(),
+            "Python < 3.13 no longer deletes what it opened?"
+        );
+    }
 }

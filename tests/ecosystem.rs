@@ -33,13 +33,16 @@ fn list_shows_every_kind_of_segment_with_what_it_holds() {
     let listing = list_rows();
     assert!(listing.starts_with("SEGMENT"), "{listing}");
     let row = row_for(&listing, &format!("-k {}", framed.args[1]));
-    assert!(row.contains("framed, 12 bytes, written 20"), "{row}");
+    assert!(
+        row.contains("framed, 12 B in one of two 1.94 KiB slots, written 20"),
+        "{row}"
+    );
     assert!(row.contains("root") || !is_root(), "{row}");
     assert!(row.contains("0600"), "{row}");
     let row = row_for(&listing, &format!("-n {}", raw.name_value().unwrap()));
-    assert!(row.contains("foreign, C string of 8 bytes"), "{row}");
+    assert!(row.contains("foreign, C string of 8 B"), "{row}");
     let row = row_for(&listing, &format!("-n {}", ring.name_value().unwrap()));
-    assert!(row.contains("stream, 9 bytes in flight"), "{row}");
+    assert!(row.contains("stream, 9 B in flight"), "{row}");
 
     let json: serde_json::Value =
         serde_json::from_slice(&read(&["--list", "--json"]).ok().stdout).unwrap();
@@ -183,17 +186,17 @@ fn man_pages_and_completions_generate() {
     let files = shm_tools::cli::assets::generate(&dir).expect("generate");
     let names: Vec<String> = files
         .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .map(|p| p.strip_prefix(&dir).unwrap().to_string_lossy().into_owned())
         .collect();
     for expected in [
         "shm-write.1",
         "shm-read.1",
-        "shm-write.bash",
-        "shm-read.bash",
-        "_shm-write",
-        "_shm-read",
-        "shm-write.fish",
-        "shm-read.fish",
+        "bash/shm-write",
+        "bash/shm-read",
+        "zsh/_shm-write",
+        "zsh/_shm-read",
+        "fish/shm-write.fish",
+        "fish/shm-read.fish",
     ] {
         assert!(
             names.iter().any(|n| n == expected),
@@ -207,9 +210,9 @@ fn man_pages_and_completions_generate() {
             && man.contains(".SH EXAMPLES"),
         "{man}"
     );
-    let bash = std::fs::read_to_string(dir.join("shm-write.bash")).unwrap();
+    let bash = std::fs::read_to_string(dir.join("bash/shm-write")).unwrap();
     assert!(bash.contains("--exclusive") && bash.contains("shm-write"));
-    let fish = std::fs::read_to_string(dir.join("shm-read.fish")).unwrap();
+    let fish = std::fs::read_to_string(dir.join("fish/shm-read.fish")).unwrap();
     assert!(fish.contains("follow"));
     std::fs::remove_dir_all(&dir).unwrap();
 }

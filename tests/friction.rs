@@ -59,7 +59,7 @@ fn usage_errors_are_one_line_and_help_is_unchanged() {
         &["'--folow'", "'--follow'"],
     );
     one_line_usage_error(&write(&["--size", "0"], b""), "shm-write", &["--size"]);
-    one_line_usage_error(&read(&["--list", "-n", "x"]), "shm-read", &["--list"]);
+    one_line_usage_error(&read(&["--list", "--hex"]), "shm-read", &["--list"]);
     one_line_usage_error(&read(&["-t"]), "shm-read", &["--timeout"]);
     one_line_usage_error(&read(&["--progress"]), "shm-read", &["--stream"]);
 
@@ -257,8 +257,8 @@ fn info_and_list_read_headers_not_content() {
     let listing = listing.ok().stdout_str();
     assert!(
         listing.contains(&format!("-n {}", framed.args[1]))
-            && listing.contains("framed, 40000000 bytes")
-            && listing.contains("C string of 40000000 bytes"),
+            && listing.contains("framed, 38.15 MiB in one of two")
+            && listing.contains("C string of 38.15 MiB"),
         "{listing}"
     );
 }

@@ -6,6 +6,7 @@
 //! break across lines and its hyphens turn into typographic ones that a
 //! shell does not take.
 
+use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -15,8 +16,11 @@ use clap_complete::Shell;
 use crate::cli::read_args::ReadArgs;
 use crate::cli::write_args::WriteArgs;
 
-/// Writes `shm-write.1`, `shm-read.1` and bash, zsh and fish completions
-/// for both into `dir`; returns the files written.
+/// Writes `shm-write.1`, `shm-read.1`, and bash, zsh and fish completions
+/// for both into `dir`, each under the name its shell looks for, in a
+/// directory per shell (`bash/shm-write`, `zsh/_shm-write`,
+/// `fish/shm-write.fish`), so they are copied as they are; returns the
+/// files written.
 pub fn generate(dir: &Path) -> io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let mut written = Vec::new();
@@ -26,11 +30,58 @@ pub fn generate(dir: &Path) -> io::Result<Vec<PathBuf>> {
         let mut file = std::fs::File::create(&page)?;
         man_page(&command, &mut file)?;
         written.push(page);
-        for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
-            written.push(clap_complete::generate_to(shell, &mut command, &name, dir)?);
+        for (shell, subdir, file_name) in [
+            (Shell::Bash, "bash", name.clone()),
+            (Shell::Zsh, "zsh", format!("_{name}")),
+            (Shell::Fish, "fish", format!("{name}.fish")),
+        ] {
+            let path = dir.join(subdir).join(file_name);
+            std::fs::create_dir_all(dir.join(subdir))?;
+            let mut file = std::fs::File::create(&path)?;
+            clap_complete::generate(shell, &mut command, &name, &mut file);
+            file.flush()?;
+            written.push(path);
         }
     }
     Ok(written)
+}
+
+/// The SYNOPSIS section, with each option's value placeholder
+/// (`[-k|--key KEY]`), which clap_mangen's own leaves out.
+fn synopsis(command: &clap::Command, out: &mut dyn Write) -> io::Result<()> {
+    // Built, so that every argument knows how many values it takes (and
+    // --help and --version are there).
+    let mut command = command.clone();
+    command.build();
+    let mut line = format!("\\fB{}\\fR", roff_escape(command.get_name()));
+    for arg in command.get_arguments().filter(|a| !a.is_hide_set()) {
+        let flags = match (arg.get_short(), arg.get_long()) {
+            (Some(short), Some(long)) => format!("\\fB-{short}\\fR|\\fB--{long}\\fR"),
+            (Some(short), None) => format!("\\fB-{short}\\fR"),
+            (None, Some(long)) => format!("\\fB--{long}\\fR"),
+            (None, None) => continue,
+        };
+        let takes = arg.get_num_args().is_some_and(|n| n.takes_values());
+        let value = match arg.get_value_names() {
+            Some(names) if takes => {
+                let names = names.join(" ");
+                if arg.get_num_args().is_some_and(|n| n.min_values() == 0) {
+                    format!("[=\\fI{names}\\fR]")
+                } else {
+                    format!(" \\fI{names}\\fR")
+                }
+            }
+            _ => String::new(),
+        };
+        // Writing to a String cannot fail.
+        let _ = write!(line, " [{}{}]", roff_escape(&flags), roff_escape(&value));
+    }
+    writeln!(out, ".SH SYNOPSIS\n{line}")
+}
+
+/// Escapes the hyphens of command-line text for roff, so they stay ASCII.
+fn roff_escape(text: &str) -> String {
+    text.replace('-', "\\-")
 }
 
 /// clap_mangen's page, with the examples as a verbatim EXAMPLES section
@@ -39,7 +90,7 @@ pub fn man_page(command: &clap::Command, out: &mut dyn Write) -> io::Result<()> 
     let man = clap_mangen::Man::new(command.clone());
     man.render_title(out)?;
     man.render_name_section(out)?;
-    man.render_synopsis_section(out)?;
+    synopsis(command, out)?;
     man.render_description_section(out)?;
     man.render_options_section(out)?;
     if let Some(examples) = command.get_after_long_help() {

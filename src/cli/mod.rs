@@ -133,6 +133,17 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     parsed.map(|d| d.min(MAX_DURATION))
 }
 
+/// Parses a user for `--owner`: a name from the user database, or a uid.
+pub fn parse_owner(raw: &str) -> Result<u32, String> {
+    if let Ok(uid) = raw.parse::<u32>() {
+        return Ok(uid);
+    }
+    match nix::unistd::User::from_name(raw) {
+        Ok(Some(user)) => Ok(user.uid.as_raw()),
+        _ => Err(format!("'{raw}' is not a user name or uid on this machine")),
+    }
+}
+
 /// Parses permission bits in octal, `600` or `0600`.
 pub fn parse_mode(raw: &str) -> Result<u32, String> {
     u32::from_str_radix(raw, 8)
@@ -316,6 +327,9 @@ fn id_candidates() -> Vec<CompletionCandidate> {
 /// process truncated under us fails the run whatever the body returned,
 /// so nothing exits 0 having read or written zeros in place of content.
 pub fn run(program: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
+    // Past `ulimit -f`, a call fails with EFBIG and is reported, instead of
+    // the kernel killing us silently.
+    crate::os::ignore_file_size_signal();
     let result = body();
     if let Some(report) = crate::os::truncation_report() {
         eprintln!("{program}: {report}");
@@ -326,7 +340,12 @@ pub fn run(program: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode
         Err(err) => match outcome(&err) {
             Outcome::QuietBrokenPipe => ExitCode::SUCCESS,
             Outcome::Exit(code) => {
-                eprintln!("{program}: {err:#}");
+                // Not eprintln!: a stderr that cannot be written (a file
+                // past ulimit -f, say) must not turn the error into a panic.
+                let _ = std::io::Write::write_fmt(
+                    &mut std::io::stderr(),
+                    format_args!("{program}: {err:#}\n"),
+                );
                 ExitCode::from(code)
             }
         },

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::cli::{Progress, SegmentArgs, parse_duration};
-use crate::list::{ListOptions, list};
+use crate::cli::{Progress, SegmentArgs, parse_duration, parse_owner};
+use crate::list::{Filter, ListOptions, list};
 use crate::read::{ReadOptions, read};
 use crate::stats::StatsOptions;
 use crate::stream::read_stream;
@@ -92,6 +92,10 @@ pub struct ReadArgs {
     #[arg(short = 'c', long, value_name = "N")]
     bytes: Option<u64>,
 
+    /// Skip the first N bytes of the content (with --all: of the segment), e.g. to peek at one field with -c
+    #[arg(long, visible_alias = "skip", value_name = "N", conflicts_with_all = ["follow", "stream", "info", "tail"])]
+    offset: Option<u64>,
+
     /// Print the content as a hex dump (offset, hex bytes, ASCII), like xxd
     #[arg(long, conflicts_with_all = ["info", "follow"])]
     hex: bool,
@@ -146,15 +150,30 @@ pub struct ReadArgs {
     progress: Option<Progress>,
 
     /// List every segment you can see, System V and POSIX, and what each holds
+    ///
+    /// -k, -f, -i or -n with --list show only that segment; --prefix and
+    /// --owner narrow the list further.
     #[arg(short = 'L', long, conflicts_with_all = [
-        "key", "file", "id", "name", "raw", "all", "bytes", "hex", "wait", "timeout",
+        "raw", "all", "bytes", "offset", "hex", "wait", "timeout",
         "info", "follow", "stream", "tail",
     ])]
     list: bool,
 
-    /// With --list: only the stale segments (left behind by a crash; see README); with --remove: remove them
+    /// With --list: only the stale segments (left behind by a crash; see README); with --list --remove: remove them
     #[arg(long, requires = "list")]
     stale: bool,
+
+    /// With --list: only POSIX names that start with PREFIX
+    #[arg(long, value_name = "PREFIX", requires = "list")]
+    prefix: Option<String>,
+
+    /// With --list: only segments owned by USER (a user name or uid)
+    #[arg(long, value_name = "USER", requires = "list", value_parser = parse_owner)]
+    owner: Option<u32>,
+
+    /// With --list --stale --remove and no other filter: other users' stale segments too (without it, only yours)
+    #[arg(long, requires = "list")]
+    all_users: bool,
 
     /// With --list: only the segments no process maps or holds open; with --remove: remove them
     #[arg(long, requires = "list")]
@@ -163,7 +182,7 @@ pub struct ReadArgs {
     /// Print rates from the header counters every INTERVAL (default 1s) until interrupted; with --list: a table of every segment
     #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "1s",
           value_parser = parse_interval,
-          conflicts_with_all = ["raw", "all", "bytes", "hex", "wait", "timeout", "info", "follow", "stream", "tail", "remove"])]
+          conflicts_with_all = ["raw", "all", "bytes", "offset", "hex", "wait", "timeout", "info", "follow", "stream", "tail", "remove"])]
     stats: Option<Duration>,
 
     /// With --stats: print N lines (with --list: N tables), then exit 0
@@ -172,7 +191,7 @@ pub struct ReadArgs {
 
     /// Show the System V limits (SHMMNI, SHMALL, SHMMAX) and /dev/shm's size, with what is in use
     #[arg(long, conflicts_with_all = [
-        "key", "file", "id", "name", "raw", "all", "bytes", "hex", "wait", "timeout",
+        "key", "file", "id", "name", "raw", "all", "bytes", "offset", "hex", "wait", "timeout",
         "info", "follow", "stream", "tail", "list", "stats", "remove",
     ])]
     limits: bool,
@@ -207,11 +226,36 @@ impl ReadArgs {
                     "--list --remove removes only stale or unused segments: give --stale or --unused too (shm-read --list --stale --remove)",
                 ));
             }
+            if self.all_users && !(self.remove && (self.stale || self.unused)) {
+                return Err(crate::error::failure(
+                    crate::error::Kind::Usage,
+                    "--all-users goes with --list --stale --remove or --list --unused --remove (a listing shows every user's segments anyway)",
+                ));
+            }
+            let segment = &self.segment;
+            let named = segment.key.is_some()
+                || segment.file.is_some()
+                || segment.id.is_some()
+                || segment.name.is_some();
+            let filter = Filter {
+                target: if named {
+                    Some(segment.address(false)?.resolve()?)
+                } else {
+                    None
+                },
+                prefix: self.prefix.clone(),
+                owner: self.owner,
+            };
             if let Some(stats) = stats {
-                if self.stale || self.unused {
+                if self.stale
+                    || self.unused
+                    || named
+                    || self.prefix.is_some()
+                    || self.owner.is_some()
+                {
                     return Err(crate::error::failure(
                         crate::error::Kind::Usage,
-                        "--list --stats shows every segment: it does not go with --stale or --unused",
+                        "--list --stats shows every segment: it does not go with --stale, --unused or a filter; for one segment, give shm-read -n NAME --stats",
                     ));
                 }
                 return crate::stats::watch_all(stats, &mut std::io::stdout().lock());
@@ -221,8 +265,10 @@ impl ReadArgs {
                 stale: self.stale,
                 remove: self.remove,
                 unused: self.unused,
+                filter,
+                all_users: self.all_users,
             };
-            return list(opts, &mut std::io::stdout().lock());
+            return list(&opts, &mut std::io::stdout().lock());
         }
         let address = self.segment.address(self.stream)?;
         if let Some(stats) = stats {
@@ -252,6 +298,7 @@ impl ReadArgs {
             raw: self.raw,
             all: self.all,
             bytes: self.bytes,
+            offset: self.offset,
             hex: self.hex,
             wait: self.wait,
             timeout: self.timeout,

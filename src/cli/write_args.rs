@@ -1,5 +1,7 @@
 //! `shm-write`'s command line.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 
 use crate::cli::{Progress, SegmentArgs, parse_mode, parse_size};
@@ -17,9 +19,10 @@ Examples:
     $ touch shmfile
     $ echo 'hi, reader.c' | shm-write --raw -f shmfile
 
-  A live chat: each typed line is appended to a log (start either order)
+  A live chat: each typed line is appended to a log; with --wait the
+  follower may start first, without it the writer must:
     $ shm-write -l -n chat          # terminal 1
-    $ shm-read -F -n chat           # terminal 2
+    $ shm-read -F --wait -n chat    # terminal 2
 
   Many writers, one log: every line arrives whole
     $ echo 'job 7 done' | shm-write --lines -n events
@@ -109,9 +112,37 @@ pub struct WriteArgs {
 }
 
 impl WriteArgs {
+    /// On a terminal, stdin is someone typing: say (on stderr) what their
+    /// lines become and how to end, as a prompt would, instead of
+    /// waiting silently for the end of input.
+    fn say_what_is_read(&self, address: &crate::address::Address) {
+        let Ok(target) = address.resolve() else {
+            return;
+        };
+        let what = if self.lines || self.zero_terminated {
+            format!("each line you type is appended to {target} as one record; Ctrl-D to finish")
+        } else if self.stream {
+            format!("what you type streams through {target} to its reader; Ctrl-D to finish")
+        } else {
+            let how = if self.append {
+                "is appended to"
+            } else {
+                "becomes the content of"
+            };
+            format!(
+                "reading stdin: what you type {how} {target} when you press Ctrl-D \
+                 (Ctrl-C leaves it as it was)"
+            )
+        };
+        eprintln!("shm-write: {what}");
+    }
+
     /// Does what the command line asks.
     pub fn execute(&self) -> anyhow::Result<()> {
         let address = self.segment.address(self.stream)?;
+        if std::io::stdin().is_terminal() {
+            self.say_what_is_read(&address);
+        }
         if self.stream {
             return write_stream(&address, self.size, self.mode, self.progress);
         }

@@ -224,6 +224,24 @@ impl<'a> Framed<'a> {
         }
     }
 
+    /// [`Framed::for_writing`] for a publish of `len` bytes into a segment
+    /// that cannot grow: a blank (all-zero) segment that could not hold
+    /// them is refused before our header goes in, so a failed write leaves
+    /// a foreign segment byte for byte as it was.
+    pub fn for_publishing(
+        map: &'a Mapping,
+        target: &'a Target,
+        len: usize,
+    ) -> anyhow::Result<Framed<'a>> {
+        if Layout::detect(map) == Layout::Foreign
+            && let Some(capacity) = capacity_for(map.len())
+            && capacity < len
+        {
+            return Err(too_large(target, len, capacity, map.len()));
+        }
+        Framed::for_writing(map, target)
+    }
+
     /// Turns an all-zero segment into an empty framed one. Safe against
     /// racing writers: the zero lock word is taken first, and the magic is
     /// stored last, so nobody sees a half-made header as framed.
@@ -318,6 +336,12 @@ impl<'a> Framed<'a> {
     /// Like [`Framed::read`], but copies only the first `limit` bytes of
     /// the content (still checked against the slot's generation).
     pub fn read_at_most(&self, limit: usize) -> anyhow::Result<Version> {
+        self.read_span(0, limit)
+    }
+
+    /// Like [`Framed::read_at_most`], for the content from byte `skip` on:
+    /// only the bytes returned are copied. Past the end it is empty.
+    pub fn read_span(&self, skip: usize, limit: usize) -> anyhow::Result<Version> {
         let started = Instant::now();
         let seq_word = self.seq_word()?;
         let mut data = Vec::new();
@@ -336,9 +360,10 @@ impl<'a> Framed<'a> {
                 // Read after seq, re-checked after the copy: see "Growing" in docs/FORMAT.md.
                 let capacity = self.live_capacity()?;
                 let len = self.slot_len(slot, capacity)?;
+                let skip = skip.min(len.unwrap_or(0));
                 let whole = self.copy_slot(
-                    Self::slot_data(slot, capacity),
-                    len.unwrap_or(0).min(limit),
+                    Self::slot_data(slot, capacity) + skip,
+                    (len.unwrap_or(0) - skip).min(limit),
                     generation,
                     before,
                     &mut data,
@@ -395,7 +420,18 @@ impl<'a> Framed<'a> {
         const COPY_CHUNK: usize = 4 << 20;
         data.clear();
         if data.capacity() < len {
-            data.reserve_exact(len);
+            // Fallible: content larger than this process's memory is an
+            // error with a message, not an abort.
+            data.try_reserve_exact(len).map_err(|_| {
+                failure(
+                    Kind::Failed,
+                    format!(
+                        "cannot copy the {len} bytes of {}: this process may not have that much \
+                         memory (ulimit -v); its content is unchanged",
+                        self.target
+                    ),
+                )
+            })?;
             os::advise_huge_pages(data.spare_capacity_mut());
         }
         let large = len >= os::LARGE_COPY;
@@ -582,33 +618,35 @@ impl<'a> Framed<'a> {
     }
 
     fn too_large(&self, len: usize) -> anyhow::Error {
-        let holds = format!(
-            "input is {len} bytes but {} holds at most {} (segment of {} bytes); its content is unchanged",
-            self.target,
-            self.capacity,
-            self.map.len(),
-        );
-        let next = match self.target {
-            Target::Key { .. } => format!(
-                "a System V segment cannot grow: replace it by one that fits, under the same key, with \
-                 {} (programs attached to the old one keep it until they re-attach)",
-                self.target.command("shm-write --replace")
-            ),
-            Target::Id(_) => {
-                "a segment addressed by id (-i) keeps its identity, so it cannot grow \
-                 or be replaced: write less, or address it by key with --replace"
-                    .to_owned()
-            }
-            Target::Name(_) => {
-                let size = size_for(len).map_or_else(|| "a larger size".to_owned(), suggest_size);
-                format!(
-                    "remove it ({} > /dev/null) and write again with --size {size}",
-                    self.target.command("shm-read --remove")
-                )
-            }
-        };
-        failure(Kind::Failed, format!("{holds}; {next}"))
+        too_large(self.target, len, self.capacity, self.map.len())
     }
+}
+
+/// Input of `len` bytes that a segment of `size` bytes, holding at most
+/// `capacity`, cannot take: what to do instead, by how it is addressed.
+fn too_large(target: &Target, len: usize, capacity: usize, size: usize) -> anyhow::Error {
+    let holds = format!(
+        "input is {len} bytes but {target} holds at most {capacity} (segment of {size} bytes); \
+             its content is unchanged"
+    );
+    let next = match target {
+        Target::Key { .. } => format!(
+            "a System V segment cannot grow: replace it by one that fits, under the same key, with \
+                 {} (programs attached to the old one keep it until they re-attach)",
+            target.command("shm-write --replace")
+        ),
+        Target::Id(_) => "a segment addressed by id (-i) keeps its identity, so it cannot grow \
+                 or be replaced: write less, or address it by key with --replace"
+            .to_owned(),
+        Target::Name(_) => {
+            let size = size_for(len).map_or_else(|| "a larger size".to_owned(), suggest_size);
+            format!(
+                "remove it ({} > /dev/null) and write again with --size {size}",
+                target.command("shm-read --remove")
+            )
+        }
+    };
+    failure(Kind::Failed, format!("{holds}; {next}"))
 }
 
 /// Whether the segment starts with text ended by a NUL, as a C string:
@@ -656,15 +694,20 @@ fn take_lock<'m>(map: &'m Mapping, target: &Target) -> anyhow::Result<RobustGuar
         return Ok(guard);
     }
     let holder = match Holder::at(map, OFF_LOCK)? {
-        Holder::Alive(tid) => format!("a live process (tid {tid} in its PID namespace)"),
+        Holder::Alive(tid) => format!("thread {tid} (in its PID namespace)"),
         // It let go just now; rare enough that the caller may simply retry.
-        Holder::Free | Holder::Died => "a live process".to_owned(),
+        Holder::Free | Holder::Died => "another writer".to_owned(),
     };
+    // The kernel frees the lock of a holder that dies only if the holder
+    // had it on its robust list: a word written any other way (by hand, or
+    // by a program that is not shm-tools) stays "held" for good.
     Err(failure(
         Kind::Failed,
         format!(
-            "{holder} has held the write lock on {target} for {}s; if it is stuck, kill it \
-             (a dead holder's lock is taken over), or remove the segment",
+            "the write lock on {target} has been held by {holder} for {}s; nothing was written. \
+             The holder may be stopped (kill -CONT it) or stuck (kill it: a dead holder's lock is \
+             taken over); if no such thread lives, the lock word is stale: remove the segment and \
+             write it again",
             LOCK_PATIENCE.as_secs()
         ),
     ))

@@ -14,7 +14,8 @@
 //! holder has not read. Every header value and record header is checked
 //! against the mapping before use. Byte layout: docs/FORMAT.md.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
 use std::time::{Duration, Instant};
 
 use crate::address::Target;
@@ -78,6 +79,9 @@ pub struct Log<'a> {
     map: &'a Mapping,
     target: &'a Target,
     capacity: u64,
+    /// `(head, next_seq)` as this process's last batch of appends left
+    /// them: what the next batch checks the header against.
+    verified: Cell<Option<(u64, u64)>>,
 }
 
 /// What [`Cursor::next`] found.
@@ -138,9 +142,16 @@ impl<'a> Log<'a> {
             map,
             target,
             capacity: capacity as u64,
+            verified: Cell::new(None),
         };
-        if !capacity.is_multiple_of(8) || capacity < 4 * RECORD_HEADER {
+        if !capacity.is_multiple_of(8) {
             return Err(log.corrupt(&format!("capacity {capacity} is not a multiple of 8")));
+        }
+        if capacity < 4 * RECORD_HEADER {
+            return Err(log.corrupt(&format!(
+                "capacity {capacity} is below the smallest a log has, {}",
+                4 * RECORD_HEADER
+            )));
         }
         Ok(log)
     }
@@ -198,7 +209,7 @@ impl<'a> Log<'a> {
             ));
         }
         // Racing creators: the lock decides, the magic goes in last.
-        let _guard = lock(map, target)?;
+        let _guard = lock(map, target, &|| false)?;
         if !PREFIX.present(map)? {
             PREFIX.write(map, capacity)?;
         }
@@ -528,26 +539,64 @@ impl Cursor {
 }
 
 impl<'a> Log<'a> {
-    /// What the log holds now (a walk from tail to head).
+    /// What the log holds now: a walk from tail to head over the record
+    /// headers only, so a log of large records costs no copy of them.
     pub fn summary(&self) -> anyhow::Result<Summary> {
+        let started = Instant::now();
+        loop {
+            if let Some(summary) = self.try_summary()? {
+                return Ok(summary);
+            }
+            if started.elapsed() > PATIENCE {
+                return Err(failure(
+                    Kind::Failed,
+                    format!(
+                        "writers overwrote {} faster than it could be scanned for {}s; try again",
+                        self.target,
+                        PATIENCE.as_secs()
+                    ),
+                ));
+            }
+        }
+    }
+
+    /// One header walk; None if writers overtook it.
+    fn try_summary(&self) -> anyhow::Result<Option<Summary>> {
         let appended = self.word64(OFF_NEXT_SEQ)?.load(Ordering::Acquire);
-        let mut cursor = self.cursor_at_oldest()?;
-        let (head, _) = self.positions()?;
-        let mut buf = Vec::new();
+        let (head, tail) = self.positions()?;
         let mut summary = Summary {
             appended,
             held: 0,
             bytes_held: 0,
             oldest: None,
         };
-        while let Step::Record { seq, .. } = self.next(&mut cursor, head, &mut buf)? {
-            if summary.held == 0 {
-                summary.oldest = Some(seq);
+        let mut position = tail;
+        let mut expected: Option<u64> = None;
+        while position < head {
+            let header = self.record_header(position)?;
+            fence(Ordering::Acquire);
+            if self.tail()? > position {
+                return Ok(None);
             }
+            let (len, seq) = header.map_err(|what| self.corrupt(&what))?;
+            let size = record_size(len).unwrap_or(usize::MAX) as u64;
+            if position.checked_add(size).is_none_or(|end| end > head) {
+                return Err(
+                    self.corrupt(&format!("record at position {position} runs past the head"))
+                );
+            }
+            if let Some(expected) = expected.filter(|&e| e != seq) {
+                return Err(self.corrupt(&format!(
+                    "record at position {position} has sequence number {seq}, expected {expected}"
+                )));
+            }
+            summary.oldest.get_or_insert(seq);
             summary.held += 1;
-            summary.bytes_held += buf.len() as u64;
+            summary.bytes_held += len as u64;
+            expected = Some(seq.wrapping_add(1));
+            position += size;
         }
-        Ok(summary)
+        Ok(Some(summary))
     }
 
     /// Every record held, concatenated: what a plain read prints.
@@ -586,7 +635,7 @@ impl<'a> Log<'a> {
     /// holding it may have left the sequence counter one behind; the
     /// records themselves are intact, so the counter is recomputed.
     pub fn appender(&self) -> anyhow::Result<Appender<'_, 'a>> {
-        let guard = lock(self.map, self.target)?;
+        let guard = lock(self.map, self.target, &|| self.held_back().unwrap_or(false))?;
         let (head, tail) = self.positions()?;
         let mut next_seq = self.word64(OFF_NEXT_SEQ)?.load(Ordering::Relaxed);
         if guard.previous_owner_died() {
@@ -594,6 +643,8 @@ impl<'a> Log<'a> {
             if let Some(seq) = cursor.expected {
                 next_seq = seq;
             }
+        } else {
+            self.verify_numbering(head, tail, next_seq)?;
         }
         Ok(Appender {
             log: self,
@@ -603,6 +654,46 @@ impl<'a> Log<'a> {
             next_seq,
             appended: false,
         })
+    }
+
+    /// Checks, under the write lock, that the header adds up before this
+    /// writer appends: the records from where this process's last batch
+    /// ended (or, the first time, from the tail) to the head are whole and
+    /// numbered one after another, and `next_seq` follows the last. A log
+    /// whose counter someone forged would otherwise take records that every
+    /// reader then rejects. Only others' records since our last batch are
+    /// walked, so a lone writer checks nothing twice.
+    fn verify_numbering(&self, head: u64, tail: u64, next_seq: u64) -> anyhow::Result<()> {
+        let (mut position, mut expected) = match self.verified.get() {
+            Some((at, seq)) if (tail..=head).contains(&at) => (at, Some(seq)),
+            _ => (tail, None),
+        };
+        while position < head {
+            let (len, seq) = self
+                .record_header(position)?
+                .map_err(|what| self.corrupt(&what))?;
+            if expected.is_some_and(|e| e != seq) {
+                return Err(self.corrupt(&format!(
+                    "record at position {position} has sequence number {seq}, expected {}",
+                    expected.unwrap_or_default()
+                )));
+            }
+            let size = record_size(len).unwrap_or(usize::MAX) as u64;
+            position = position
+                .checked_add(size)
+                .filter(|&end| end <= head)
+                .ok_or_else(|| {
+                    self.corrupt(&format!("record at position {position} runs past the head"))
+                })?;
+            expected = Some(seq.wrapping_add(1));
+        }
+        match expected {
+            Some(expected) if expected != next_seq => Err(self.corrupt(&format!(
+                "the next sequence number is {next_seq}, but the last record held is number {}",
+                expected.wrapping_sub(1)
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Claims a lossless follower slot for `cursor`: writers will not
@@ -661,26 +752,84 @@ impl<'a> Log<'a> {
     }
 }
 
+impl Log<'_> {
+    /// Whether a live lossless follower has records left to read: what
+    /// a writer holding the lock may be waiting for.
+    fn held_back(&self) -> anyhow::Result<bool> {
+        let (head, tail) = self.positions()?;
+        Ok(self
+            .slowest_follower(tail, head)?
+            .is_some_and(|slowest| slowest < head))
+    }
+}
+
 fn slot_offset(slot: usize) -> usize {
     OFF_SLOTS + slot * SLOT_SIZE
 }
 
-/// Takes the log's write lock, waiting for a live holder up to [`PATIENCE`].
-fn lock<'m>(map: &'m Mapping, target: &Target) -> anyhow::Result<RobustGuard<'m>> {
-    let deadline = Deadline::after(Some(PATIENCE));
-    let waiting = |tid| {
-        eprintln!("shm-write: waiting for thread {tid}, which holds the write lock on {target}");
-    };
-    wait::lock_robust(map, OFF_LOCK, deadline, waiting)?.ok_or_else(|| {
-        failure(
+/// Whether this process said already that it waits for a lossless
+/// follower: once per process, not once per batch or per wait.
+static TOLD_WAITING: AtomicBool = AtomicBool::new(false);
+
+/// Says, once per process, that a writer waits for a lossless follower.
+fn tell_waiting(target: &Target, how: &str) {
+    if !TOLD_WAITING.swap(true, Ordering::Relaxed) {
+        eprintln!(
+            "shm-write: waiting for a lossless follower of {target} (shm-read --follow --lossless) \
+             that is a whole log behind{how}; writers wait for it as long as it lives, as a pipe's \
+             writer waits for its reader, and go on when it reads on, exits or is killed \
+             (shm-read {} --info counts lossless_followers)",
+            target.flag()
+        );
+    }
+}
+
+/// Takes the log's write lock. A live holder is waited for as long as a
+/// live lossless follower holds it back (`held_back`: lossless means no
+/// record is dropped, however slow or stopped the follower); a holder that
+/// keeps it [`PATIENCE`] with nothing holding it back is reported.
+fn lock<'m>(
+    map: &'m Mapping,
+    target: &Target,
+    held_back: &dyn Fn() -> bool,
+) -> anyhow::Result<RobustGuard<'m>> {
+    let mut told = false;
+    loop {
+        let deadline = Deadline::after(Some(PATIENCE));
+        let waiting = |tid| {
+            if held_back() {
+                tell_waiting(target, " (the writer holding the lock waits for it)");
+            } else if !told {
+                eprintln!(
+                    "shm-write: waiting for thread {tid} (in its PID namespace), which holds the \
+                     write lock on {target}"
+                );
+            }
+        };
+        if let Some(guard) = wait::lock_robust(map, OFF_LOCK, deadline, waiting)? {
+            return Ok(guard);
+        }
+        told = true;
+        if held_back() {
+            continue;
+        }
+        let holder = match Holder::at(map, OFF_LOCK)? {
+            Holder::Alive(tid) => format!("thread {tid} (in its PID namespace)"),
+            // Let go just now: try again.
+            Holder::Free | Holder::Died => continue,
+        };
+        return Err(failure(
             Kind::Failed,
             format!(
-                "another writer has held the write lock on {target} for {}s (a lossless follower \
-                 that stopped reading holds writers back); if it is stuck, kill it, or remove the log",
+                "the write lock on {target} has been held by {holder} for {}s, and no lossless \
+                 follower holds writers back; nothing was appended by this writer after that. The \
+                 holder may be stopped (kill -CONT it), stuck (kill it: a dead holder's lock is \
+                 taken over), or, if no such thread lives, the lock word is stale: remove the log \
+                 and start it again",
                 PATIENCE.as_secs()
             ),
-        )
-    })
+        ));
+    }
 }
 
 /// A lossless follower's slot: its published position. Released (by the
@@ -801,8 +950,7 @@ impl Appender<'_, '_> {
         let event = log.word32(OFF_TAIL_EVENT)?;
         let waiting = log.word32(OFF_WRITER_WAITING)?;
         let mut spins = 0u32;
-        let started = std::time::Instant::now();
-        let mut told = false;
+        let started = Instant::now();
         loop {
             match log.slowest_follower(self.tail, self.head)? {
                 Some(slowest) if slowest < new_tail => {}
@@ -811,15 +959,8 @@ impl Appender<'_, '_> {
             // Waiting is the point, as a pipe's writer waits for its
             // reader; but a follower that is stopped (Ctrl-Z), or a slot
             // someone scribbled on, would hold us silently: say so once.
-            if !told && started.elapsed() >= std::time::Duration::from_secs(1) {
-                told = true;
-                eprintln!(
-                    "shm-write: waiting for a lossless follower of {} (shm-read --follow --lossless) \
-                     that is a whole log behind; writers wait for it until it reads on, exits or is \
-                     killed (shm-read {} --info counts lossless_followers)",
-                    log.target,
-                    log.target.flag()
-                );
+            if started.elapsed() >= Duration::from_secs(1) {
+                tell_waiting(log.target, "");
             }
             if spins < 200 {
                 spins += 1;
@@ -851,6 +992,8 @@ impl Log<'_> {
 
 impl Drop for Appender<'_, '_> {
     fn drop(&mut self) {
+        // Still under the lock: what the next batch checks the header against.
+        self.log.verified.set(Some((self.head, self.next_seq)));
         if !self.appended {
             return;
         }

@@ -227,14 +227,32 @@ impl<'a> Ring<'a> {
 
     /// Validates the header of a segment whose magic says it is a ring.
     pub fn open(map: &'a Mapping, target: &'a Target) -> anyhow::Result<Ring<'a>> {
-        if Layout::detect(map) != Layout::Ring {
-            return Err(failure(
-                Kind::Failed,
-                format!(
-                    "{target} is not a stream; start the writer with: producer | shm-write --stream {}",
+        let layout = Layout::detect(map);
+        if layout != Layout::Ring {
+            // Suggest what works on what is there: a stream writer refuses
+            // any segment that is not blank.
+            let what = match layout {
+                Layout::Log => format!(
+                    "is a log (made by shm-write --lines), not a stream: read it with {}, \
+                     or follow it with {}",
+                    target.command("shm-read"),
+                    target.command("shm-read -F")
+                ),
+                Layout::Framed => format!(
+                    "is a snapshot (made by shm-write), not a stream: read it with {}",
+                    target.command("shm-read")
+                ),
+                _ if map.is_zero(0, map.len().min(64)).unwrap_or(false) => format!(
+                    "is not a stream yet; start the writer with: producer | shm-write --stream {}",
                     target.flag()
                 ),
-            ));
+                _ => format!(
+                    "holds data not written by shm-tools, not a stream: read it with {}; \
+                     a stream needs an address of its own",
+                    target.command("shm-read")
+                ),
+            };
+            return Err(failure(Kind::Failed, format!("{target} {what}")));
         }
         let capacity = PREFIX.check(map, target, capacity_for(map.len()))? as u64;
         Ok(Ring {
@@ -594,7 +612,12 @@ impl<'a> Ring<'a> {
                     OFF_READER_WAITING,
                     || {
                         Ok(self.positions().map(|(h, t)| h > t)?
-                            || self.flags()? & (WRITER_DONE | WRITER_FAILED) != 0)
+                            || self.flags()? & WRITER_FAILED != 0
+                            || self.flags()? & WRITER_DONE != 0
+                                && !matches!(
+                                    Holder::at(self.map, OFF_WRITER_CLAIM)?,
+                                    Holder::Alive(_)
+                                ))
                     },
                     || self.writer_finished(tail).map(drop),
                 )?;
@@ -641,6 +664,13 @@ impl<'a> Ring<'a> {
             ));
         }
         if flags & WRITER_DONE != 0 {
+            // DONE is believed only with the claim let go: anyone who may
+            // write the ring can set a flag, only the writer (or the kernel,
+            // at its death) releases its claim, which it does right after
+            // setting DONE. So a DONE with a live claim is waited out.
+            if matches!(holder, Holder::Alive(_)) {
+                return self.claim_released_soon();
+            }
             // head is final once DONE is set; done only if all of it arrived.
             let (head, tail) = self.positions()?;
             return Ok(head == tail);
@@ -673,6 +703,22 @@ impl Ring<'_> {
     /// The ring counts no time waited, so `--stats` samples this.
     pub fn writer_waiting(&self) -> anyhow::Result<bool> {
         Ok(self.word32(OFF_WRITER_WAITING)?.load(Ordering::Relaxed) != 0)
+    }
+}
+
+impl Ring<'_> {
+    /// A DONE flag with the writer's claim still held: a writer that ended
+    /// lets go within microseconds, so look a few times, yielding, before
+    /// leaving it to the usual sleep. Ok(false): still held, not done yet.
+    fn claim_released_soon(&self) -> anyhow::Result<bool> {
+        for _ in 0..100 {
+            std::thread::yield_now();
+            if !matches!(Holder::at(self.map, OFF_WRITER_CLAIM)?, Holder::Alive(_)) {
+                let (head, tail) = self.positions()?;
+                return Ok(head == tail);
+            }
+        }
+        Ok(false)
     }
 }
 

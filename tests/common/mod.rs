@@ -248,6 +248,16 @@ impl Seg {
         }
     }
 
+    /// A fresh POSIX name that starts with `prefix`.
+    pub fn name_with(prefix: &str) -> Seg {
+        let name = format!("{prefix}{}", unique());
+        assert!(!PathBuf::from("/dev/shm").join(&name).exists());
+        Seg {
+            args: vec!["-n".into(), name.clone()],
+            what: Cleanup::Name(name),
+        }
+    }
+
     /// A fresh file for ftok (created), in the cargo test temp dir.
     pub fn ftok_file() -> Seg {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ftok-{}", unique()));
