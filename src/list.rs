@@ -142,7 +142,7 @@ pub fn list(opts: &ListOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     }
     let table: Vec<[String; 9]> = rows.iter().map(|r| columns(r)).collect();
     let header = [
-        "SEGMENT", "ID", "SIZE", "RSS", "OWNER", "MODE", "NATTCH", "USERS", "HOLDS",
+        "SEGMENT", "ID", "SIZE", "OWNER", "MODE", "NATTCH", "RSS", "USERS", "HOLDS",
     ]
     .map(String::from);
     let mut widths = [0; 9];
@@ -321,10 +321,10 @@ fn columns(fields: &[Field]) -> [String; 9] {
         address,
         text(fields, "id"),
         bytes(fields, "size"),
-        text(fields, "resident"),
         text(fields, "user"),
         text(fields, "mode"),
         text(fields, "attach_count"),
+        text(fields, "resident"),
         users_column(fields),
         holds,
     ]

@@ -152,12 +152,14 @@ fn list_under_a_low_descriptor_limit_still_names_owners() {
     let out = run(&mut cmd, b"");
     out.ok();
     let name = seg.name_value().unwrap();
-    let row = out
-        .stdout_str()
+    let listing = out.stdout_str();
+    let row = listing
         .lines()
         .find(|l| l.starts_with(&format!("-n {name} ")))
         .map_or_else(|| panic!("no row for {name}\n{out}"), str::to_owned);
-    let owner = row.split_whitespace().nth(4).unwrap().to_owned();
+    // The OWNER column, wherever it starts (sizes like "4.00 KiB" hold a space).
+    let at = listing.lines().next().unwrap().find("OWNER").unwrap();
+    let owner = row[at..].split_whitespace().next().unwrap().to_owned();
     assert_eq!(owner, "root", "{row}");
 }
 
