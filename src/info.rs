@@ -25,6 +25,7 @@ use crate::format::log::{self, Log};
 use crate::format::ring::{self, Ring};
 use crate::os::{ShmId, ShmKey, SysvStat};
 use crate::segment::{Access, Segment, Stat, timed_out};
+use crate::usage::{Identity, Scan};
 use crate::users::{group_name, user_name};
 use crate::wait::{self, Deadline, Holder};
 
@@ -121,6 +122,8 @@ pub fn posix_fields(st: &FileStat) -> Vec<Field> {
         time_field("modify_time", st.st_mtime),
         time_field("change_time", st.st_ctime),
         field("removed", json!(st.st_nlink == 0)),
+        field("device", json!(st.st_dev)),
+        field("inode", json!(st.st_ino)),
     ]
 }
 
@@ -376,6 +379,128 @@ fn layout_fields(segment: &Segment) -> anyhow::Result<Vec<Field>> {
     Ok(fields)
 }
 
+/// The kernel's identity of a reported segment, from its `kind` and `id`
+/// (System V) or `device` and `inode` (POSIX) fields.
+#[must_use]
+pub fn identity(fields: &[Field]) -> Option<Identity> {
+    let get = |name| fields.iter().find(|f| f.name == name).map(|f| &f.json);
+    match get("kind")?.as_str()? {
+        "sysv" => Some(Identity::Sysv(ShmId::from_raw(
+            i32::try_from(get("id")?.as_i64()?).ok()?,
+        ))),
+        "posix" => Some(Identity::Posix {
+            dev: get("device")?.as_u64()?,
+            ino: get("inode")?.as_u64()?,
+        }),
+        _ => None,
+    }
+}
+
+/// A column of /proc/sysvipc/shm (found by its header name) for segment `id`.
+fn sysv_column(id: ShmId, name: &str) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/sysvipc/shm").ok()?;
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let id_at = header.iter().position(|h| *h == "shmid")?;
+    let at = header.iter().position(|h| *h == name)?;
+    lines.find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        (cols.get(id_at)?.parse::<i32>().ok()? == id.as_raw())
+            .then(|| cols.get(at)?.parse().ok())
+            .flatten()
+    })
+}
+
+/// Who uses the segment that `fields` describe (from `scan`), whether
+/// anyone does, and how much of it is resident in memory: System V from
+/// the kernel's table, POSIX with mincore on `segment`'s mapping (unknown
+/// when this user could not open it).
+#[must_use]
+pub fn usage_fields(fields: &[Field], segment: Option<&Segment>, scan: &Scan) -> Vec<Field> {
+    let Some(identity) = identity(fields) else {
+        return Vec::new();
+    };
+    let users = scan.users(&identity);
+    let users_json: Vec<Value> = users
+        .iter()
+        .map(|u| json!({"pid": u.pid, "command": u.command, "mappings": u.mappings, "fds": u.fds}))
+        .collect();
+    let users_text = if users.is_empty() {
+        "none seen".to_owned()
+    } else {
+        users
+            .iter()
+            .map(|u| {
+                let how = match (u.mappings > 0, u.fds > 0) {
+                    (true, true) => "mapped, open",
+                    (true, false) => "mapped",
+                    _ => "open",
+                };
+                format!("{} {} ({how})", u.pid, u.command)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = vec![
+        Field {
+            name: "users",
+            json: Value::Array(users_json),
+            text: users_text,
+        },
+        field("uninspectable", json!(scan.uninspectable)),
+    ];
+    let nattch = fields
+        .iter()
+        .find(|f| f.name == "attach_count")
+        .and_then(|f| f.json.as_u64())
+        .unwrap_or(0);
+    let resident = match identity {
+        Identity::Sysv(id) => {
+            let seen: usize = users.iter().map(|u| u.mappings).sum();
+            let unseen = nattch.saturating_sub(seen as u64);
+            out.push(field("attach_unseen", json!(unseen)));
+            sysv_column(id, "rss")
+        }
+        Identity::Posix { .. } => segment.and_then(|s| s.mapping().resident_bytes().ok()),
+    };
+    // System V: the kernel's attach count covers every process, in any
+    // namespace. POSIX: only the scan, which must have seen every process.
+    let unused = match identity {
+        Identity::Sysv(_) => nattch == 0,
+        Identity::Posix { .. } => users.is_empty() && scan.uninspectable == 0,
+    };
+    out.push(field("unused", json!(unused)));
+    out.push(match resident {
+        Some(bytes) => Field {
+            name: "resident",
+            json: json!(bytes),
+            text: indicatif::HumanBytes(bytes).to_string(),
+        },
+        None => field("resident", Value::Null),
+    });
+    out
+}
+
+/// Why `segment` counts as unused, if it does, checked afresh (for
+/// `--unused --remove`): a System V segment that the kernel counts no
+/// attachment of (in any namespace: nothing else can hold one), a POSIX
+/// object that no process maps or holds open, when every process in /proc
+/// could be inspected.
+pub fn unused_because(segment: &Segment) -> anyhow::Result<Option<&'static str>> {
+    Ok(match segment.stat()? {
+        Stat::Sysv { stat, .. } => (stat.nattch == 0).then_some("no process has it attached"),
+        Stat::Posix(st) => {
+            let scan = crate::usage::scan();
+            let identity = Identity::Posix {
+                dev: st.st_dev,
+                ino: st.st_ino,
+            };
+            (scan.uninspectable == 0 && scan.users(&identity).is_empty())
+                .then_some("no process maps it or holds it open")
+        }
+    })
+}
+
 /// `shm-read --info`: prints [`report`] for `address` as text or JSON,
 /// first waiting for the segment to exist when `wait` (up to `timeout`),
 /// and removes the segment afterwards when `remove`.
@@ -398,6 +523,12 @@ pub fn show(
     } else {
         report(&target)?
     };
+    let mut fields = fields;
+    fields.extend(usage_fields(
+        &fields,
+        segment.as_ref(),
+        &crate::usage::scan(),
+    ));
     let text = if as_json {
         format!("{}\n", to_json(&fields))
     } else {

@@ -7,7 +7,8 @@
 //! - [`segment`]: finding, creating, attaching and removing segments;
 //! - [`format`]: what is on a segment (our framed layout, our stream ring, our log, or a C string);
 //! - [`wait`]: how peers wait for each other (futexes, liveness, the write lock);
-//! - [`read`], [`write`], [`stream`], [`log`], [`info`], [`list`], [`hex`], [`progress`]: what the two tools do;
+//! - [`read`], [`write`], [`stream`], [`log`], [`info`], [`list`], [`stats`], [`limits`], [`hex`], [`progress`]: what the two tools do;
+//! - [`usage`]: which processes use a segment (from /proc);
 //! - [`cli`], [`error`]: the command-line glue and exit codes both binaries share.
 
 pub mod address;
@@ -16,13 +17,16 @@ pub mod error;
 pub mod format;
 pub mod hex;
 pub mod info;
+pub mod limits;
 pub mod list;
 pub mod log;
 pub mod os;
 pub mod progress;
 pub mod read;
 pub mod segment;
+pub mod stats;
 pub mod stream;
+pub mod usage;
 pub mod users;
 pub mod wait;
 pub mod write;

@@ -21,6 +21,7 @@ use crate::format::Layout;
 use crate::format::ring::Ring;
 use crate::info::{self, Field, field};
 use crate::segment::{Access, Segment, Stat};
+use crate::usage::Scan;
 use crate::users::user_name;
 use crate::wait::Holder;
 
@@ -31,12 +32,14 @@ pub struct ListOptions {
     pub json: bool,
     /// Only the stale segments ([`info::stale_because`]).
     pub stale: bool,
-    /// With `stale`: remove them, each after checking it again.
+    /// With `stale` or `unused`: remove them, each after checking it again.
     pub remove: bool,
     /// Which segments to list (and remove); all when empty.
     pub filter: Filter,
     /// With `remove` and an empty filter: other users' segments too.
     pub all_users: bool,
+    /// Only the segments nobody maps or holds open ([`info::unused_because`]).
+    pub unused: bool,
 }
 
 /// Which segments `--list` shows, and `--list --stale --remove` may
@@ -87,20 +90,50 @@ fn owner_of(fields: &[Field]) -> Option<u32> {
 }
 
 /// Writes the listing as a table, or as a JSON array of `--info` objects;
-/// with `remove`, removes the stale segments instead and says which.
+/// with `remove`, removes the stale (or unused) segments instead and says
+/// which.
 pub fn list(opts: &ListOptions, out: &mut dyn Write) -> anyhow::Result<()> {
-    let mut rows = sysv_rows();
-    rows.extend(posix_rows());
+    let scan = crate::usage::scan();
+    let mut rows = sysv_rows(&scan);
+    rows.extend(posix_rows(&scan));
     rows.retain(|(_, fields)| opts.filter.matches(fields));
     if opts.stale {
         rows.retain(|(_, fields)| get(fields, "stale").is_some_and(|f| f.json == json!(true)));
     }
+    if opts.unused {
+        rows.retain(|(_, fields)| get(fields, "unused").is_some_and(|f| f.json == json!(true)));
+    }
     if opts.remove {
+        // Each is checked again right before removal, for all it was listed for.
+        let recheck = |segment: &Segment| -> anyhow::Result<Option<&'static str>> {
+            let mut reason = None;
+            if opts.stale {
+                let Some(stale) = info::stale_because(segment)? else {
+                    return Ok(None);
+                };
+                reason = Some(stale);
+            }
+            if opts.unused {
+                let Some(unused) = info::unused_because(segment)? else {
+                    return Ok(None);
+                };
+                reason = reason.or(Some(unused));
+            }
+            Ok(reason)
+        };
         // Without a filter, only the caller's own: root would otherwise
         // remove every user's stale segments at once.
         let only =
             (opts.filter.is_empty() && !opts.all_users).then(|| nix::unistd::geteuid().as_raw());
-        return remove_stale(&rows, only, out);
+        return remove_stale(&rows, only, &recheck, out);
+    }
+    if opts.unused && scan.uninspectable > 0 {
+        // A note, not data: stdout keeps only the listing.
+        eprintln!(
+            "shm-read: {} process(es) could not be inspected, so USERS may be incomplete and no POSIX \
+             segment counts as unused; run as root to see every user",
+            scan.uninspectable
+        );
     }
     let rows: Vec<Vec<Field>> = rows.into_iter().map(|(_, fields)| fields).collect();
     if opts.json {
@@ -108,9 +141,12 @@ pub fn list(opts: &ListOptions, out: &mut dyn Write) -> anyhow::Result<()> {
         writeln!(out, "{}", Value::Array(array))?;
         return Ok(());
     }
-    let table: Vec<[String; 7]> = rows.iter().map(|r| columns(r)).collect();
-    let header = ["SEGMENT", "ID", "SIZE", "OWNER", "MODE", "NATTCH", "HOLDS"].map(String::from);
-    let mut widths = [0; 7];
+    let table: Vec<[String; 9]> = rows.iter().map(|r| columns(r)).collect();
+    let header = [
+        "SEGMENT", "ID", "SIZE", "OWNER", "MODE", "NATTCH", "RSS", "USERS", "HOLDS",
+    ]
+    .map(String::from);
+    let mut widths = [0; 9];
     for row in std::iter::once(&header).chain(&table) {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -119,7 +155,7 @@ pub fn list(opts: &ListOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     for row in std::iter::once(&header).chain(&table) {
         let mut line = String::new();
         for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
-            if i == 6 {
+            if i == 8 {
                 line.push_str(cell);
             } else {
                 // Writing to a String cannot fail.
@@ -131,8 +167,9 @@ pub fn list(opts: &ListOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Removes each stale segment in `rows`: opened again, found stale again
-/// on what was opened, and removed by identity (System V by id, POSIX only
+/// Removes each segment in `rows`: opened again, found stale (or unused:
+/// whatever `recheck` asks) again on what was opened, and removed by
+/// identity (System V by id, POSIX only
 /// while the name still leads to that object), so a segment that someone
 /// took up again since it was listed is left alone. What is left is the
 /// moment between that last check and the removal. One line per segment
@@ -142,6 +179,7 @@ pub fn list(opts: &ListOptions, out: &mut dyn Write) -> anyhow::Result<()> {
 fn remove_stale(
     rows: &[(Option<Target>, Vec<Field>)],
     only: Option<u32>,
+    recheck: &dyn Fn(&Segment) -> anyhow::Result<Option<&'static str>>,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let mut failed = 0;
@@ -167,9 +205,7 @@ fn remove_stale(
             continue;
         };
         let removed =
-            Segment::open(target, Access::ReadOnly).and_then(|segment| match info::stale_because(
-                &segment,
-            )? {
+            Segment::open(target, Access::ReadOnly).and_then(|segment| match recheck(&segment)? {
                 Some(reason) => segment.remove().map(|()| Some(reason)),
                 None => Ok(None),
             });
@@ -187,7 +223,7 @@ fn remove_stale(
         return Err(failure(
             Kind::Failed,
             format!(
-                "{failed} stale segment(s) could not be removed (see above); run as their owner or root"
+                "{failed} segment(s) could not be removed (see above); run as their owner or root"
             ),
         ));
     }
@@ -202,6 +238,30 @@ fn text(fields: &[Field], name: &str) -> String {
     get(fields, name).map_or_else(|| "-".to_owned(), |f| f.text.clone())
 }
 
+/// The USERS column: `PID/COMMAND` of each process using it, `-` for none
+/// seen, and `+N?` for System V attachments by processes not visible here.
+fn users_column(fields: &[Field]) -> String {
+    let mut users: Vec<String> = get(fields, "users")
+        .and_then(|f| f.json.as_array())
+        .map(|users| {
+            users
+                .iter()
+                .map(|u| format!("{}/{}", u["pid"], u["command"].as_str().unwrap_or("?")))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(unseen) = get(fields, "attach_unseen").and_then(|f| f.json.as_u64())
+        && unseen > 0
+    {
+        users.push(format!("+{unseen}?"));
+    }
+    if users.is_empty() {
+        "-".to_owned()
+    } else {
+        users.join(",")
+    }
+}
+
 /// A size field for people (`4.00 KiB`); JSON keeps the bytes.
 fn bytes(fields: &[Field], name: &str) -> String {
     get(fields, name)
@@ -210,7 +270,7 @@ fn bytes(fields: &[Field], name: &str) -> String {
 }
 
 /// One table row from a segment's fields.
-fn columns(fields: &[Field]) -> [String; 7] {
+fn columns(fields: &[Field]) -> [String; 9] {
     let address = match (get(fields, "name"), get(fields, "key")) {
         (Some(name), _) => format!("-n {}", name.text.trim_start_matches('/')),
         (None, Some(key)) if key.text != "0x00000000" => format!("-k {}", key.text),
@@ -265,26 +325,31 @@ fn columns(fields: &[Field]) -> [String; 7] {
         text(fields, "user"),
         text(fields, "mode"),
         text(fields, "attach_count"),
+        text(fields, "resident"),
+        users_column(fields),
         holds,
     ]
 }
 
 /// [`info::report`] for `target`, or, when that fails (a corrupt header,
-/// a segment that vanished meanwhile), `known` plus why not.
-fn describe_or(target: &Target, mut known: Vec<Field>) -> Vec<Field> {
+/// a segment that vanished meanwhile), `known` plus why not; then who
+/// uses it, from `scan`.
+fn describe_or(target: &Target, mut known: Vec<Field>, scan: &Scan) -> Vec<Field> {
     match info::report(target) {
         Ok((mut fields, segment)) => {
             if get(&fields, "readable").is_some_and(|f| f.json == json!(false)) {
                 fields.push(field("error", json!("no permission")));
             }
-            if let Some(segment) = segment {
-                mark_other_namespace_pids(&segment, &mut fields);
+            if let Some(segment) = &segment {
+                mark_other_namespace_pids(segment, &mut fields);
             }
+            fields.extend(info::usage_fields(&fields, segment.as_ref(), scan));
             fields
         }
         Err(e) => {
             known.push(field("readable", json!(false)));
             known.push(field("error", json!(e.to_string())));
+            known.extend(info::usage_fields(&known, None, scan));
             known
         }
     }
@@ -381,14 +446,14 @@ fn is_ours(pid: u32, (device, inode): &(Option<(u64, u64)>, u64), program: &str)
 /// what `--info` says of it.
 type Row = (Option<Target>, Vec<Field>);
 
-fn sysv_rows() -> Vec<Row> {
+fn sysv_rows(scan: &Scan) -> Vec<Row> {
     info::sysv_table()
         .into_iter()
         .map(|(id, stat)| {
             let target = Target::Id(id);
             let mut known = vec![field("segment", json!(target.to_string()))];
             known.extend(info::sysv_fields(&target, id, &stat));
-            let fields = describe_or(&target, known);
+            let fields = describe_or(&target, known, scan);
             (Some(target), fields)
         })
         .collect()
@@ -405,6 +470,8 @@ fn unusable_name_row(shown: &str, meta: &std::fs::Metadata) -> Vec<Field> {
         field("mode", json!(format!("{:04o}", meta.mode() & 0o777))),
         field("uid", json!(meta.uid())),
         field("user", json!(user_name(meta.uid()))),
+        field("device", json!(meta.dev())),
+        field("inode", json!(meta.ino())),
         field("readable", json!(false)),
         field(
             "error",
@@ -413,7 +480,7 @@ fn unusable_name_row(shown: &str, meta: &std::fs::Metadata) -> Vec<Field> {
     ]
 }
 
-fn posix_rows() -> Vec<Row> {
+fn posix_rows(scan: &Scan) -> Vec<Row> {
     let Ok(entries) = std::fs::read_dir("/dev/shm") else {
         return Vec::new();
     };
@@ -432,7 +499,9 @@ fn posix_rows() -> Vec<Row> {
                 // newline or an escape sequence could forge lines or drive
                 // the terminal.
                 let shown = raw.to_string_lossy().escape_debug().to_string();
-                return Some((shown.clone(), (None, unusable_name_row(&shown, &meta))));
+                let mut fields = unusable_name_row(&shown, &meta);
+                fields.extend(info::usage_fields(&fields, None, scan));
+                return Some((shown.clone(), (None, fields)));
             };
             let known = vec![
                 field(
@@ -446,10 +515,12 @@ fn posix_rows() -> Vec<Row> {
                 field("mode", json!(format!("{:04o}", meta.mode() & 0o777))),
                 field("uid", json!(meta.uid())),
                 field("user", json!(user_name(meta.uid()))),
+                field("device", json!(meta.dev())),
+                field("inode", json!(meta.ino())),
             ];
             let key = name.as_str().to_owned();
             let target = Target::Name(name);
-            let fields = describe_or(&target, known);
+            let fields = describe_or(&target, known, scan);
             Some((key, (Some(target), fields)))
         })
         .collect();

@@ -56,7 +56,7 @@ impl fmt::Display for ShmKey {
 }
 
 /// A System V shared memory id, as `ipcs -m` prints it in its shmid column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ShmId(libc::c_int);
 
 impl ShmId {
@@ -1374,5 +1374,36 @@ impl Mapping {
             unsafe { libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_DONTNEED) };
         // EINVAL on a locked mapping: the pages just stay mapped.
         let _ = Errno::result(ret);
+    }
+}
+
+/// Residency: how much of a segment sits in RAM (for `--info` and `--list`).
+impl Mapping {
+    /// Bytes of this mapping's pages that are resident in memory now
+    /// (mincore(2)), whether or not this process has touched them: for a
+    /// shared mapping it reports the object's page cache, so swapped-out
+    /// pages do not count. Asks in chunks, so a huge segment needs no huge
+    /// vector.
+    pub fn resident_bytes(&self) -> Result<u64, Errno> {
+        const CHUNK_PAGES: usize = 1 << 16;
+        let page = page_size();
+        let pages = self.len.div_ceil(page);
+        let mut vec = vec![0u8; CHUNK_PAGES.min(pages)];
+        let mut resident = 0u64;
+        let mut first = 0;
+        while first < pages {
+            let count = CHUNK_PAGES.min(pages - first);
+            let len = (count * page).min(self.len - first * page);
+            let start = self.span(first * page, len).map_err(|_| Errno::EFAULT)?;
+            // SAFETY: start is page-aligned (shmat/mmap return page-aligned
+            // addresses, plus whole pages), the range lies inside this
+            // mapping (span checked it), and mincore writes only one byte
+            // per page, `count` bytes, into `vec`.
+            let ret = unsafe { libc::mincore(start.cast::<libc::c_void>(), len, vec.as_mut_ptr()) };
+            Errno::result(ret)?;
+            resident += vec[..count].iter().filter(|b| *b & 1 != 0).count() as u64;
+            first += count;
+        }
+        Ok((resident * page as u64).min(self.len as u64))
     }
 }

@@ -43,6 +43,11 @@ const NOT_RUN: &[(&str, &str)] = &[
         "user installation",
     ),
     (
+        "shm-read --list --unused --remove",
+        "removes every unused segment on the machine, other tests' included; \
+         tests/watch.rs runs it in private namespaces",
+    ),
+    (
         "shm-read --list --stale --remove",
         "removes every stale segment of this user on the machine, other tests' included; \
          tests/friction.rs and tests/friction2.rs run it in private namespaces",
@@ -106,6 +111,13 @@ const RUN: &[&str] = &[
     "ipcrm -m SHMID",
     "shm-read -n NAME --remove > /dev/null",
     "rm /dev/shm/NAME",
+    "shm-read -n events --stats 2s",
+    "shm-read -n events --stats 1s --count 3 --json",
+    "shm-read --list --stats --count 1",
+    "shm-read -n events --info",
+    "shm-read --list --unused",
+    "shm-read --limits",
+    "shm-read --limits --json",
 ];
 
 /// Strips the prompt and a trailing `# comment` (after two spaces).
@@ -735,6 +747,62 @@ fn info_opt(seg: &Seg) -> Option<serde_json::Value> {
     (out.code() == Some(0))
         .then(|| serde_json::from_slice(&out.stdout).ok())
         .flatten()
+}
+
+#[test]
+fn watching_segments() {
+    let scene = Scene::new();
+    let events = scene.name("events").name_value().unwrap().to_owned();
+    scene.run("echo 'job 7 done' | shm-write --lines -n events", b"");
+    let follower = scene.start("shm-read -F --lossless -n events");
+    follower.wait_stdout(Duration::from_secs(20), "the record", |o| {
+        o == b"job 7 done\n"
+    });
+
+    let stats = scene.start("shm-read -n events --stats 2s");
+    stats.wait_stdout(Duration::from_secs(20), "a line of rates", |o| {
+        String::from_utf8_lossy(o).lines().count() >= 2
+    });
+    let text = String::from_utf8_lossy(&stats.stdout_now()).into_owned();
+    drop(stats);
+    assert!(text.starts_with("TIME      RECORDS/S"), "{text}");
+    assert!(
+        text.lines().nth(1).unwrap().ends_with(":0"),
+        "the follower, 0 behind:\n{text}"
+    );
+
+    let json = scene
+        .run("shm-read -n events --stats 1s --count 3 --json", b"")
+        .stdout_str();
+    assert_eq!(json.lines().count(), 3, "{json}");
+    for line in json.lines() {
+        let line: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(line["layout"], "log");
+        assert_eq!(line["records_held"], 1);
+    }
+    let table = scene
+        .run("shm-read --list --stats --count 1", b"")
+        .stdout_str();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(&format!("-n {events} ")) && l.contains(" log ")),
+        "{table}"
+    );
+
+    let info = scene.run("shm-read -n events --info", b"").stdout_str();
+    assert!(info.contains(" shm-read (mapped, open)"), "{info}");
+    assert!(info.contains("resident:"), "{info}");
+    let unused = scene.run("shm-read --list --unused", b"").stdout_str();
+    assert!(unused.starts_with("SEGMENT"), "{unused}");
+    assert!(!unused.contains(&events), "the follower uses it:\n{unused}");
+    drop(follower);
+
+    let limits = scene.run("shm-read --limits", b"").stdout_str();
+    assert!(limits.starts_with("RESOURCE  DESCRIPTION"), "{limits}");
+    let limits: serde_json::Value =
+        serde_json::from_str(&scene.run("shm-read --limits --json", b"").stdout_str()).unwrap();
+    assert!(limits["shmmni"]["limit"].as_u64().is_some(), "{limits}");
 }
 
 /// README's ```python block, with `chat` swapped for `name`.

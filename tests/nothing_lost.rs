@@ -152,17 +152,15 @@ fn list_under_a_low_descriptor_limit_still_names_owners() {
     let out = run(&mut cmd, b"");
     out.ok();
     let name = seg.name_value().unwrap();
-    let row = out
-        .stdout_str()
+    let listing = out.stdout_str();
+    let row = listing
         .lines()
         .find(|l| l.starts_with(&format!("-n {name} ")))
         .map_or_else(|| panic!("no row for {name}\n{out}"), str::to_owned);
-    // The owner stands right before the mode (sizes may be two words,
-    // "4.00 KiB").
-    let words: Vec<&str> = row.split_whitespace().collect();
-    let mode_at = words.iter().position(|w| *w == "0600");
-    let owner = mode_at.and_then(|i| i.checked_sub(1)).map(|i| words[i]);
-    assert_eq!(owner, Some("root"), "{row}");
+    // The OWNER column, wherever it starts (sizes like "4.00 KiB" hold a space).
+    let at = listing.lines().next().unwrap().find("OWNER").unwrap();
+    let owner = row[at..].split_whitespace().next().unwrap().to_owned();
+    assert_eq!(owner, "root", "{row}");
 }
 
 /// A lock word naming a thread that holds no robust list (written by

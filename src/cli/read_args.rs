@@ -7,6 +7,7 @@ use clap::Parser;
 use crate::cli::{Progress, SegmentArgs, parse_duration, parse_owner};
 use crate::list::{Filter, ListOptions, list};
 use crate::read::{ReadOptions, read};
+use crate::stats::StatsOptions;
 use crate::stream::read_stream;
 
 const EXAMPLES: &str = "\
@@ -40,6 +41,15 @@ Examples:
 
   Metadata, as JSON:
     $ shm-read -k 0x1234 --info --json
+
+  How fast a log is going, every 2 seconds, from its header counters:
+    $ shm-read -n events --stats 2s
+    $ shm-read --list --stats --count 1          # every segment, one table
+
+  Who uses what, leftovers nobody uses, and the machine's limits:
+    $ shm-read -n events --info                  # users: pid and command
+    $ shm-read --list --unused --remove
+    $ shm-read --limits
 ";
 
 /// Dump a System V or POSIX shared memory segment to stdout.
@@ -106,7 +116,7 @@ pub struct ReadArgs {
     #[arg(long)]
     info: bool,
 
-    /// With --info or --list: print JSON; with --follow: one JSON object per version or record
+    /// With --info, --list, --stats or --limits: print JSON; with --follow: one JSON object per version or record
     #[arg(long)]
     json: bool,
 
@@ -164,22 +174,62 @@ pub struct ReadArgs {
     /// With --list --stale --remove and no other filter: other users' stale segments too (without it, only yours)
     #[arg(long, requires = "list")]
     all_users: bool,
+
+    /// With --list: only the segments no process maps or holds open; with --remove: remove them
+    #[arg(long, requires = "list")]
+    unused: bool,
+
+    /// Print rates from the header counters every INTERVAL (default 1s) until interrupted; with --list: a table of every segment
+    #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "1s",
+          value_parser = parse_interval,
+          conflicts_with_all = ["raw", "all", "bytes", "offset", "hex", "wait", "timeout", "info", "follow", "stream", "tail", "remove"])]
+    stats: Option<Duration>,
+
+    /// With --stats: print N lines (with --list: N tables), then exit 0
+    #[arg(long = "count", value_name = "N", requires = "stats", value_parser = clap::value_parser!(u64).range(1..))]
+    stats_count: Option<u64>,
+
+    /// Show the System V limits (SHMMNI, SHMALL, SHMMAX) and /dev/shm's size, with what is in use
+    #[arg(long, conflicts_with_all = [
+        "key", "file", "id", "name", "raw", "all", "bytes", "offset", "hex", "wait", "timeout",
+        "info", "follow", "stream", "tail", "list", "stats", "remove",
+    ])]
+    limits: bool,
+}
+
+/// An interval for --stats: a duration of at least 10ms.
+fn parse_interval(raw: &str) -> Result<Duration, String> {
+    let interval = parse_duration(raw)?;
+    if interval < crate::stats::SAMPLE {
+        return Err(format!(
+            "'{raw}' is too short an interval: give at least 10ms, e.g. 1s or 500ms"
+        ));
+    }
+    Ok(interval)
 }
 
 impl ReadArgs {
     /// Does what the command line asks, writing data to stdout.
     pub fn execute(&self) -> anyhow::Result<()> {
+        if self.limits {
+            return crate::limits::show(self.json, &mut std::io::stdout().lock());
+        }
+        let stats = self.stats.map(|interval| StatsOptions {
+            interval,
+            count: self.stats_count,
+            json: self.json,
+        });
         if self.list {
-            if self.remove && !self.stale {
+            if self.remove && !self.stale && !self.unused {
                 return Err(crate::error::failure(
                     crate::error::Kind::Usage,
-                    "--list --remove removes only stale segments: give --stale too (shm-read --list --stale --remove)",
+                    "--list --remove removes only stale or unused segments: give --stale or --unused too (shm-read --list --stale --remove)",
                 ));
             }
-            if self.all_users && !(self.remove && self.stale) {
+            if self.all_users && !(self.remove && (self.stale || self.unused)) {
                 return Err(crate::error::failure(
                     crate::error::Kind::Usage,
-                    "--all-users goes with --list --stale --remove (a listing shows every user's segments anyway)",
+                    "--all-users goes with --list --stale --remove or --list --unused --remove (a listing shows every user's segments anyway)",
                 ));
             }
             let segment = &self.segment;
@@ -196,23 +246,41 @@ impl ReadArgs {
                 prefix: self.prefix.clone(),
                 owner: self.owner,
             };
+            if let Some(stats) = stats {
+                if self.stale
+                    || self.unused
+                    || named
+                    || self.prefix.is_some()
+                    || self.owner.is_some()
+                {
+                    return Err(crate::error::failure(
+                        crate::error::Kind::Usage,
+                        "--list --stats shows every segment: it does not go with --stale, --unused or a filter; for one segment, give shm-read -n NAME --stats",
+                    ));
+                }
+                return crate::stats::watch_all(stats, &mut std::io::stdout().lock());
+            }
             let opts = ListOptions {
                 json: self.json,
                 stale: self.stale,
                 remove: self.remove,
+                unused: self.unused,
                 filter,
                 all_users: self.all_users,
             };
             return list(&opts, &mut std::io::stdout().lock());
         }
         let address = self.segment.address(self.stream)?;
+        if let Some(stats) = stats {
+            return crate::stats::watch(&address, stats, &mut std::io::stdout().lock());
+        }
         if self.stream {
             return read_stream(&address, self.wait, self.timeout, self.progress);
         }
         if self.json && !self.info && !self.follow {
             return Err(crate::error::failure(
                 crate::error::Kind::Usage,
-                "--json goes with --info, --list or --follow",
+                "--json goes with --info, --list, --follow, --stats or --limits",
             ));
         }
         if self.info {

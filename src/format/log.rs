@@ -1027,6 +1027,107 @@ fn test_hook_slow_append() {
     }
 }
 
+/// What `shm-read --stats` reads of a log: header words and record
+/// headers only, never a payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counters {
+    /// Records appended since the log was made (`next_seq`).
+    pub appended: u64,
+    /// Position after the last record: log bytes appended, framing included.
+    pub head: u64,
+    /// Position of the oldest record held.
+    pub tail: u64,
+    /// Sequence number of the oldest record held (`appended` when empty):
+    /// every record before it has been overwritten.
+    pub oldest: u64,
+    /// Live lossless followers: slot holder's tid (in its own PID
+    /// namespace) and how many records and bytes it is behind the head.
+    pub followers: Vec<FollowerLag>,
+}
+
+/// A lossless follower's distance from the head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowerLag {
+    /// The slot holder's thread id, in its own PID namespace.
+    pub tid: u32,
+    /// Records it has not read yet (None if its position is not a record
+    /// boundary inside the log: a follower still joining).
+    pub records: Option<u64>,
+    /// Log bytes it has not read yet.
+    pub bytes: u64,
+}
+
+impl Log<'_> {
+    /// The sequence number of the record at `position` (inside
+    /// `[tail, head)`), if it was not overwritten while being read.
+    fn seq_at(&self, position: u64) -> anyhow::Result<Option<u64>> {
+        let header = self.record_header(position)?;
+        fence(Ordering::Acquire);
+        if self.tail()? > position {
+            return Ok(None);
+        }
+        Ok(Some(header.map_err(|what| self.corrupt(&what))?.1))
+    }
+
+    /// The counters, as consistent as the writers allow: positions are
+    /// checked together, and a record header read while overwritten is
+    /// read again.
+    pub fn counters(&self) -> anyhow::Result<Counters> {
+        let started = Instant::now();
+        let (head, tail, oldest) = loop {
+            let (head, tail) = self.positions()?;
+            if head == tail {
+                let appended = self.word64(OFF_NEXT_SEQ)?.load(Ordering::SeqCst);
+                break (head, tail, appended);
+            }
+            if let Some(seq) = self.seq_at(tail)? {
+                break (head, tail, seq);
+            }
+            if started.elapsed() > PATIENCE {
+                return Err(self.corrupt("tail never stops moving"));
+            }
+        };
+        // Stored after head on every append: at least the records up to head.
+        let appended = self.word64(OFF_NEXT_SEQ)?.load(Ordering::SeqCst);
+        let mut followers = Vec::new();
+        for slot in 0..SLOTS {
+            let offset = slot_offset(slot);
+            let Holder::Alive(tid) = Holder::at(self.map, offset)? else {
+                continue;
+            };
+            let position = self.word64(offset + SLOT_CURSOR)?.load(Ordering::SeqCst);
+            let records = if position == head {
+                Some(0)
+            } else if (tail..head).contains(&position) && position.is_multiple_of(8) {
+                self.seq_at(position)
+                    .ok()
+                    .flatten()
+                    .map(|seq| appended.saturating_sub(seq))
+            } else {
+                None
+            };
+            followers.push(FollowerLag {
+                tid,
+                records,
+                bytes: head.saturating_sub(position),
+            });
+        }
+        Ok(Counters {
+            appended: appended.max(oldest),
+            head,
+            tail,
+            oldest,
+            followers,
+        })
+    }
+
+    /// Whether a writer is asleep now, waiting for a lossless follower.
+    /// The log counts no time waited, so `--stats` samples this.
+    pub fn writer_waiting(&self) -> anyhow::Result<bool> {
+        Ok(self.word32(OFF_WRITER_WAITING)?.load(Ordering::Relaxed) != 0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

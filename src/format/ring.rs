@@ -881,6 +881,20 @@ impl<'a> Ring<'a> {
     }
 }
 
+/// Counters for `shm-read --stats`: read-only loads, nothing copied.
+impl Ring<'_> {
+    /// `(head, tail)`: bytes written and read since the stream began, checked.
+    pub fn counters(&self) -> anyhow::Result<(u64, u64)> {
+        self.positions()
+    }
+
+    /// Whether the writer is asleep now, waiting for room in a full ring.
+    /// The ring counts no time waited, so `--stats` samples this.
+    pub fn writer_waiting(&self) -> anyhow::Result<bool> {
+        Ok(self.word32(OFF_WRITER_WAITING)?.load(Ordering::Relaxed) != 0)
+    }
+}
+
 impl Ring<'_> {
     /// A DONE flag with the writer's claim still held: a writer that ended
     /// lets go within microseconds, so look a few times, yielding, before

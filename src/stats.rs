@@ -1,0 +1,562 @@
+//! `shm-read --stats`: how fast a segment is going, once an interval, from
+//! the counters in its header.
+//!
+//! Contract: only header words (and, for a log, record headers) are read,
+//! never content, and nothing subscribes, so the rates are exact whoever
+//! reads and however fast, and the writers are not slowed (benches/compare.rs
+//! measures it). What the headers count is exact: versions, records and
+//! bytes appended, records overwritten, bytes read from a stream. What they
+//! do not count is sampled and says so: the share of the interval a writer
+//! was asleep waiting (for room in a stream, for a lossless follower of a
+//! log), looked at every [`SAMPLE`]. One line per interval (a table for
+//! `--list --stats`) until interrupted, `count` lines, or the segment is
+//! removed.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::time::{Duration, Instant, SystemTime};
+
+use indicatif::HumanBytes;
+use serde_json::{Value, json};
+
+use crate::address::{Address, PosixName, Target};
+use crate::error::{Kind, failure};
+use crate::format::Layout;
+use crate::format::framed::Framed;
+use crate::format::log::{Counters, Log};
+use crate::format::ring::Ring;
+use crate::segment::{Access, Segment};
+
+/// How often the writer's waiting flag is looked at within an interval.
+pub const SAMPLE: Duration = Duration::from_millis(10);
+
+/// What the header counted at one moment.
+#[derive(Debug, Clone)]
+enum Counted {
+    Framed { versions: u32, length: usize },
+    Log { counters: Counters, capacity: u64 },
+    Ring { head: u64, tail: u64, capacity: u64 },
+    Foreign,
+}
+
+fn count(segment: &Segment) -> anyhow::Result<Counted> {
+    let map = segment.mapping();
+    let target = segment.target();
+    Ok(match Layout::detect(map) {
+        Layout::Framed => {
+            let published = Framed::open(map, target)?.published()?;
+            Counted::Framed {
+                versions: published.seq,
+                length: published.len,
+            }
+        }
+        Layout::Log => {
+            let log = Log::open(map, target)?;
+            Counted::Log {
+                counters: log.counters()?,
+                capacity: log.capacity(),
+            }
+        }
+        Layout::Ring => {
+            let ring = Ring::open(map, target)?;
+            let (head, tail) = ring.counters()?;
+            Counted::Ring {
+                head,
+                tail,
+                capacity: ring.capacity(),
+            }
+        }
+        Layout::Foreign => Counted::Foreign,
+    })
+}
+
+/// Whether a writer of `segment` sleeps now (waiting for room or for a
+/// lossless follower).
+fn writer_waiting(segment: &Segment) -> bool {
+    let map = segment.mapping();
+    match Layout::detect(map) {
+        Layout::Log => Log::open(map, segment.target()).and_then(|l| l.writer_waiting()),
+        Layout::Ring => Ring::open(map, segment.target()).and_then(|r| r.writer_waiting()),
+        _ => Ok(false),
+    }
+    .unwrap_or(false)
+}
+
+/// One watched segment: the last counts and when they were taken, and
+/// the waiting samples since.
+struct Watched {
+    segment: Segment,
+    last: Counted,
+    at: Instant,
+    samples: u32,
+    waiting: u32,
+}
+
+impl Watched {
+    fn new(segment: Segment) -> anyhow::Result<Watched> {
+        let last = count(&segment)?;
+        Ok(Watched {
+            segment,
+            last,
+            at: Instant::now(),
+            samples: 0,
+            waiting: 0,
+        })
+    }
+
+    fn sample(&mut self) {
+        self.samples += 1;
+        if writer_waiting(&self.segment) {
+            self.waiting += 1;
+        }
+    }
+
+    /// The fields of the interval since the last counts (its length
+    /// measured, whatever the schedule), and starts the next.
+    fn interval(&mut self) -> anyhow::Result<Vec<(&'static str, Value)>> {
+        let now = count(&self.segment)?;
+        let taken = Instant::now();
+        let secs = (taken - self.at).as_secs_f64();
+        let rate = |n: u64| per_second(n, secs);
+        let waited = fraction(u64::from(self.waiting), u64::from(self.samples));
+        let mut fields = vec![
+            ("interval_s", json!((secs * 1000.0).round() / 1000.0)),
+            ("layout", json!(layout_name(&now))),
+        ];
+        match (&self.last, &now) {
+            (
+                Counted::Framed { versions: a, .. },
+                Counted::Framed {
+                    versions: b,
+                    length,
+                },
+            ) => {
+                let versions = u64::from(b.wrapping_sub(*a));
+                fields.extend([
+                    ("versions", json!(versions)),
+                    ("versions_per_s", json!(rate(versions))),
+                    ("content_length", json!(length)),
+                ]);
+            }
+            (
+                Counted::Log { counters: a, .. },
+                Counted::Log {
+                    counters: b,
+                    capacity,
+                },
+            ) => {
+                let records = b.appended.saturating_sub(a.appended);
+                let bytes = b.head.saturating_sub(a.head);
+                let overwritten = b.oldest.saturating_sub(a.oldest);
+                let followers: Vec<Value> = b
+                    .followers
+                    .iter()
+                    .map(|f| json!({"tid": f.tid, "lag_records": f.records, "lag_bytes": f.bytes}))
+                    .collect();
+                fields.extend([
+                    ("records", json!(records)),
+                    ("records_per_s", json!(rate(records))),
+                    ("bytes", json!(bytes)),
+                    ("bytes_per_s", json!(rate(bytes))),
+                    ("records_held", json!(b.appended.saturating_sub(b.oldest))),
+                    ("fill", json!(fraction(b.head - b.tail, *capacity))),
+                    ("overwritten", json!(overwritten)),
+                    ("overwritten_per_s", json!(rate(overwritten))),
+                    ("writer_waited", json!(waited)),
+                    ("lossless_followers", Value::Array(followers)),
+                ]);
+            }
+            (
+                Counted::Ring {
+                    head: h0, tail: t0, ..
+                },
+                Counted::Ring {
+                    head,
+                    tail,
+                    capacity,
+                },
+            ) => {
+                let written = head.saturating_sub(*h0);
+                let read = tail.saturating_sub(*t0);
+                fields.extend([
+                    ("bytes", json!(written)),
+                    ("bytes_per_s", json!(rate(written))),
+                    ("bytes_read_per_s", json!(rate(read))),
+                    ("bytes_in_flight", json!(head - tail)),
+                    ("fill", json!(fraction(head - tail, *capacity))),
+                    ("writer_waited", json!(waited)),
+                ]);
+            }
+            (Counted::Foreign, Counted::Foreign) => {}
+            _ => {
+                return Err(failure(
+                    Kind::Failed,
+                    format!(
+                        "{} changed its layout while being watched",
+                        self.segment.target()
+                    ),
+                ));
+            }
+        }
+        self.last = now;
+        self.at = taken;
+        self.samples = 0;
+        self.waiting = 0;
+        Ok(fields)
+    }
+}
+
+/// `n` per second over `secs`, to a tenth.
+fn per_second(n: u64, secs: f64) -> f64 {
+    #[allow(clippy::cast_precision_loss, reason = "a rate to print")]
+    let n = n as f64;
+    (n / secs * 10.0).round() / 10.0
+}
+
+/// `part / whole` to a thousandth (0 for nothing of nothing).
+fn fraction(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        return 0.0;
+    }
+    #[allow(clippy::cast_precision_loss, reason = "a fraction to print")]
+    let f = part as f64 / whole as f64;
+    (f * 1000.0).round() / 1000.0
+}
+
+fn layout_name(counted: &Counted) -> &'static str {
+    match counted {
+        Counted::Framed { .. } => Layout::Framed.name(),
+        Counted::Log { .. } => Layout::Log.name(),
+        Counted::Ring { .. } => Layout::Ring.name(),
+        Counted::Foreign => Layout::Foreign.name(),
+    }
+}
+
+/// Sleeps until `until`, sampling every watched segment's waiting flag
+/// every [`SAMPLE`] on the way.
+fn sample_until(watched: &mut [&mut Watched], until: Instant) {
+    loop {
+        for w in watched.iter_mut() {
+            w.sample();
+        }
+        let now = Instant::now();
+        if now >= until {
+            return;
+        }
+        std::thread::sleep(SAMPLE.min(until - now));
+    }
+}
+
+fn clock() -> String {
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let secs = i64::try_from(secs).unwrap_or(0);
+    crate::info::format_utc(secs)[11..19].to_owned()
+}
+
+fn num(fields: &[(&str, Value)], name: &str) -> Value {
+    fields
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(Value::Null, |(_, v)| v.clone())
+}
+
+fn bytes_rate(v: &Value) -> String {
+    v.as_f64().map_or_else(
+        || "-".to_owned(),
+        |b| {
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "a non-negative rate to print"
+            )]
+            let b = b as u64;
+            format!("{}/s", HumanBytes(b))
+        },
+    )
+}
+
+fn percent(v: &Value) -> String {
+    v.as_f64()
+        .map_or_else(|| "-".to_owned(), |f| format!("{:.1}%", f * 100.0))
+}
+
+fn plain(v: &Value) -> String {
+    match v {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn followers_text(v: &Value) -> String {
+    let Some(list) = v.as_array() else {
+        return "-".to_owned();
+    };
+    if list.is_empty() {
+        return "-".to_owned();
+    }
+    list.iter()
+        .map(|f| match f["lag_records"].as_u64() {
+            Some(n) => format!("{}:{n}", f["tid"]),
+            None => format!("{}:{}B", f["tid"], f["lag_bytes"]),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The text columns for one layout: header, and each cell from the fields.
+type Column = (&'static str, usize, fn(&[(&str, Value)]) -> String);
+
+fn text_columns(layout: &str) -> Vec<Column> {
+    match layout {
+        "framed" => vec![
+            ("VERSIONS/S", 12, |f| plain(&num(f, "versions_per_s"))),
+            ("LENGTH", 12, |f| {
+                num(f, "content_length")
+                    .as_u64()
+                    .map_or_else(|| "-".to_owned(), |b| HumanBytes(b).to_string())
+            }),
+        ],
+        "log" => vec![
+            ("RECORDS/S", 11, |f| plain(&num(f, "records_per_s"))),
+            ("BYTES/S", 14, |f| bytes_rate(&num(f, "bytes_per_s"))),
+            ("HELD", 10, |f| plain(&num(f, "records_held"))),
+            ("FILL", 7, |f| percent(&num(f, "fill"))),
+            ("OVERWRITTEN/S", 14, |f| plain(&num(f, "overwritten_per_s"))),
+            ("WAITED", 7, |f| percent(&num(f, "writer_waited"))),
+            ("LOSSLESS(TID:LAG)", 0, |f| {
+                followers_text(&num(f, "lossless_followers"))
+            }),
+        ],
+        "stream" => vec![
+            ("BYTES/S", 14, |f| bytes_rate(&num(f, "bytes_per_s"))),
+            ("READ/S", 14, |f| bytes_rate(&num(f, "bytes_read_per_s"))),
+            ("IN-FLIGHT", 12, |f| {
+                num(f, "bytes_in_flight")
+                    .as_u64()
+                    .map_or_else(|| "-".to_owned(), |b| HumanBytes(b).to_string())
+            }),
+            ("FILL", 7, |f| percent(&num(f, "fill"))),
+            ("WAITED", 0, |f| percent(&num(f, "writer_waited"))),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+fn text_line(cells: impl IntoIterator<Item = (String, usize)>) -> String {
+    let mut line = String::new();
+    for (cell, width) in cells {
+        // Writing to a String cannot fail.
+        let _ = write!(line, "{cell:width$}  ");
+    }
+    line.trim_end().to_owned()
+}
+
+/// How `--stats` runs.
+#[derive(Debug, Clone, Copy)]
+pub struct StatsOptions {
+    /// Time between lines.
+    pub interval: Duration,
+    /// Stop after this many lines (or tables), exit 0.
+    pub count: Option<u64>,
+    /// One JSON object per line (an array per table) instead of text.
+    pub json: bool,
+}
+
+/// `shm-read --stats` on one segment: a header line, then one line per
+/// interval; ends when the segment is removed (exit 0), or after `count`.
+pub fn watch(address: &Address, opts: StatsOptions, out: &mut dyn Write) -> anyhow::Result<()> {
+    let target = address.resolve()?;
+    let segment = Segment::open(&target, Access::ReadOnly)?;
+    if Layout::detect(segment.mapping()) == Layout::Foreign {
+        return Err(failure(
+            Kind::Failed,
+            format!(
+                "{target} has no counters to watch: it is not a shm-write segment (no header); \
+                 see who uses it with: shm-read {} --info",
+                target.flag()
+            ),
+        ));
+    }
+    let mut watched = Watched::new(segment)?;
+    let layout = layout_name(&watched.last);
+    let columns = text_columns(layout);
+    if !opts.json {
+        let header = std::iter::once(("TIME".to_owned(), 8))
+            .chain(columns.iter().map(|(h, w, _)| ((*h).to_owned(), *w)));
+        writeln!(out, "{}", text_line(header))?;
+        out.flush()?;
+    }
+    let mut lines = 0;
+    // Lines are due on a fixed schedule; a late one is not made up for.
+    let mut due = Instant::now();
+    while opts.count.is_none_or(|c| lines < c) {
+        due = (due + opts.interval).max(Instant::now());
+        sample_until(&mut [&mut watched], due);
+        if watched.segment.is_removed() {
+            return Ok(());
+        }
+        let fields = watched.interval()?;
+        if opts.json {
+            let mut object = serde_json::Map::new();
+            object.insert("time".into(), json!(clock()));
+            object.insert("segment".into(), json!(target.to_string()));
+            object.extend(fields.into_iter().map(|(n, v)| (n.to_owned(), v)));
+            writeln!(out, "{}", Value::Object(object))?;
+        } else {
+            let cells = std::iter::once((clock(), 8))
+                .chain(columns.iter().map(|(_, w, cell)| (cell(&fields), *w)));
+            writeln!(out, "{}", text_line(cells))?;
+        }
+        out.flush()?;
+        lines += 1;
+    }
+    Ok(())
+}
+
+/// Every segment `--list` would show, with its address as `--list` shows
+/// it (`-k KEY`, `-i ID` for a private key, `-n NAME`).
+fn all_targets() -> Vec<(String, Target)> {
+    let mut targets: Vec<(String, Target)> = crate::info::sysv_table()
+        .into_iter()
+        .map(|(id, stat)| {
+            let shown = if stat.key == crate::os::ShmKey::PRIVATE {
+                format!("-i {id}")
+            } else {
+                format!("-k {}", stat.key)
+            };
+            (shown, Target::Id(id))
+        })
+        .collect();
+    let mut names: Vec<PosixName> = std::fs::read_dir("/dev/shm")
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .filter_map(|e| PosixName::parse(e.file_name().to_str()?).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    targets.extend(
+        names
+            .into_iter()
+            .map(|name| (format!("-n {}", name.as_str()), Target::Name(name))),
+    );
+    targets
+}
+
+/// `shm-read --list --stats`: one table per interval, a row for each
+/// segment (segments that appear are picked up at the next interval,
+/// removed ones dropped); `count` tables.
+pub fn watch_all(opts: StatsOptions, out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut watched: Vec<(String, Result<Watched, String>)> = Vec::new();
+    let mut tables = 0;
+    let mut due = Instant::now();
+    while opts.count.is_none_or(|c| tables < c) {
+        // Keep what is still there, open what is new.
+        watched.retain(|(_, w)| w.as_ref().is_ok_and(|w| !w.segment.is_removed()));
+        for (shown, target) in all_targets() {
+            if watched.iter().any(|(t, _)| *t == shown) {
+                continue;
+            }
+            let opened = Segment::open(&target, Access::ReadOnly)
+                .and_then(Watched::new)
+                .map_err(|e| format!("{e:#}"));
+            watched.push((shown, opened));
+        }
+        let mut live: Vec<&mut Watched> = watched
+            .iter_mut()
+            .filter_map(|(_, w)| w.as_mut().ok())
+            .collect();
+        due = (due + opts.interval).max(Instant::now());
+        sample_until(&mut live, due);
+        let mut rows: Vec<StatsRow> = Vec::new();
+        for (target, w) in &mut watched {
+            let row = match w {
+                Ok(w) => w.interval().map_err(|e| format!("{e:#}")),
+                Err(e) => Err(e.clone()),
+            };
+            rows.push((target.clone(), row));
+        }
+        if opts.json {
+            let array: Vec<Value> = rows
+                .into_iter()
+                .map(|(segment, row)| {
+                    let mut object = serde_json::Map::new();
+                    object.insert("segment".into(), json!(segment));
+                    object.insert("time".into(), json!(clock()));
+                    match row {
+                        Ok(fields) => {
+                            object.extend(fields.into_iter().map(|(n, v)| (n.to_owned(), v)));
+                        }
+                        Err(e) => {
+                            object.insert("layout".into(), Value::Null);
+                            object.insert("error".into(), json!(e));
+                        }
+                    }
+                    Value::Object(object)
+                })
+                .collect();
+            writeln!(out, "{}", Value::Array(array))?;
+        } else {
+            if tables > 0 {
+                writeln!(out)?;
+            }
+            write_table(&rows, out)?;
+        }
+        out.flush()?;
+        tables += 1;
+    }
+    Ok(())
+}
+
+type StatsRow = (String, Result<Vec<(&'static str, Value)>, String>);
+
+/// The `--list --stats` table: one rate and one fill column whatever the
+/// layout, aligned to the widest cell.
+fn write_table(rows: &[StatsRow], out: &mut dyn Write) -> anyhow::Result<()> {
+    let header = ["SEGMENT", "LAYOUT", "RATE", "BYTES/S", "FILL", "WAITED"].map(String::from);
+    let table: Vec<[String; 6]> = rows
+        .iter()
+        .map(|(segment, row)| match row {
+            Err(e) => [
+                segment.clone(),
+                "?".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                e.clone(),
+            ],
+            Ok(f) => {
+                let layout = plain(&num(f, "layout"));
+                let rate = match layout.as_str() {
+                    "framed" => format!("{} versions/s", plain(&num(f, "versions_per_s"))),
+                    "log" => format!("{} records/s", plain(&num(f, "records_per_s"))),
+                    _ => "-".into(),
+                };
+                [
+                    segment.clone(),
+                    layout,
+                    rate,
+                    bytes_rate(&num(f, "bytes_per_s")),
+                    percent(&num(f, "fill")),
+                    percent(&num(f, "writer_waited")),
+                ]
+            }
+        })
+        .collect();
+    let mut widths = [0; 6];
+    for row in std::iter::once(&header).chain(&table) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&table) {
+        let cells = row.iter().cloned().zip(widths);
+        writeln!(out, "{}", text_line(cells))?;
+    }
+    Ok(())
+}
