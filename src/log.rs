@@ -250,7 +250,7 @@ pub fn read_log(
     let (mut head, _) = log.positions()?;
     loop {
         match log.next(&mut cursor, head, &mut buf)? {
-            Step::Record { seq, missed } => {
+            Step::Record { seq, missed, .. } => {
                 if missed > 0 {
                     printer.missed += missed;
                     printer.unreported += missed;
