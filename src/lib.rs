@@ -7,6 +7,7 @@
 //! - [`format`]: what is on a segment (our framed layout, our stream ring, our log, or a C string);
 //! - [`wait`]: how peers wait for each other (futexes, liveness, the write lock);
 //! - [`read`], [`write`], [`stream`], [`log`], [`info`], [`list`], [`hex`], [`progress`]: what the two tools do;
+//! - [`record`]: the JSON record format of `--follow --json`;
 //! - [`cli`], [`error`]: the command-line glue and exit codes both binaries share.
 
 pub mod address;
@@ -20,6 +21,7 @@ pub mod log;
 pub mod os;
 pub mod progress;
 pub mod read;
+pub mod record;
 pub mod segment;
 pub mod stream;
 pub mod wait;

@@ -13,8 +13,6 @@
 use std::io::{BufWriter, ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 use crate::address::Target;
 use crate::error::{Kind, failure};
 use crate::format::log::{Appender, Log, Step};
@@ -250,7 +248,11 @@ pub fn read_log(
     let (mut head, _) = log.positions()?;
     loop {
         match log.next(&mut cursor, head, &mut buf)? {
-            Step::Record { seq, missed, .. } => {
+            Step::Record {
+                seq,
+                missed,
+                time_ns,
+            } => {
                 if missed > 0 {
                     printer.missed += missed;
                     printer.unreported += missed;
@@ -262,7 +264,7 @@ pub fn read_log(
                 if let Some(slot) = &slot {
                     slot.advance(cursor.position);
                 }
-                if !printer.print(seq, &buf, &mut out)? {
+                if !printer.print(seq, time_ns, &buf, &mut out)? {
                     break;
                 }
             }
@@ -354,13 +356,16 @@ impl Printer {
     }
 
     /// False once the byte budget is spent.
-    fn print(&mut self, seq: u64, record: &[u8], out: &mut dyn Write) -> anyhow::Result<bool> {
+    fn print(
+        &mut self,
+        seq: u64,
+        time_ns: Option<u64>,
+        record: &[u8],
+        out: &mut dyn Write,
+    ) -> anyhow::Result<bool> {
         let line;
         let bytes: &[u8] = if self.json {
-            line = format!(
-                "{}\n",
-                json!({"seq": seq, "content": String::from_utf8_lossy(record)})
-            );
+            line = crate::record::to_json_line(seq, time_ns, record);
             line.as_bytes()
         } else {
             record

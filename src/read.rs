@@ -404,18 +404,12 @@ fn follow_mapped(
             }
             to_stdout(segment.target(), "the content of", out, |out| {
                 if opts.json {
-                    #[allow(
-                        clippy::cast_possible_wrap,
-                        reason = "ns since 1970 fit i64 until 2262"
-                    )]
-                    let secs = (version.mtime_ns / 1_000_000_000) as i64;
-                    let object = serde_json::json!({
-                        "seq": version.seq,
-                        "time": crate::info::format_utc(secs),
-                        "time_ns": version.mtime_ns,
-                        "content": String::from_utf8_lossy(&version.data),
-                    });
-                    writeln!(out, "{object}")
+                    let line = crate::record::to_json_line(
+                        u64::from(version.seq),
+                        Some(version.mtime_ns),
+                        &version.data,
+                    );
+                    out.write_all(line.as_bytes())
                 } else {
                     out.write_all(&version.data)
                 }
