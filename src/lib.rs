@@ -7,12 +7,13 @@
 //! - [`format`]: what is on a segment (our framed layout, our stream ring, our log, or a C string);
 //! - [`wait`]: how peers wait for each other (futexes, liveness, the write lock);
 //! - [`read`], [`write`], [`stream`], [`log`], [`info`], [`list`], [`hex`], [`progress`]: what the two tools do;
-//! - [`record`]: the JSON record format of `--follow --json`;
+//! - [`follow`], [`record`]: when a follow stops, the JSON record format of `--follow --json`;
 //! - [`cli`], [`error`]: the command-line glue and exit codes both binaries share.
 
 pub mod address;
 pub mod cli;
 pub mod error;
+pub mod follow;
 pub mod format;
 pub mod hex;
 pub mod info;

@@ -8,13 +8,15 @@
 //! one stderr line and the rest still go in (exit 1 at the end). A reader
 //! that writers lapped says on stderr exactly how many records it missed,
 //! carries on, and exits 1 at its end: never silent loss. A `--lossless`
-//! follower holds writers back instead, until it ends or dies.
+//! follower holds writers back instead, until it ends or dies. A follow
+//! also ends at its [`Stop`] conditions (`--count`, `--for`, `--timeout`).
 
 use std::io::{BufWriter, ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
 
 use crate::address::Target;
 use crate::error::{Kind, failure};
+use crate::follow::{Ended, Stop};
 use crate::format::log::{Appender, Log, Step};
 use crate::segment::{Create, Segment};
 use crate::wait::{self, RECHECK};
@@ -204,6 +206,8 @@ pub struct LogReadOptions {
     pub json: bool,
     /// Stop after printing this many bytes.
     pub bytes: Option<u64>,
+    /// When a follow ends by itself.
+    pub stop: Stop,
 }
 
 /// Prints a log's records (plain read), or follows it.
@@ -245,8 +249,15 @@ pub fn read_log(
         reported: Instant::now(),
     };
     let mut buf = Vec::new();
+    let mut stop = opts.stop;
+    let mut ended: Option<Ended>;
     let (mut head, _) = log.positions()?;
     loop {
+        // Between records too: a busy log never lets the follow wait.
+        ended = stop.check();
+        if ended.is_some() {
+            break;
+        }
         match log.next(&mut cursor, head, &mut buf)? {
             Step::Record {
                 seq,
@@ -264,7 +275,7 @@ pub fn read_log(
                 if let Some(slot) = &slot {
                     slot.advance(cursor.position);
                 }
-                if !printer.print(seq, time_ns, &buf, &mut out)? {
+                if !printer.print(seq, time_ns, &buf, &mut out)? || stop.printed() {
                     break;
                 }
             }
@@ -274,9 +285,13 @@ pub fn read_log(
                 }
                 printer.report(target, &mut out)?;
                 out.flush()?;
-                match wait_for_records(&log, segment, head)? {
-                    Some(moved) => head = moved,
-                    None => break,
+                match wait_for_records(&log, segment, head, &stop)? {
+                    Waited::Moved(moved) => head = moved,
+                    Waited::Removed => break,
+                    Waited::Ended(why) => {
+                        ended = Some(why);
+                        break;
+                    }
                 }
             }
         }
@@ -293,17 +308,35 @@ pub fn read_log(
             ),
         ));
     }
+    if ended == Some(Ended::TimedOut) {
+        return Err(stop.timed_out(target, "records"));
+    }
     Ok(())
 }
 
+/// What a follower waiting at the head saw.
+enum Waited {
+    /// The head moved to here.
+    Moved(u64),
+    /// The log was removed.
+    Removed,
+    /// A stop condition's time came.
+    Ended(Ended),
+}
+
 /// Waits at the head for it to move: spins briefly, then sleeps on the
-/// head event. None when the log has been removed.
-fn wait_for_records(log: &Log<'_>, segment: &Segment, head: u64) -> anyhow::Result<Option<u64>> {
+/// head event, never past the stop conditions' time.
+fn wait_for_records(
+    log: &Log<'_>,
+    segment: &Segment,
+    head: u64,
+    stop: &Stop,
+) -> anyhow::Result<Waited> {
     let spin_until = Instant::now() + SPIN;
     while Instant::now() < spin_until {
         let (now, _) = log.positions()?;
         if now != head {
-            return Ok(Some(now));
+            return Ok(Waited::Moved(now));
         }
         std::hint::spin_loop();
     }
@@ -312,15 +345,18 @@ fn wait_for_records(log: &Log<'_>, segment: &Segment, head: u64) -> anyhow::Resu
         let seen = event.load(std::sync::atomic::Ordering::SeqCst);
         let (now, _) = log.positions()?;
         if now != head {
-            return Ok(Some(now));
+            return Ok(Waited::Moved(now));
         }
-        wait::wait_while_equal(event, seen, RECHECK);
+        if let Some(why) = stop.check() {
+            return Ok(Waited::Ended(why));
+        }
+        wait::wait_while_equal(event, seen, stop.slice(RECHECK));
         let (now, _) = log.positions()?;
         if now != head {
-            return Ok(Some(now));
+            return Ok(Waited::Moved(now));
         }
         if event.load(std::sync::atomic::Ordering::SeqCst) == seen && segment.is_removed() {
-            return Ok(None);
+            return Ok(Waited::Removed);
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{ArgGroup, Parser};
 
 use crate::cli::{Progress, SegmentArgs, parse_duration, parse_owner};
 use crate::list::{Filter, ListOptions, list};
@@ -30,6 +30,13 @@ Examples:
 
   Follow without ever missing a record (the writers wait for this follower)
     $ shm-read -F --lossless -n events
+
+  Stop following by itself: after 100 records, at the next version, after a
+  while (exit 0), or give up (exit 124) if 3 records take longer than 10s
+    $ shm-read -F --count 100 -n events > first-100.txt
+    $ shm-read --next -n config
+    $ shm-read -F --for 1m -n events > last-minute.txt
+    $ shm-read -F --count 3 --timeout 10s -n events
 
   The other end of a stream (either side may start first):
     $ shm-read --stream --wait -n backup | tar t
@@ -60,12 +67,22 @@ Examples:
 /// skipping to the latest when versions come faster than it prints (use a
 /// log for messages); --json delimits the versions.
 ///
+/// A follow ends when the segment is removed, or by itself: after --count N
+/// versions or records (exit 0), after --for DURATION (exit 0), or when
+/// --timeout runs out first (exit 124, as timeout(1) would report it).
+/// --next prints the next version or record to come, then exits.
+///
+/// --follow --json prints one object per version or record, with its time;
+/// content that is not valid UTF-8 is given in base64 ("encoding"), so the
+/// output is exact.
+///
 /// With --stream it drains a `shm-write --stream` ring to stdout, like the
 /// read end of a pipe, and exits non-zero if the writer dies mid-stream.
 ///
 /// Exit status: 0 ok, 1 error, 2 usage, 3 no such segment, 124 timed out.
 #[derive(Debug, Parser)]
 #[command(name = "shm-read", version, after_long_help = EXAMPLES)]
+#[command(group(ArgGroup::new("following").args(["follow", "next"]).multiple(true)))]
 pub struct ReadArgs {
     #[command(flatten)]
     segment: SegmentArgs,
@@ -83,7 +100,7 @@ pub struct ReadArgs {
     bytes: Option<u64>,
 
     /// Skip the first N bytes of the content (with --all: of the segment), e.g. to peek at one field with -c
-    #[arg(long, visible_alias = "skip", value_name = "N", conflicts_with_all = ["follow", "stream", "info", "tail"])]
+    #[arg(long, visible_alias = "skip", value_name = "N", conflicts_with_all = ["follow", "next", "stream", "info", "tail"])]
     offset: Option<u64>,
 
     /// Print the content as a hex dump (offset, hex bytes, ASCII), like xxd
@@ -94,7 +111,7 @@ pub struct ReadArgs {
     #[arg(short, long)]
     wait: bool,
 
-    /// Give up waiting after DURATION (500ms, 5s, 1m30s; a plain number is seconds) with exit 124; implies --wait
+    /// Give up after DURATION (500ms, 5s, 1m30s; a plain number is seconds) with exit 124: waiting (implies --wait), and with --follow the whole follow
     #[arg(short, long, value_name = "DURATION", value_parser = parse_duration)]
     timeout: Option<Duration>,
 
@@ -106,7 +123,7 @@ pub struct ReadArgs {
     #[arg(long)]
     info: bool,
 
-    /// With --info or --list: print JSON; with --follow: one JSON object per version or record
+    /// With --info or --list: print JSON; with --follow: one JSON object per version or record (exact: base64 for binary content)
     #[arg(long)]
     json: bool,
 
@@ -114,11 +131,11 @@ pub struct ReadArgs {
     #[arg(short = 'F', long, conflicts_with_all = ["info", "remove", "all", "raw"])]
     follow: bool,
 
-    /// On a log with --follow: skip the records already there, print only new ones
+    /// With --follow: skip what is there (a log's records, a snapshot's version), print only what comes next
     #[arg(
         long,
         visible_alias = "from-now",
-        requires = "follow",
+        requires = "following",
         conflicts_with = "tail"
     )]
     new: bool,
@@ -128,8 +145,20 @@ pub struct ReadArgs {
     tail: Option<u64>,
 
     /// On a log with --follow: never miss a record; writers wait for this follower (needs write access)
-    #[arg(long, requires = "follow")]
+    #[arg(long, requires = "following")]
     lossless: bool,
+
+    /// With --follow: exit 0 once N versions or records have been printed
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    count: Option<u64>,
+
+    /// Print the next version or record to come, then exit (--follow --new --count 1)
+    #[arg(long, conflicts_with_all = ["count", "tail", "info", "remove", "all", "raw", "hex", "stream"])]
+    next: bool,
+
+    /// With --follow: follow for DURATION, then exit 0 (--timeout: exit 124 instead)
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+    follow_for: Option<Duration>,
 
     /// Drain a `shm-write --stream` ring to stdout until the writer is done (then remove it)
     #[arg(long, conflicts_with_all = ["info", "remove", "all", "raw", "follow", "bytes", "hex"])]
@@ -145,7 +174,7 @@ pub struct ReadArgs {
     /// --owner narrow the list further.
     #[arg(short = 'L', long, conflicts_with_all = [
         "raw", "all", "bytes", "offset", "hex", "wait", "timeout",
-        "info", "follow", "stream", "tail",
+        "info", "follow", "stream", "tail", "next", "count", "follow_for",
     ])]
     list: bool,
 
@@ -166,9 +195,34 @@ pub struct ReadArgs {
     all_users: bool,
 }
 
+/// Parses `--count`: a whole number of versions or records, 1 or more.
+fn parse_count(raw: &str) -> Result<u64, String> {
+    match raw.trim().parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        Ok(_) => Err(
+            "a follow that prints 0 versions or records has nothing to do; give 1 or more".into(),
+        ),
+        Err(_) => Err(format!(
+            "'{raw}' is not a count: give a whole number, 1 or more"
+        )),
+    }
+}
+
 impl ReadArgs {
     /// Does what the command line asks, writing data to stdout.
     pub fn execute(&self) -> anyhow::Result<()> {
+        let follow = self.follow || self.next;
+        if !follow && (self.count.is_some() || self.follow_for.is_some()) {
+            let flag = if self.count.is_some() {
+                "--count N ends a follow after N versions or records (-c N prints at most N bytes)"
+            } else {
+                "--for DURATION ends a follow after that long (--timeout bounds a --wait)"
+            };
+            return Err(crate::error::failure(
+                crate::error::Kind::Usage,
+                format!("{flag}; give --follow (-F) too; try 'shm-read --help'"),
+            ));
+        }
         if self.list {
             if self.remove && !self.stale {
                 return Err(crate::error::failure(
@@ -209,7 +263,7 @@ impl ReadArgs {
         if self.stream {
             return read_stream(&address, self.wait, self.timeout, self.progress);
         }
-        if self.json && !self.info && !self.follow {
+        if self.json && !self.info && !follow {
             return Err(crate::error::failure(
                 crate::error::Kind::Usage,
                 "--json goes with --info, --list or --follow",
@@ -235,11 +289,13 @@ impl ReadArgs {
             wait: self.wait,
             timeout: self.timeout,
             remove: self.remove,
-            follow: self.follow,
+            follow,
             json: self.json,
-            new: self.new,
+            new: self.new || self.next,
             tail: self.tail,
             lossless: self.lossless,
+            count: if self.next { Some(1) } else { self.count },
+            follow_for: self.follow_for,
         };
         read(&opts, &mut std::io::stdout().lock())
     }
