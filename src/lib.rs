@@ -7,7 +7,7 @@
 //! - [`format`]: what is on a segment (our framed layout, our stream ring, our log, or a C string);
 //! - [`wait`]: how peers wait for each other (futexes, liveness, the write lock);
 //! - [`read`], [`write`], [`stream`], [`log`], [`info`], [`list`], [`hex`], [`progress`]: what the two tools do;
-//! - [`follow`], [`record`]: when a follow stops, the JSON record format of `--follow --json`;
+//! - [`follow`], [`record`], [`replay`]: when a follow stops, the JSON record format, replaying it into a log;
 //! - [`cli`], [`error`]: the command-line glue and exit codes both binaries share.
 
 pub mod address;
@@ -23,6 +23,7 @@ pub mod os;
 pub mod progress;
 pub mod read;
 pub mod record;
+pub mod replay;
 pub mod segment;
 pub mod stream;
 pub mod wait;

@@ -55,22 +55,8 @@ pub fn write_lines(
     opts: LinesOptions,
     input: &mut dyn Read,
 ) -> anyhow::Result<()> {
-    let create = Create {
-        size: opts.size.unwrap_or(DEFAULT_LOG_SIZE),
-        mode: opts.mode,
-        exclusive: opts.exclusive,
-    };
-    let (segment, created) = Segment::open_or_create(target, &create)?;
-    let log = match Log::for_writing(segment.mapping(), target) {
-        Ok(log) => log,
-        Err(e) => {
-            if created {
-                // Ours and empty; the error says more than a failed removal.
-                let _ = segment.remove();
-            }
-            return Err(e);
-        }
-    };
+    let segment = open_log(target, &opts)?;
+    let log = Log::open(segment.mapping(), target)?;
     let mut splitter = Splitter {
         log: &log,
         target,
@@ -104,6 +90,26 @@ pub fn write_lines(
         ));
     }
     Ok(())
+}
+
+/// Opens the log at `target` for appending, creating it (and its header)
+/// when missing; a segment that is something else is refused, and removed
+/// again if this call created it.
+pub fn open_log(target: &Target, opts: &LinesOptions) -> anyhow::Result<Segment> {
+    let create = Create {
+        size: opts.size.unwrap_or(DEFAULT_LOG_SIZE),
+        mode: opts.mode,
+        exclusive: opts.exclusive,
+    };
+    let (segment, created) = Segment::open_or_create(target, &create)?;
+    if let Err(e) = Log::for_writing(segment.mapping(), target) {
+        if created {
+            // Ours and empty; the error says more than a failed removal.
+            let _ = segment.remove();
+        }
+        return Err(e);
+    }
+    Ok(segment)
 }
 
 /// Cuts input into records and appends them, one lock per input chunk.

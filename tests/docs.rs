@@ -112,6 +112,11 @@ const RUN: &[&str] = &[
     "shm-read --next --timeout 10s -n config || echo 'no new config within 10s'",
     "shm-read -F --for 1m -n events > last-minute.txt",
     "shm-read -F --count 3 --timeout 10s -n events",
+    "shm-read -F --json --for 1m -n events > events.jsonl",
+    "shm-write --lines --replay events.jsonl -n events-again",
+    "shm-write --lines --replay events.jsonl --speed 10 -n events-again",
+    "shm-write --lines --replay events.jsonl --speed max -n events-again",
+    "shm-read -F --json -n events | shm-write --lines --replay - --speed max -n mirror",
 ];
 
 /// Strips the prompt and a trailing `# comment` (after two spaces).
@@ -207,7 +212,17 @@ impl Scene {
         std::fs::write(dir.join("photo.jpg"), random_bytes(50_000, 1)).unwrap();
         std::fs::write(dir.join("picture.png"), random_bytes(70_000, 2)).unwrap();
         let names = [
-            "chat", "backup", "results", "jobs", "out", "in", "NAME", "events", "config",
+            "chat",
+            "backup",
+            "results",
+            "jobs",
+            "out",
+            "in",
+            "NAME",
+            "events",
+            "config",
+            "events-again",
+            "mirror",
         ]
         .into_iter()
         .map(|n| (n, Seg::name()))
@@ -861,4 +876,68 @@ fn following_until_a_condition() {
             "{out}"
         );
     }
+}
+
+#[test]
+fn recording_and_replaying_a_log() {
+    let scene = Scene::new();
+    let events = scene.name("events");
+    write(&strs(&events.with(&["--lines"])), b"first\n").ok();
+    thread::sleep(Duration::from_millis(300));
+    write(&strs(&events.with(&["--lines"])), b"\xff\x00 binary\n").ok();
+    let recorded = read(&strs(&events.args)).stdout.clone();
+
+    scene.run("shm-read -F --json --for 1m -n events > events.jsonl", b"");
+    let recording = std::fs::read_to_string(scene.dir.join("events.jsonl")).unwrap();
+    let objects: Vec<serde_json::Value> = recording
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(objects.len(), 2, "{recording}");
+    assert_eq!(objects[0]["encoding"], "utf-8");
+    assert_eq!(objects[1]["encoding"], "base64");
+
+    let again = scene.name("events-again");
+    let started = std::time::Instant::now();
+    scene.run(
+        "shm-write --lines --replay events.jsonl -n events-again",
+        b"",
+    );
+    // The recorded pause was at least 300 ms; only a lower bound is safe.
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    assert_eq!(read(&strs(&again.args)).stdout, recorded);
+    scene.run(
+        "shm-write --lines --replay events.jsonl --speed 10 -n events-again",
+        b"",
+    );
+    scene.run(
+        "shm-write --lines --replay events.jsonl --speed max -n events-again",
+        b"",
+    );
+    assert_eq!(read(&strs(&again.args)).stdout, recorded.repeat(3));
+
+    let mirror = scene.name("mirror");
+    let copy = scene
+        .start("shm-read -F --json -n events | shm-write --lines --replay - --speed max -n mirror");
+    until("the mirror has the history", || {
+        read(&strs(&mirror.args)).stdout == recorded
+    });
+    write(&strs(&events.with(&["--lines"])), b"live\n").ok();
+    until("the mirror has the new record", || {
+        read(&strs(&mirror.args))
+            .stdout
+            .ends_with(b"binary\nlive\n")
+    });
+    // The copy ends when the log it follows is removed.
+    read(&strs(&events.with(&["--remove"]))).ok();
+    copy.finish(Duration::from_secs(10)).ok();
+}
+
+#[test]
+fn the_recorded_line_in_the_readme_is_a_record() {
+    let readme = include_str!("../README.md");
+    let start = readme.find("```json\n").expect("a json block") + "```json\n".len();
+    let line = readme[start..].lines().next().unwrap();
+    let record = shm_tools::record::parse(line.as_bytes()).unwrap();
+    assert_eq!(record.content, b"\xff\x00bin\n");
 }

@@ -74,7 +74,7 @@ Examples:
 ///
 /// --follow --json prints one object per version or record, with its time;
 /// content that is not valid UTF-8 is given in base64 ("encoding"), so the
-/// output is exact.
+/// output is exact, and `shm-write --replay` plays it back into a log.
 ///
 /// With --stream it drains a `shm-write --stream` ring to stdout, like the
 /// read end of a pipe, and exits non-zero if the writer dies mid-stream.
