@@ -258,6 +258,9 @@ fn meaningless_combinations_are_usage_errors() {
     }
     read(&["--list", "--count", "1"])
         .expect_code(2)
+        .stderr_has(&["--count N ends a follow"]);
+    read(&["--list", "--next"])
+        .expect_code(2)
         .stderr_has(&["cannot be used with"]);
     // Nothing was read or removed by any of them.
     assert_eq!(read(&strs(&seg.args)).stdout, b"a\n");

@@ -174,7 +174,7 @@ pub struct ReadArgs {
     /// --owner narrow the list further.
     #[arg(short = 'L', long, conflicts_with_all = [
         "raw", "all", "bytes", "offset", "hex", "wait", "timeout",
-        "info", "follow", "stream", "tail", "next", "count", "follow_for",
+        "info", "follow", "stream", "tail", "next", "follow_for",
     ])]
     list: bool,
 
