@@ -565,7 +565,7 @@ fn log_fields(log: &Log<'_>) -> anyhow::Result<Vec<Field>> {
     )]
     let written = (write_ns / 1_000_000_000) as i64;
     Ok(vec![
-        field("format_version", json!(log::VERSION)),
+        field("format_version", json!(log.version())),
         field("capacity", json!(log.capacity())),
         field("max_record", json!(log.max_record())),
         field("records_appended", json!(summary.appended)),

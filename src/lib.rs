@@ -8,12 +8,14 @@
 //! - [`format`]: what is on a segment (our framed layout, our stream ring, our log, or a C string);
 //! - [`wait`]: how peers wait for each other (futexes, liveness, the write lock);
 //! - [`read`], [`write`], [`stream`], [`log`], [`info`], [`list`], [`stats`], [`limits`], [`hex`], [`progress`]: what the two tools do;
+//! - [`follow`], [`record`], [`replay`]: when a follow stops, the JSON record format, replaying it into a log;
 //! - [`usage`]: which processes use a segment (from /proc);
 //! - [`cli`], [`error`]: the command-line glue and exit codes both binaries share.
 
 pub mod address;
 pub mod cli;
 pub mod error;
+pub mod follow;
 pub mod format;
 pub mod hex;
 pub mod info;
@@ -23,6 +25,8 @@ pub mod log;
 pub mod os;
 pub mod progress;
 pub mod read;
+pub mod record;
+pub mod replay;
 pub mod segment;
 pub mod stats;
 pub mod stream;

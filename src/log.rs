@@ -8,15 +8,15 @@
 //! one stderr line and the rest still go in (exit 1 at the end). A reader
 //! that writers lapped says on stderr exactly how many records it missed,
 //! carries on, and exits 1 at its end: never silent loss. A `--lossless`
-//! follower holds writers back instead, until it ends or dies.
+//! follower holds writers back instead, until it ends or dies. A follow
+//! also ends at its [`Stop`] conditions (`--count`, `--for`, `--timeout`).
 
 use std::io::{BufWriter, ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 use crate::address::Target;
 use crate::error::{Kind, failure};
+use crate::follow::{Ended, Stop};
 use crate::format::log::{Appender, Log, Step};
 use crate::segment::{Create, Segment};
 use crate::wait::{self, RECHECK};
@@ -55,22 +55,8 @@ pub fn write_lines(
     opts: LinesOptions,
     input: &mut dyn Read,
 ) -> anyhow::Result<()> {
-    let create = Create {
-        size: opts.size.unwrap_or(DEFAULT_LOG_SIZE),
-        mode: opts.mode,
-        exclusive: opts.exclusive,
-    };
-    let (segment, created) = Segment::open_or_create(target, &create)?;
-    let log = match Log::for_writing(segment.mapping(), target) {
-        Ok(log) => log,
-        Err(e) => {
-            if created {
-                // Ours and empty; the error says more than a failed removal.
-                let _ = segment.remove();
-            }
-            return Err(e);
-        }
-    };
+    let segment = open_log(target, &opts)?;
+    let log = Log::open(segment.mapping(), target)?;
     let mut splitter = Splitter {
         log: &log,
         target,
@@ -104,6 +90,26 @@ pub fn write_lines(
         ));
     }
     Ok(())
+}
+
+/// Opens the log at `target` for appending, creating it (and its header)
+/// when missing; a segment that is something else is refused, and removed
+/// again if this call created it.
+pub fn open_log(target: &Target, opts: &LinesOptions) -> anyhow::Result<Segment> {
+    let create = Create {
+        size: opts.size.unwrap_or(DEFAULT_LOG_SIZE),
+        mode: opts.mode,
+        exclusive: opts.exclusive,
+    };
+    let (segment, created) = Segment::open_or_create(target, &create)?;
+    if let Err(e) = Log::for_writing(segment.mapping(), target) {
+        if created {
+            // Ours and empty; the error says more than a failed removal.
+            let _ = segment.remove();
+        }
+        return Err(e);
+    }
+    Ok(segment)
 }
 
 /// Cuts input into records and appends them, one lock per input chunk.
@@ -206,6 +212,8 @@ pub struct LogReadOptions {
     pub json: bool,
     /// Stop after printing this many bytes.
     pub bytes: Option<u64>,
+    /// When a follow ends by itself.
+    pub stop: Stop,
 }
 
 /// Prints a log's records (plain read), or follows it.
@@ -247,10 +255,21 @@ pub fn read_log(
         reported: Instant::now(),
     };
     let mut buf = Vec::new();
+    let mut stop = opts.stop;
+    let mut ended: Option<Ended>;
     let (mut head, _) = log.positions()?;
     loop {
+        // Between records too: a busy log never lets the follow wait.
+        ended = stop.check();
+        if ended.is_some() {
+            break;
+        }
         match log.next(&mut cursor, head, &mut buf)? {
-            Step::Record { seq, missed } => {
+            Step::Record {
+                seq,
+                missed,
+                time_ns,
+            } => {
                 if missed > 0 {
                     printer.missed += missed;
                     printer.unreported += missed;
@@ -262,7 +281,7 @@ pub fn read_log(
                 if let Some(slot) = &slot {
                     slot.advance(cursor.position);
                 }
-                if !printer.print(seq, &buf, &mut out)? {
+                if !printer.print(seq, time_ns, &buf, &mut out)? || stop.printed() {
                     break;
                 }
             }
@@ -272,9 +291,13 @@ pub fn read_log(
                 }
                 printer.report(target, &mut out)?;
                 out.flush()?;
-                match wait_for_records(&log, segment, head)? {
-                    Some(moved) => head = moved,
-                    None => break,
+                match wait_for_records(&log, segment, head, &stop)? {
+                    Waited::Moved(moved) => head = moved,
+                    Waited::Removed => break,
+                    Waited::Ended(why) => {
+                        ended = Some(why);
+                        break;
+                    }
                 }
             }
         }
@@ -291,17 +314,35 @@ pub fn read_log(
             ),
         ));
     }
+    if ended == Some(Ended::TimedOut) {
+        return Err(stop.timed_out(target, "records"));
+    }
     Ok(())
 }
 
+/// What a follower waiting at the head saw.
+enum Waited {
+    /// The head moved to here.
+    Moved(u64),
+    /// The log was removed.
+    Removed,
+    /// A stop condition's time came.
+    Ended(Ended),
+}
+
 /// Waits at the head for it to move: spins briefly, then sleeps on the
-/// head event. None when the log has been removed.
-fn wait_for_records(log: &Log<'_>, segment: &Segment, head: u64) -> anyhow::Result<Option<u64>> {
+/// head event, never past the stop conditions' time.
+fn wait_for_records(
+    log: &Log<'_>,
+    segment: &Segment,
+    head: u64,
+    stop: &Stop,
+) -> anyhow::Result<Waited> {
     let spin_until = Instant::now() + SPIN;
     while Instant::now() < spin_until {
         let (now, _) = log.positions()?;
         if now != head {
-            return Ok(Some(now));
+            return Ok(Waited::Moved(now));
         }
         std::hint::spin_loop();
     }
@@ -310,15 +351,18 @@ fn wait_for_records(log: &Log<'_>, segment: &Segment, head: u64) -> anyhow::Resu
         let seen = event.load(std::sync::atomic::Ordering::SeqCst);
         let (now, _) = log.positions()?;
         if now != head {
-            return Ok(Some(now));
+            return Ok(Waited::Moved(now));
         }
-        wait::wait_while_equal(event, seen, RECHECK);
+        if let Some(why) = stop.check() {
+            return Ok(Waited::Ended(why));
+        }
+        wait::wait_while_equal(event, seen, stop.slice(RECHECK));
         let (now, _) = log.positions()?;
         if now != head {
-            return Ok(Some(now));
+            return Ok(Waited::Moved(now));
         }
         if event.load(std::sync::atomic::Ordering::SeqCst) == seen && segment.is_removed() {
-            return Ok(None);
+            return Ok(Waited::Removed);
         }
     }
 }
@@ -354,13 +398,16 @@ impl Printer {
     }
 
     /// False once the byte budget is spent.
-    fn print(&mut self, seq: u64, record: &[u8], out: &mut dyn Write) -> anyhow::Result<bool> {
+    fn print(
+        &mut self,
+        seq: u64,
+        time_ns: Option<u64>,
+        record: &[u8],
+        out: &mut dyn Write,
+    ) -> anyhow::Result<bool> {
         let line;
         let bytes: &[u8] = if self.json {
-            line = format!(
-                "{}\n",
-                json!({"seq": seq, "content": String::from_utf8_lossy(record)})
-            );
+            line = crate::record::to_json_line(seq, time_ns, record);
             line.as_bytes()
         } else {
             record

@@ -8,6 +8,7 @@ use anyhow::Context;
 
 use crate::address::{Address, Target};
 use crate::error::{Kind, failure, kind_of};
+use crate::follow::{Ended, Stop};
 use crate::format::framed::{Framed, is_grown};
 use crate::format::ring::Ring;
 use crate::format::{Layout, raw};
@@ -41,12 +42,17 @@ pub struct ReadOptions {
     pub follow: bool,
     /// With `follow` (or on a log): one JSON object per version or record.
     pub json: bool,
-    /// On a log: start at the head (no history).
+    /// With `follow`: skip what is there (a log's records, a snapshot's
+    /// current version).
     pub new: bool,
     /// On a log: start this many records before the head.
     pub tail: Option<u64>,
     /// On a log: hold writers back instead of being lapped.
     pub lossless: bool,
+    /// With `follow`: exit 0 after printing this many versions or records.
+    pub count: Option<u64>,
+    /// With `follow`: exit 0 after following this long.
+    pub follow_for: Option<Duration>,
 }
 
 /// Runs `shm-read` in snapshot or follow mode (`--info` is [`crate::info::show`]), writing to `out`.
@@ -87,7 +93,8 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
         }
     })?;
 
-    if waits && !opts.all {
+    // A follow of what comes next does not wait for what is there.
+    if waits && !opts.all && !(opts.follow && opts.new) {
         remapping(&mut segment, |segment| {
             wait_for_content(segment, deadline, opts.timeout)
         })
@@ -101,6 +108,12 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
         segment.remove()?;
     }
     let layout = settled_layout(&segment, opts.follow);
+    // --timeout keeps counting from the start; --for from now on.
+    let stop = if opts.follow {
+        Stop::new(opts.count, opts.timeout, deadline, opts.follow_for)
+    } else {
+        Stop::never()
+    };
     if layout == Layout::Log && !opts.all && !opts.raw && !opts.hex {
         if opts.offset.is_some() {
             return Err(failure(
@@ -113,21 +126,21 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
                 ),
             ));
         }
-        return crate::log::read_log(&segment, log_options(opts), out)
+        return crate::log::read_log(&segment, log_options(opts, stop), out)
             .map_err(|e| name_segment(e, &target));
     }
-    if opts.lossless || opts.new || opts.tail.is_some() {
+    if opts.lossless || opts.tail.is_some() {
         return Err(failure(
             Kind::Usage,
             format!(
-                "--new, --tail and --lossless read a log (made by shm-write --lines); {} is {}",
+                "--tail and --lossless read a log (made by shm-write --lines); {} is {}",
                 segment.target(),
                 describe_layout(layout)
             ),
         ));
     }
     if opts.follow {
-        return follow(&mut segment, opts, out).map_err(|e| name_segment(e, &target));
+        return follow(&mut segment, opts, stop, out).map_err(|e| name_segment(e, &target));
     }
     let content = remapping(&mut segment, |segment| content(segment, opts))
         .map_err(|e| name_segment(e, &target))?;
@@ -214,7 +227,7 @@ fn name_segment(err: anyhow::Error, target: &Target) -> anyhow::Error {
     }
 }
 
-fn log_options(opts: &ReadOptions) -> crate::log::LogReadOptions {
+fn log_options(opts: &ReadOptions, stop: Stop) -> crate::log::LogReadOptions {
     crate::log::LogReadOptions {
         follow: opts.follow,
         new: opts.new,
@@ -222,6 +235,7 @@ fn log_options(opts: &ReadOptions) -> crate::log::LogReadOptions {
         lossless: opts.lossless,
         json: opts.json,
         bytes: opts.bytes,
+        stop,
     }
 }
 
@@ -349,14 +363,20 @@ fn wait_for_content(
     }
 }
 
-/// Prints the current version, then each new one, until the segment is
-/// removed. A version published while the previous one is being printed
+/// Prints the current version (unless `opts.new`), then each new one,
+/// until the segment is removed or `stop` says so. A version published
+/// while the previous one is being printed
 /// may be skipped, but the last one is always printed: a snapshot is state,
 /// and the latest state is what matters. With `json`, each version is one
 /// JSON object on its own line, so versions stay apart. A segment that
 /// grows is mapped again; the version that grew it is printed, and the
 /// old content that growing moved (same time and writer) is not again.
-fn follow(segment: &mut Segment, opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
+fn follow(
+    segment: &mut Segment,
+    opts: &ReadOptions,
+    mut stop: Stop,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let map = segment.mapping();
     let layout = Layout::detect(map);
     if layout != Layout::Framed || opts.raw || opts.all {
@@ -375,23 +395,39 @@ fn follow(segment: &mut Segment, opts: &ReadOptions, out: &mut dyn Write) -> any
         ));
     }
     let mut shown = None;
+    let mut skip_current = opts.new;
     remapping(segment, |segment| {
-        follow_mapped(segment, opts, out, &mut shown)
+        follow_mapped(segment, opts, out, &mut shown, &mut skip_current, &mut stop)
     })
 }
 
-/// [`follow`] until the segment is removed or has grown beyond this
-/// mapping. `shown` is the last version printed: seq, time and writer.
+/// [`follow`] until the segment is removed, has grown beyond this
+/// mapping, or `stop` ends it. `shown` is the last version printed (or
+/// skipped): seq, time and writer.
 fn follow_mapped(
     segment: &Segment,
     opts: &ReadOptions,
     out: &mut dyn Write,
     shown: &mut Option<(u32, u64, u32)>,
+    skip_current: &mut bool,
+    stop: &mut Stop,
 ) -> anyhow::Result<()> {
     let map = segment.mapping();
     let framed = Framed::open(map, segment.target())?;
     let seq_word = framed.seq_word()?;
+    if *skip_current {
+        let current = framed.published()?;
+        *skip_current = false;
+        if current.seq != 0 {
+            *shown = Some((current.seq, current.mtime_ns, current.writer_pid));
+        }
+    }
     loop {
+        match stop.check() {
+            Some(Ended::Done) => return Ok(()),
+            Some(Ended::TimedOut) => return Err(stop.timed_out(segment.target(), "versions")),
+            None => {}
+        }
         let seq = framed.seq()?;
         if shown.is_none_or(|(s, ..)| s != seq) && seq != 0 {
             let version = framed.read_at_most(limit(opts.bytes))?;
@@ -404,28 +440,25 @@ fn follow_mapped(
             }
             to_stdout(segment.target(), "the content of", out, |out| {
                 if opts.json {
-                    #[allow(
-                        clippy::cast_possible_wrap,
-                        reason = "ns since 1970 fit i64 until 2262"
-                    )]
-                    let secs = (version.mtime_ns / 1_000_000_000) as i64;
-                    let object = serde_json::json!({
-                        "seq": version.seq,
-                        "time": crate::info::format_utc(secs),
-                        "time_ns": version.mtime_ns,
-                        "content": String::from_utf8_lossy(&version.data),
-                    });
-                    writeln!(out, "{object}")
+                    let line = crate::record::to_json_line(
+                        u64::from(version.seq),
+                        Some(version.mtime_ns),
+                        &version.data,
+                    );
+                    out.write_all(line.as_bytes())
                 } else {
                     out.write_all(&version.data)
                 }
             })?;
+            if stop.printed() {
+                return Ok(());
+            }
             continue;
         }
         if segment.is_removed() {
             return Ok(());
         }
         map.verify_size()?;
-        wait::wait_while_equal(seq_word, seq, RECHECK * 4);
+        wait::wait_while_equal(seq_word, seq, stop.slice(RECHECK * 4));
     }
 }

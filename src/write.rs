@@ -40,18 +40,26 @@ pub struct WriteOptions {
     /// A System V segment (by key) that the input does not fit is replaced
     /// by a new one under the same key (POSIX segments grow anyway).
     pub replace: bool,
+    /// Append the records of this recording (`-`: stdin) to a log instead
+    /// of input lines, paced as recorded.
+    pub replay: Option<std::path::PathBuf>,
+    /// With `replay`: how fast.
+    pub speed: crate::replay::Speed,
 }
 
 /// Runs `shm-write`, reading `input` (stdin).
 pub fn write(opts: &WriteOptions, input: &mut dyn Read) -> anyhow::Result<()> {
     let target = opts.address.resolve()?;
-    if opts.lines || opts.zero_terminated {
+    if opts.lines || opts.zero_terminated || opts.replay.is_some() {
         let lines = LinesOptions {
             size: opts.size,
             mode: opts.mode,
             exclusive: opts.exclusive,
             delimiter: if opts.zero_terminated { 0 } else { b'\n' },
         };
+        if let Some(recording) = &opts.replay {
+            return crate::replay::replay(&target, &lines, recording, opts.speed);
+        }
         return crate::log::write_lines(&target, lines, input);
     }
     let data = read_all(input).map_err(|e| match e.kind() {

@@ -425,7 +425,9 @@ fn hostile_log_headers_give_a_clear_error() {
         ),
         (
             "wrong sequence number",
-            data + 24 + 8,
+            // The second record ("two\n": 24-byte header, 8 bytes) starts
+            // 32 bytes in; its seq is 8 bytes into it.
+            data + 32 + 8,
             99u64.to_ne_bytes().to_vec(),
         ),
         ("wrong version", 8, 77u32.to_ne_bytes().to_vec()),

@@ -52,7 +52,8 @@ fn stats_counts_log_records_and_bytes_exactly() {
     )
     .ok();
     let stats = start_stats(&seg, &["1s", "--count", "3"]);
-    // 10 records of 8 bytes: 16-byte record header + 8 bytes each.
+    // 10 records of 8 bytes: a 24-byte record header (layout version 2,
+    // with the append time) + 8 bytes each.
     write(&strs(&seg.with(&["--lines"])), &records(10, 8)).ok();
     let out = stats.finish(Duration::from_secs(20));
     out.ok();
@@ -60,7 +61,7 @@ fn stats_counts_log_records_and_bytes_exactly() {
     assert_eq!(lines.len(), 3, "{out}");
     assert_eq!(lines[0]["records"], 0, "{out}");
     assert_eq!(sum(&lines[1..], "records"), 10, "{out}");
-    assert_eq!(sum(&lines[1..], "bytes"), 240, "{out}");
+    assert_eq!(sum(&lines[1..], "bytes"), 10 * 32, "{out}");
     assert_eq!(sum(&lines, "overwritten"), 0, "{out}");
     let last = &lines[2];
     assert_eq!(last["layout"], "log");
@@ -115,7 +116,8 @@ fn stats_shows_a_stopped_lossless_followers_lag() {
     let followers = json_lines(&out)[0]["lossless_followers"].clone();
     assert_eq!(followers.as_array().unwrap().len(), 1, "{out}");
     assert_eq!(followers[0]["lag_records"], 5, "{out}");
-    assert_eq!(followers[0]["lag_bytes"], 5 * 24, "{out}");
+    // 4 bytes of content (padded to 8) and a 24-byte header each.
+    assert_eq!(followers[0]["lag_bytes"], 5 * 32, "{out}");
 }
 
 #[test]

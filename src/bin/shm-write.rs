@@ -12,7 +12,9 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     run("shm-write", || {
-        require_stdin("shm-write")?;
+        if args.reads_stdin() {
+            require_stdin("shm-write")?;
+        }
         args.execute()
     })
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{ArgGroup, Parser};
 
 use crate::cli::{Progress, SegmentArgs, parse_duration, parse_owner};
 use crate::list::{Filter, ListOptions, list};
@@ -31,6 +31,13 @@ Examples:
 
   Follow without ever missing a record (the writers wait for this follower)
     $ shm-read -F --lossless -n events
+
+  Stop following by itself: after 100 records, at the next version, after a
+  while (exit 0), or give up (exit 124) if 3 records take longer than 10s
+    $ shm-read -F --count 100 -n events > first-100.txt
+    $ shm-read --next -n config
+    $ shm-read -F --for 1m -n events > last-minute.txt
+    $ shm-read -F --count 3 --timeout 10s -n events
 
   The other end of a stream (either side may start first):
     $ shm-read --stream --wait -n backup | tar t
@@ -70,12 +77,22 @@ Examples:
 /// skipping to the latest when versions come faster than it prints (use a
 /// log for messages); --json delimits the versions.
 ///
+/// A follow ends when the segment is removed, or by itself: after --count N
+/// versions or records (exit 0), after --for DURATION (exit 0), or when
+/// --timeout runs out first (exit 124, as timeout(1) would report it).
+/// --next prints the next version or record to come, then exits.
+///
+/// --follow --json prints one object per version or record, with its time;
+/// content that is not valid UTF-8 is given in base64 ("encoding"), so the
+/// output is exact, and `shm-write --replay` plays it back into a log.
+///
 /// With --stream it drains a `shm-write --stream` ring to stdout, like the
 /// read end of a pipe, and exits non-zero if the writer dies mid-stream.
 ///
 /// Exit status: 0 ok, 1 error, 2 usage, 3 no such segment, 124 timed out.
 #[derive(Debug, Parser)]
 #[command(name = "shm-read", version, after_long_help = EXAMPLES)]
+#[command(group(ArgGroup::new("following").args(["follow", "next"]).multiple(true)))]
 pub struct ReadArgs {
     #[command(flatten)]
     segment: SegmentArgs,
@@ -93,7 +110,7 @@ pub struct ReadArgs {
     bytes: Option<u64>,
 
     /// Skip the first N bytes of the content (with --all: of the segment), e.g. to peek at one field with -c
-    #[arg(long, visible_alias = "skip", value_name = "N", conflicts_with_all = ["follow", "stream", "info", "tail"])]
+    #[arg(long, visible_alias = "skip", value_name = "N", conflicts_with_all = ["follow", "next", "stream", "info", "tail"])]
     offset: Option<u64>,
 
     /// Print the content as a hex dump (offset, hex bytes, ASCII), like xxd
@@ -104,7 +121,7 @@ pub struct ReadArgs {
     #[arg(short, long)]
     wait: bool,
 
-    /// Give up waiting after DURATION (500ms, 5s, 1m30s; a plain number is seconds) with exit 124; implies --wait
+    /// Give up after DURATION (500ms, 5s, 1m30s; a plain number is seconds) with exit 124: waiting (implies --wait), and with --follow the whole follow
     #[arg(short, long, value_name = "DURATION", value_parser = parse_duration)]
     timeout: Option<Duration>,
 
@@ -116,7 +133,7 @@ pub struct ReadArgs {
     #[arg(long)]
     info: bool,
 
-    /// With --info, --list, --stats or --limits: print JSON; with --follow: one JSON object per version or record
+    /// With --info, --list, --stats or --limits: print JSON; with --follow: one JSON object per version or record (exact: base64 for binary content)
     #[arg(long)]
     json: bool,
 
@@ -124,11 +141,11 @@ pub struct ReadArgs {
     #[arg(short = 'F', long, conflicts_with_all = ["info", "remove", "all", "raw"])]
     follow: bool,
 
-    /// On a log with --follow: skip the records already there, print only new ones
+    /// With --follow: skip what is there (a log's records, a snapshot's version), print only what comes next
     #[arg(
         long,
         visible_alias = "from-now",
-        requires = "follow",
+        requires = "following",
         conflicts_with = "tail"
     )]
     new: bool,
@@ -138,8 +155,20 @@ pub struct ReadArgs {
     tail: Option<u64>,
 
     /// On a log with --follow: never miss a record; writers wait for this follower (needs write access)
-    #[arg(long, requires = "follow")]
+    #[arg(long, requires = "following")]
     lossless: bool,
+
+    /// With --follow: exit 0 once N versions or records have been printed; with --stats: after N lines (with --list: N tables)
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    count: Option<u64>,
+
+    /// Print the next version or record to come, then exit (--follow --new --count 1)
+    #[arg(long, conflicts_with_all = ["count", "tail", "info", "remove", "all", "raw", "hex", "stream"])]
+    next: bool,
+
+    /// With --follow: follow for DURATION, then exit 0 (--timeout: exit 124 instead)
+    #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+    follow_for: Option<Duration>,
 
     /// Drain a `shm-write --stream` ring to stdout until the writer is done (then remove it)
     #[arg(long, conflicts_with_all = ["info", "remove", "all", "raw", "follow", "bytes", "hex"])]
@@ -155,7 +184,7 @@ pub struct ReadArgs {
     /// --owner narrow the list further.
     #[arg(short = 'L', long, conflicts_with_all = [
         "raw", "all", "bytes", "offset", "hex", "wait", "timeout",
-        "info", "follow", "stream", "tail",
+        "info", "follow", "stream", "tail", "next", "follow_for",
     ])]
     list: bool,
 
@@ -185,10 +214,6 @@ pub struct ReadArgs {
           conflicts_with_all = ["raw", "all", "bytes", "offset", "hex", "wait", "timeout", "info", "follow", "stream", "tail", "remove"])]
     stats: Option<Duration>,
 
-    /// With --stats: print N lines (with --list: N tables), then exit 0
-    #[arg(long = "count", value_name = "N", requires = "stats", value_parser = clap::value_parser!(u64).range(1..))]
-    stats_count: Option<u64>,
-
     /// Show the System V limits (SHMMNI, SHMALL, SHMMAX) and /dev/shm's size, with what is in use
     #[arg(long, conflicts_with_all = [
         "key", "file", "id", "name", "raw", "all", "bytes", "offset", "hex", "wait", "timeout",
@@ -208,67 +233,45 @@ fn parse_interval(raw: &str) -> Result<Duration, String> {
     Ok(interval)
 }
 
+/// Parses `--count`: a whole number of versions or records, 1 or more.
+fn parse_count(raw: &str) -> Result<u64, String> {
+    match raw.trim().parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        Ok(_) => Err(
+            "a follow that prints 0 versions or records has nothing to do; give 1 or more".into(),
+        ),
+        Err(_) => Err(format!(
+            "'{raw}' is not a count: give a whole number, 1 or more"
+        )),
+    }
+}
+
 impl ReadArgs {
     /// Does what the command line asks, writing data to stdout.
     pub fn execute(&self) -> anyhow::Result<()> {
         if self.limits {
             return crate::limits::show(self.json, &mut std::io::stdout().lock());
         }
+        let follow = self.follow || self.next;
         let stats = self.stats.map(|interval| StatsOptions {
             interval,
-            count: self.stats_count,
+            count: self.count,
             json: self.json,
         });
+        let counted = self.count.is_some() && stats.is_none();
+        if !follow && (counted || self.follow_for.is_some()) {
+            let flag = if counted {
+                "--count N ends a follow after N versions or records, or --stats after N lines (-c N prints at most N bytes)"
+            } else {
+                "--for DURATION ends a follow after that long (--timeout bounds a --wait)"
+            };
+            return Err(crate::error::failure(
+                crate::error::Kind::Usage,
+                format!("{flag}; give --follow (-F) too; try 'shm-read --help'"),
+            ));
+        }
         if self.list {
-            if self.remove && !self.stale && !self.unused {
-                return Err(crate::error::failure(
-                    crate::error::Kind::Usage,
-                    "--list --remove removes only stale or unused segments: give --stale or --unused too (shm-read --list --stale --remove)",
-                ));
-            }
-            if self.all_users && !(self.remove && (self.stale || self.unused)) {
-                return Err(crate::error::failure(
-                    crate::error::Kind::Usage,
-                    "--all-users goes with --list --stale --remove or --list --unused --remove (a listing shows every user's segments anyway)",
-                ));
-            }
-            let segment = &self.segment;
-            let named = segment.key.is_some()
-                || segment.file.is_some()
-                || segment.id.is_some()
-                || segment.name.is_some();
-            let filter = Filter {
-                target: if named {
-                    Some(segment.address(false)?.resolve()?)
-                } else {
-                    None
-                },
-                prefix: self.prefix.clone(),
-                owner: self.owner,
-            };
-            if let Some(stats) = stats {
-                if self.stale
-                    || self.unused
-                    || named
-                    || self.prefix.is_some()
-                    || self.owner.is_some()
-                {
-                    return Err(crate::error::failure(
-                        crate::error::Kind::Usage,
-                        "--list --stats shows every segment: it does not go with --stale, --unused or a filter; for one segment, give shm-read -n NAME --stats",
-                    ));
-                }
-                return crate::stats::watch_all(stats, &mut std::io::stdout().lock());
-            }
-            let opts = ListOptions {
-                json: self.json,
-                stale: self.stale,
-                remove: self.remove,
-                unused: self.unused,
-                filter,
-                all_users: self.all_users,
-            };
-            return list(&opts, &mut std::io::stdout().lock());
+            return self.execute_list(stats);
         }
         let address = self.segment.address(self.stream)?;
         if let Some(stats) = stats {
@@ -277,7 +280,7 @@ impl ReadArgs {
         if self.stream {
             return read_stream(&address, self.wait, self.timeout, self.progress);
         }
-        if self.json && !self.info && !self.follow {
+        if self.json && !self.info && !follow {
             return Err(crate::error::failure(
                 crate::error::Kind::Usage,
                 "--json goes with --info, --list, --follow, --stats or --limits",
@@ -303,12 +306,63 @@ impl ReadArgs {
             wait: self.wait,
             timeout: self.timeout,
             remove: self.remove,
-            follow: self.follow,
+            follow,
             json: self.json,
-            new: self.new,
+            new: self.new || self.next,
             tail: self.tail,
             lossless: self.lossless,
+            count: if self.next { Some(1) } else { self.count },
+            follow_for: self.follow_for,
         };
         read(&opts, &mut std::io::stdout().lock())
+    }
+
+    /// `--list` and what goes with it: filters, --stale/--unused removal,
+    /// --stats for every segment.
+    fn execute_list(&self, stats: Option<StatsOptions>) -> anyhow::Result<()> {
+        if self.remove && !self.stale && !self.unused {
+            return Err(crate::error::failure(
+                crate::error::Kind::Usage,
+                "--list --remove removes only stale or unused segments: give --stale or --unused too (shm-read --list --stale --remove)",
+            ));
+        }
+        if self.all_users && !(self.remove && (self.stale || self.unused)) {
+            return Err(crate::error::failure(
+                crate::error::Kind::Usage,
+                "--all-users goes with --list --stale --remove or --list --unused --remove (a listing shows every user's segments anyway)",
+            ));
+        }
+        let segment = &self.segment;
+        let named = segment.key.is_some()
+            || segment.file.is_some()
+            || segment.id.is_some()
+            || segment.name.is_some();
+        let filter = Filter {
+            target: if named {
+                Some(segment.address(false)?.resolve()?)
+            } else {
+                None
+            },
+            prefix: self.prefix.clone(),
+            owner: self.owner,
+        };
+        if let Some(stats) = stats {
+            if self.stale || self.unused || named || self.prefix.is_some() || self.owner.is_some() {
+                return Err(crate::error::failure(
+                    crate::error::Kind::Usage,
+                    "--list --stats shows every segment: it does not go with --stale, --unused or a filter; for one segment, give shm-read -n NAME --stats",
+                ));
+            }
+            return crate::stats::watch_all(stats, &mut std::io::stdout().lock());
+        }
+        let opts = ListOptions {
+            json: self.json,
+            stale: self.stale,
+            remove: self.remove,
+            unused: self.unused,
+            filter,
+            all_users: self.all_users,
+        };
+        list(&opts, &mut std::io::stdout().lock())
     }
 }

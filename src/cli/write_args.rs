@@ -1,10 +1,12 @@
 //! `shm-write`'s command line.
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 
 use clap::Parser;
 
 use crate::cli::{Progress, SegmentArgs, parse_mode, parse_size};
+use crate::replay::Speed;
 use crate::stream::write_stream;
 use crate::write::{WriteOptions, write};
 
@@ -26,6 +28,12 @@ Examples:
 
   Many writers, one log: every line arrives whole
     $ echo 'job 7 done' | shm-write --lines -n events
+
+  Record a log for a minute, then play it back into another, as fast as
+  it came (binary records too), or as fast as possible
+    $ shm-read -F --json --for 1m -n events > events.jsonl
+    $ shm-write --lines --replay events.jsonl -n events-again
+    $ shm-write --lines --replay events.jsonl --speed max -n events-again
 
   A pipe between two unrelated pipelines, through a 4 MiB ring (either
   side may start first):
@@ -53,6 +61,12 @@ Examples:
 /// With --lines the log is created (1M unless --size) before any input is
 /// read, and each line is appended as one record; a line that can never fit
 /// is skipped with a message, and the exit status is then 1.
+///
+/// With --replay FILE the records of a recording (what `shm-read --follow
+/// --json` prints) are appended to the log instead of stdin's lines, as
+/// far apart in time as they were recorded (--speed 2: twice as fast,
+/// --speed max: no pauses). A malformed line stops it with an error naming
+/// the line; a regular file is checked whole before anything is appended.
 ///
 /// With --stream the segment becomes a ring buffer that carries stdin, of
 /// any size, to one `shm-read --stream`, like a pipe between unrelated
@@ -102,6 +116,14 @@ pub struct WriteArgs {
     #[arg(short = 'z', long, conflicts_with_all = ["append", "raw"])]
     zero_terminated: bool,
 
+    /// Append the records of FILE (shm-read -F --json output; - for stdin) to the log, paced as recorded; implies --lines
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["append", "raw", "zero_terminated", "stream", "replace"])]
+    replay: Option<PathBuf>,
+
+    /// With --replay: play FACTOR times as fast (0.5: half as fast), or max: without pauses
+    #[arg(long, value_name = "FACTOR", value_parser = parse_speed, requires = "replay")]
+    speed: Option<Speed>,
+
     /// Make the segment a pipe: stream stdin, any size, to `shm-read --stream` (ring size: --size, default 4M)
     #[arg(long, conflicts_with_all = ["append", "raw", "lines", "zero_terminated", "exclusive"])]
     stream: bool,
@@ -109,6 +131,21 @@ pub struct WriteArgs {
     /// With --stream: show bytes, rate and time on stderr (auto: only on a terminal)
     #[arg(long, value_name = "WHEN", num_args = 0..=1, default_missing_value = "auto", value_enum, requires = "stream")]
     progress: Option<Progress>,
+}
+
+/// Parses `--speed`: a positive factor, or `max`.
+fn parse_speed(raw: &str) -> Result<Speed, String> {
+    let text = raw.trim();
+    if text.eq_ignore_ascii_case("max") {
+        return Ok(Speed::Max);
+    }
+    match text.parse::<f64>() {
+        Ok(f) if f.is_finite() && f > 0.0 => Ok(Speed::Factor(f)),
+        _ => Err(format!(
+            "'{raw}' is not a speed: give a positive factor (2: twice as fast, 0.5: half as fast) \
+             or max (no pauses)"
+        )),
+    }
 }
 
 impl WriteArgs {
@@ -119,7 +156,12 @@ impl WriteArgs {
         let Ok(target) = address.resolve() else {
             return;
         };
-        let what = if self.lines || self.zero_terminated {
+        let what = if self.replay.is_some() {
+            format!(
+                "each line you type is a record in JSON (as shm-read --follow --json prints), \
+                 appended to {target}; Ctrl-D to finish"
+            )
+        } else if self.lines || self.zero_terminated {
             format!("each line you type is appended to {target} as one record; Ctrl-D to finish")
         } else if self.stream {
             format!("what you type streams through {target} to its reader; Ctrl-D to finish")
@@ -137,10 +179,18 @@ impl WriteArgs {
         eprintln!("shm-write: {what}");
     }
 
+    /// Whether this command reads stdin (`--replay FILE` does not).
+    #[must_use]
+    pub fn reads_stdin(&self) -> bool {
+        self.replay
+            .as_ref()
+            .is_none_or(|file| file.as_os_str() == "-")
+    }
+
     /// Does what the command line asks.
     pub fn execute(&self) -> anyhow::Result<()> {
         let address = self.segment.address(self.stream)?;
-        if std::io::stdin().is_terminal() {
+        if self.reads_stdin() && std::io::stdin().is_terminal() {
             self.say_what_is_read(&address);
         }
         if self.stream {
@@ -156,6 +206,8 @@ impl WriteArgs {
             lines: self.lines,
             zero_terminated: self.zero_terminated,
             replace: self.replace,
+            replay: self.replay.clone(),
+            speed: self.speed.unwrap_or(Speed::Factor(1.0)),
         };
         write(&opts, &mut std::io::stdin().lock())
     }

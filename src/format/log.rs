@@ -12,7 +12,9 @@
 //! a *lossless* follower instead holds one of [`SLOTS`] robust-locked slots
 //! with its position, and writers wait before overwriting what a live slot
 //! holder has not read. Every header value and record header is checked
-//! against the mapping before use. Byte layout: docs/FORMAT.md.
+//! against the mapping before use. Version 2 records also carry their
+//! append time; version 1 logs are still read, and appended to in version
+//! 1 (a log's records all have one layout). Byte layout: docs/FORMAT.md.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
@@ -27,14 +29,22 @@ use crate::wait::{self, Deadline, Holder, RECHECK, RobustGuard};
 
 /// The first eight bytes of a log.
 pub const MAGIC: [u8; 8] = *b"SHMTLOGS";
-/// The layout version this code writes and reads.
-pub const VERSION: u32 = 1;
+/// The layout version new logs get: records carry their append time.
+pub const VERSION: u32 = 2;
+/// The first layout version, without record times: still read, and
+/// appended to as it is.
+pub const VERSION_1: u32 = 1;
 /// Lossless follower slots in the header.
 pub const SLOTS: usize = 32;
 /// Bytes before the data area: fixed fields, then the slot table.
 pub const HEADER_SIZE: usize = OFF_SLOTS + SLOTS * SLOT_SIZE;
-/// Bytes of a record header: length, its complement, sequence number.
+/// Bytes every record header starts with: length, its complement,
+/// sequence number (all of a version 1 record header).
 pub const RECORD_HEADER: usize = 16;
+/// Bytes a version 2 record header adds: the append time.
+pub const RECORD_TIME: usize = 8;
+/// Smallest data capacity: room for a few small records.
+const MIN_CAPACITY: usize = 64;
 
 const PREFIX: Prefix = Prefix {
     magic: MAGIC,
@@ -64,13 +74,14 @@ const PATIENCE: Duration = Duration::from_secs(10);
 #[must_use]
 pub fn capacity_for(size: usize) -> Option<usize> {
     let capacity = size.checked_sub(HEADER_SIZE)? & !7;
-    (capacity >= 4 * RECORD_HEADER).then_some(capacity)
+    (capacity >= MIN_CAPACITY).then_some(capacity)
 }
 
-/// Bytes a record with `len` bytes of payload takes in the buffer.
+/// Bytes a record with `len` bytes of payload takes in the buffer, with
+/// a record header of `header` bytes (see [`Log::record_header_size`]).
 #[must_use]
-pub fn record_size(len: usize) -> Option<usize> {
-    len.checked_add(RECORD_HEADER + 7).map(|n| n & !7)
+pub fn record_size(len: usize, header: usize) -> Option<usize> {
+    len.checked_add(header + 7).map(|n| n & !7)
 }
 
 /// A validated view of a log.
@@ -82,6 +93,10 @@ pub struct Log<'a> {
     /// `(head, next_seq)` as this process's last batch of appends left
     /// them: what the next batch checks the header against.
     verified: Cell<Option<(u64, u64)>>,
+    /// The layout version, read once at open: it fixes the record layout.
+    version: u32,
+    /// Bytes of each record's header in this version.
+    record_header: usize,
 }
 
 /// What [`Cursor::next`] found.
@@ -94,6 +109,9 @@ pub enum Step {
         seq: u64,
         /// Records overwritten before this reader got to them.
         missed: u64,
+        /// When it was appended, ns since the Unix epoch as the writer's
+        /// clock said; None in a version 1 log, which keeps no times.
+        time_ns: Option<u64>,
     },
     /// The reader is at the head: nothing more yet.
     Empty,
@@ -137,20 +155,26 @@ impl<'a> Log<'a> {
                 ),
             ));
         }
-        let capacity = PREFIX.check(map, target, capacity_for(map.len()))?;
+        let (capacity, version) =
+            PREFIX.check_versions(map, target, capacity_for(map.len()), &[VERSION_1, VERSION])?;
         let log = Log {
             map,
             target,
             capacity: capacity as u64,
             verified: Cell::new(None),
+            version,
+            record_header: if version == VERSION_1 {
+                RECORD_HEADER
+            } else {
+                RECORD_HEADER + RECORD_TIME
+            },
         };
         if !capacity.is_multiple_of(8) {
             return Err(log.corrupt(&format!("capacity {capacity} is not a multiple of 8")));
         }
-        if capacity < 4 * RECORD_HEADER {
+        if capacity < MIN_CAPACITY {
             return Err(log.corrupt(&format!(
-                "capacity {capacity} is below the smallest a log has, {}",
-                4 * RECORD_HEADER
+                "capacity {capacity} is below the smallest a log has, {MIN_CAPACITY}"
             )));
         }
         Ok(log)
@@ -225,7 +249,36 @@ impl<'a> Log<'a> {
     /// The largest payload one record can carry.
     #[must_use]
     pub fn max_record(&self) -> usize {
-        usize::try_from(self.capacity).unwrap_or(usize::MAX) - RECORD_HEADER
+        usize::try_from(self.capacity).unwrap_or(usize::MAX) - self.record_header
+    }
+
+    /// The layout version of this log (1: records without times).
+    #[must_use]
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Bytes of each record's header in this log's version.
+    #[must_use]
+    pub fn record_header_size(&self) -> usize {
+        self.record_header
+    }
+
+    /// Bytes a record with `len` bytes of payload takes in this log.
+    fn record_bytes(&self, len: usize) -> u64 {
+        record_size(len, self.record_header).unwrap_or(usize::MAX) as u64
+    }
+
+    /// The append time of the record at `position` (version 2), or None
+    /// (version 1). Any value is possible in a hostile segment; it is
+    /// only ever printed. May be torn: callers confirm with `tail`.
+    fn record_time(&self, position: u64) -> anyhow::Result<Option<u64>> {
+        if self.version == VERSION_1 {
+            return Ok(None);
+        }
+        let mut raw = [0u8; RECORD_TIME];
+        self.copy_out(position + RECORD_HEADER as u64, &mut raw)?;
+        Ok(Some(u64::from_ne_bytes(raw)))
     }
 
     fn word32(&self, offset: usize) -> anyhow::Result<&'a AtomicU32> {
@@ -422,7 +475,7 @@ impl<'a> Log<'a> {
                 return Ok(None);
             }
             let (len, seq) = header.map_err(|what| self.corrupt(&what))?;
-            let size = record_size(len).unwrap_or(usize::MAX) as u64;
+            let size = self.record_bytes(len);
             if position.checked_add(size).is_none_or(|end| end > head) {
                 return Err(
                     self.corrupt(&format!("record at position {position} runs past the head"))
@@ -484,7 +537,7 @@ impl<'a> Log<'a> {
                 continue;
             }
             let (len, seq) = header.map_err(|what| self.corrupt(&what))?;
-            let size = record_size(len).unwrap_or(usize::MAX) as u64;
+            let size = self.record_bytes(len);
             if cursor
                 .position
                 .checked_add(size)
@@ -496,7 +549,8 @@ impl<'a> Log<'a> {
                 )));
             }
             buf.resize(len, 0);
-            self.copy_out(cursor.position + RECORD_HEADER as u64, buf)?;
+            let time_ns = self.record_time(cursor.position)?;
+            self.copy_out(cursor.position + self.record_header as u64, buf)?;
             fence(Ordering::Acquire);
             if self.tail()? > cursor.position {
                 // Overwritten while we copied: lapped, found out next turn.
@@ -521,7 +575,11 @@ impl<'a> Log<'a> {
             };
             cursor.position += size;
             cursor.expected = Some(seq.wrapping_add(1));
-            return Ok(Step::Record { seq, missed });
+            return Ok(Step::Record {
+                seq,
+                missed,
+                time_ns,
+            });
         }
     }
 }
@@ -579,7 +637,7 @@ impl<'a> Log<'a> {
                 return Ok(None);
             }
             let (len, seq) = header.map_err(|what| self.corrupt(&what))?;
-            let size = record_size(len).unwrap_or(usize::MAX) as u64;
+            let size = self.record_bytes(len);
             if position.checked_add(size).is_none_or(|end| end > head) {
                 return Err(
                     self.corrupt(&format!("record at position {position} runs past the head"))
@@ -653,6 +711,7 @@ impl<'a> Log<'a> {
             tail,
             next_seq,
             appended: false,
+            time_ns: super::now_ns(),
         })
     }
 
@@ -678,7 +737,7 @@ impl<'a> Log<'a> {
                     expected.unwrap_or_default()
                 )));
             }
-            let size = record_size(len).unwrap_or(usize::MAX) as u64;
+            let size = self.record_bytes(len);
             position = position
                 .checked_add(size)
                 .filter(|&end| end <= head)
@@ -864,6 +923,10 @@ pub struct Appender<'l, 'a> {
     tail: u64,
     next_seq: u64,
     appended: bool,
+    /// The append time version 2 records get: taken when the lock was,
+    /// once per batch (a clock read per record costs more than the rest of
+    /// an append), and again after waiting for a lossless follower.
+    time_ns: u64,
 }
 
 impl Appender<'_, '_> {
@@ -884,20 +947,27 @@ impl Appender<'_, '_> {
                 ),
             ));
         }
-        let size = record_size(record.len()).expect("fits the capacity") as u64;
+        let size = log.record_bytes(record.len());
         let end = self
             .head
             .checked_add(size)
             .filter(|&end| end <= u64::MAX - 2 * log.capacity)
             .ok_or_else(|| log.corrupt(&format!("head {} is near 2^64", self.head)))?;
+        // Followers bump tail_event only to wake a writer that waits.
+        let tail_event = log.word32(OFF_TAIL_EVENT)?;
+        let woken = tail_event.load(Ordering::Relaxed);
         self.make_room(size)?;
-        let mut header = [0u8; RECORD_HEADER];
+        if tail_event.load(Ordering::Relaxed) != woken {
+            self.time_ns = super::now_ns();
+        }
+        let mut header = [0u8; RECORD_HEADER + RECORD_TIME];
         let len = u32::try_from(record.len()).expect("fits the capacity");
         header[0..4].copy_from_slice(&len.to_ne_bytes());
         header[4..8].copy_from_slice(&(!len).to_ne_bytes());
         header[8..16].copy_from_slice(&self.next_seq.to_ne_bytes());
-        log.copy_in(self.head, &header)?;
-        log.copy_in(self.head + RECORD_HEADER as u64, record)?;
+        header[16..24].copy_from_slice(&self.time_ns.to_ne_bytes());
+        log.copy_in(self.head, &header[..log.record_header])?;
+        log.copy_in(self.head + log.record_header as u64, record)?;
         test_hook_slow_append();
         self.head = end;
         self.next_seq = self.next_seq.wrapping_add(1);
@@ -921,7 +991,7 @@ impl Appender<'_, '_> {
             let (len, _) = log
                 .record_header(tail)?
                 .map_err(|what| log.corrupt(&what))?;
-            tail = tail.saturating_add(record_size(len).unwrap_or(usize::MAX) as u64);
+            tail = tail.saturating_add(log.record_bytes(len));
             if tail > self.head {
                 return Err(log.corrupt(&format!("record at position {tail} runs past the head")));
             }
@@ -1134,9 +1204,11 @@ mod tests {
 
     #[test]
     fn sizes_are_aligned() {
-        assert_eq!(record_size(0), Some(16));
-        assert_eq!(record_size(1), Some(24));
-        assert_eq!(record_size(8), Some(24));
+        assert_eq!(record_size(0, RECORD_HEADER), Some(16));
+        assert_eq!(record_size(1, RECORD_HEADER), Some(24));
+        assert_eq!(record_size(8, RECORD_HEADER), Some(24));
+        assert_eq!(record_size(0, RECORD_HEADER + RECORD_TIME), Some(24));
+        assert_eq!(record_size(1, RECORD_HEADER + RECORD_TIME), Some(32));
         assert_eq!(capacity_for(HEADER_SIZE), None);
         assert_eq!(capacity_for(4096), Some((4096 - HEADER_SIZE) & !7));
         assert_eq!(HEADER_SIZE % 8, 0);

@@ -46,6 +46,21 @@ impl Prefix {
         target: &Target,
         max_capacity: Option<usize>,
     ) -> anyhow::Result<usize> {
+        Ok(self
+            .check_versions(map, target, max_capacity, &[self.version])?
+            .0)
+    }
+
+    /// Like [`Prefix::check`], for a layout that still reads older
+    /// versions: any of `versions` is accepted, and the version found is
+    /// returned with the capacity.
+    pub(crate) fn check_versions(
+        &self,
+        map: &Mapping,
+        target: &Target,
+        max_capacity: Option<usize>,
+        versions: &[u32],
+    ) -> anyhow::Result<(usize, u32)> {
         let mut magic = [0u8; 8];
         map.read(OFF_MAGIC, &mut magic)?;
         if magic != self.magic {
@@ -64,13 +79,19 @@ impl Prefix {
             ));
         }
         let version = map.atomic_u32(OFF_VERSION)?.load(Ordering::Acquire);
-        if version != self.version {
+        if !versions.contains(&version) {
+            let readable = versions
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(" and ");
+            let plural = if versions.len() > 1 { "s" } else { "" };
             return Err(failure(
                 Kind::Failed,
                 format!(
-                    "{target} uses shm-tools layout version {version}, this shm-tools reads version {}; \
-                     use a matching shm-tools, or {}",
-                    self.version, self.remedy
+                    "{target} uses shm-tools layout version {version}, this shm-tools reads version{plural} \
+                     {readable}; use a matching shm-tools, or {}",
+                    self.remedy
                 ),
             ));
         }
@@ -83,7 +104,7 @@ impl Prefix {
         }
         let capacity = map.atomic_u64(OFF_CAPACITY)?.load(Ordering::Relaxed);
         match usize::try_from(capacity) {
-            Ok(c) if c > 0 && max_capacity.is_some_and(|max| c <= max) => Ok(c),
+            Ok(c) if c > 0 && max_capacity.is_some_and(|max| c <= max) => Ok((c, version)),
             _ => Err(self.corrupt(
                 target,
                 &format!(
