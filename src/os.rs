@@ -842,6 +842,17 @@ pub fn clear_stderr_line_on_interrupt() {
         action.sa_sigaction = on_interrupt as *const () as usize;
         action.sa_flags = libc::SA_RESETHAND;
     }
+    let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: a null new action only reads the current one into `old`,
+    // a live buffer of the right type.
+    let read = unsafe { libc::sigaction(libc::SIGINT, std::ptr::null(), old.as_mut_ptr()) };
+    // SAFETY: sigaction filled `old` (or it stays zeroed, SIG_DFL).
+    let ignored = read == 0 && unsafe { old.assume_init_ref() }.sa_sigaction == libc::SIG_IGN;
+    // An inherited SIG_IGN (`trap '' INT`, nohup-like launchers) is kept,
+    // as coreutils do: the caller chose that Ctrl-C must not end us.
+    if ignored {
+        return;
+    }
     // SAFETY: `action` is a live, valid sigaction; the handler only makes
     // async-signal-safe calls (write, raise).
     unsafe { libc::sigaction(libc::SIGINT, action.as_ptr(), std::ptr::null_mut()) };
