@@ -548,6 +548,7 @@ impl<'a> Log<'a> {
                     cursor.position
                 )));
             }
+            super::reserve(buf, len.saturating_sub(buf.len()), self.target)?;
             buf.resize(len, 0);
             let time_ns = self.record_time(cursor.position)?;
             self.copy_out(cursor.position + self.record_header as u64, buf)?;
@@ -664,6 +665,7 @@ impl<'a> Log<'a> {
         let mut buf = Vec::new();
         let mut all = Vec::new();
         while let Step::Record { .. } = self.next(&mut cursor, head, &mut buf)? {
+            super::reserve(&mut all, buf.len(), self.target)?;
             all.extend_from_slice(&buf);
         }
         Ok(all)
