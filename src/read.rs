@@ -126,8 +126,15 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
                 ),
             ));
         }
-        return crate::log::read_log(&segment, log_options(opts, stop), out)
-            .map_err(|e| name_segment(e, &target));
+        return crate::log::read_log(&segment, log_options(opts, stop), out).map_err(|e| {
+            // An I/O error without context can only be a write to stdout:
+            // named as the snapshot and stream paths name theirs.
+            if e.downcast_ref::<std::io::Error>().is_some() {
+                e.context(format!("cannot write the records of {target} to stdout"))
+            } else {
+                name_segment(e, &target)
+            }
+        });
     }
     if opts.lossless || opts.tail.is_some() {
         return Err(failure(
