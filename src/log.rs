@@ -56,7 +56,7 @@ pub fn write_lines(
     input: &mut dyn Read,
 ) -> anyhow::Result<()> {
     let segment = open_log(target, &opts)?;
-    let log = Log::open(segment.mapping(), target)?;
+    let log = Log::open(segment.mapping(), target)?.with_file(segment.file());
     let mut splitter = Splitter {
         log: &log,
         target,
@@ -241,7 +241,7 @@ pub fn read_log(
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let target = segment.target();
-    let log = Log::open(segment.mapping(), target)?;
+    let log = Log::open(segment.mapping(), target)?.with_file(segment.file());
     let mut cursor = if opts.new {
         log.cursor_at_last(0)?
     } else if let Some(last) = opts.tail {

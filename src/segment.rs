@@ -290,6 +290,16 @@ impl Segment {
         map_posix(fd, target, size, self.access == Access::ReadWrite)
     }
 
+    /// The open file behind a POSIX segment (for its follower locks); None
+    /// for a System V one, which has no descriptor.
+    #[must_use]
+    pub fn file(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        match &self.handle {
+            Handle::Posix { fd, .. } => Some(fd.as_fd()),
+            Handle::Sysv(..) => None,
+        }
+    }
+
     /// Maps a POSIX segment again when its object grew since it was
     /// mapped (see "Growing" in docs/FORMAT.md); returns whether it did.
     /// A System V segment never grows: false.
