@@ -814,6 +814,13 @@ impl<'a> Log<'a> {
     /// holding it may have left the sequence counter one behind; the
     /// records themselves are intact, so the counter is recomputed.
     pub fn appender(&self) -> anyhow::Result<Appender<'_, 'a>> {
+        if self.verified.get().is_none() {
+            // The first batch of this process: walk the records without the
+            // lock, so that other writers are not held up for the walk of a
+            // large log; under the lock only what was appended since is
+            // checked.
+            self.verified.set(self.numbering_without_lock()?);
+        }
         let guard = lock(self.map, self.target, &|| self.held_back().ok().flatten())?;
         let (head, tail) = self.positions()?;
         let mut next_seq = self.word64(OFF_NEXT_SEQ)?.load(Ordering::Relaxed);
@@ -841,8 +848,9 @@ impl<'a> Log<'a> {
     /// ended (or, the first time, from the tail) to the head are whole and
     /// numbered one after another, and `next_seq` follows the last. A log
     /// whose counter someone forged would otherwise take records that every
-    /// reader then rejects. Only others' records since our last batch are
-    /// walked, so a lone writer checks nothing twice.
+    /// reader then rejects. Only others' records since our last batch (or
+    /// since the walk without the lock before the first) are walked, so a
+    /// lone writer checks nothing twice.
     fn verify_numbering(&self, head: u64, tail: u64, next_seq: u64) -> anyhow::Result<()> {
         let (mut position, mut expected) = match self.verified.get() {
             Some((at, seq)) if (tail..=head).contains(&at) => (at, Some(seq)),
@@ -874,6 +882,45 @@ impl<'a> Log<'a> {
             ))),
             _ => Ok(()),
         }
+    }
+
+    /// Walks the record headers from tail to head without the write lock
+    /// and returns `(head, next_seq)` as the records say, for
+    /// [`verify_numbering`](Self::verify_numbering) to go on from. A walk
+    /// overtaken by writers is tried again (as [`summary`](Self::summary)
+    /// does); None if it keeps being overtaken for [`PATIENCE`] or the log
+    /// is empty (the check under the lock then starts from the tail).
+    fn numbering_without_lock(&self) -> anyhow::Result<Option<(u64, u64)>> {
+        let started = Instant::now();
+        'walk: while started.elapsed() < PATIENCE {
+            let (head, tail) = self.positions()?;
+            let mut position = tail;
+            let mut expected: Option<u64> = None;
+            while position < head {
+                let header = self.record_header(position)?;
+                fence(Ordering::Acquire);
+                if self.tail()? > position {
+                    continue 'walk;
+                }
+                let (len, seq) = header.map_err(|what| self.corrupt(&what))?;
+                if expected.is_some_and(|e| e != seq) {
+                    return Err(self.corrupt(&format!(
+                        "record at position {position} has sequence number {seq}, expected {}",
+                        expected.unwrap_or_default()
+                    )));
+                }
+                let size = self.record_bytes(len);
+                position = position
+                    .checked_add(size)
+                    .filter(|&end| end <= head)
+                    .ok_or_else(|| {
+                        self.corrupt(&format!("record at position {position} runs past the head"))
+                    })?;
+                expected = Some(seq.wrapping_add(1));
+            }
+            return Ok(expected.map(|next| (head, next)));
+        }
+        Ok(None)
     }
 
     /// Claims a lossless follower slot for `cursor`: writers will not
