@@ -52,7 +52,7 @@ pub fn replay(
         0
     };
     let segment = open_log(target, opts)?;
-    let log = Log::open(segment.mapping(), target)?;
+    let log = Log::open(segment.mapping(), target)?.with_file(segment.file());
     let mut input = Recording::new(BufReader::with_capacity(1 << 16, file), &name, target, &log);
     if checkable {
         while input
