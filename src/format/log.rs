@@ -1271,10 +1271,17 @@ impl Appender<'_, '_> {
         let mut spins = 0u32;
         let started = Instant::now();
         let mut published: Option<WaitingSign<'_>> = None;
+        // The flag is this writer's: a follower clears it when it moves,
+        // but one that died or left never does, and --stats would go on
+        // reporting a writer that waits.
+        let done = || {
+            waiting.store(0, Ordering::SeqCst);
+            Ok(())
+        };
         loop {
             let behind = match log.slowest_follower(self.tail, self.head)? {
                 Some(slowest) if slowest.position < new_tail => slowest,
-                _ => return Ok(()),
+                _ => return done(),
             };
             if published.is_none() {
                 // Writers queued on the lock wait as long as this does.
@@ -1297,7 +1304,7 @@ impl Appender<'_, '_> {
             waiting.store(1, Ordering::SeqCst);
             match log.slowest_follower(self.tail, self.head)? {
                 Some(slowest) if slowest.position < new_tail => {}
-                _ => return Ok(()),
+                _ => return done(),
             }
             wait::wait_while_equal(event, seen, RECHECK);
         }
