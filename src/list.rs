@@ -129,11 +129,11 @@ pub fn list(opts: &ListOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     }
     if opts.unused && scan.uninspectable > 0 {
         // A note, not data: stdout keeps only the listing.
-        eprintln!(
+        crate::notice::notice(format_args!(
             "shm-read: {} process(es) could not be inspected, so USERS may be incomplete and no POSIX \
              segment counts as unused; run as root to see every user",
             scan.uninspectable
-        );
+        ));
     }
     let rows: Vec<Vec<Field>> = rows.into_iter().map(|(_, fields)| fields).collect();
     if opts.json {

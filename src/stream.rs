@@ -25,6 +25,7 @@ use crate::address::{Address, Target};
 use crate::error::{Kind, Outcome, failure, kind_of, outcome};
 use crate::format::Layout;
 use crate::format::ring::{self, Ring, Side};
+use crate::notice::notice;
 use crate::progress::{Meter, Progress};
 use crate::segment::{Access, Create, Segment};
 use crate::wait::{Deadline, Holder};
@@ -63,13 +64,13 @@ pub fn write_stream(
     let (segment, _created) = Segment::open_or_create(&target, &create)?;
     let (ring, claim, takeover) = Ring::create(segment.mapping(), &target)?;
     if let Some(taken) = takeover {
-        eprintln!(
+        notice(format_args!(
             "shm-write: took over {target} from a stream writer that {}{}; discarded the {} \
              unread bytes it had written",
             taken.how,
             pid_note(taken.pid),
             taken.discarded
-        );
+        ));
     }
     let stdin = io::stdin();
     let meter = Meter::new(progress, "sent");
@@ -143,11 +144,11 @@ pub fn read_stream(
     // Held until the ring is removed (or the error below is returned).
     let (claim, takeover) = ring.claim_reader().inspect_err(|_| meter.clear())?;
     if let Some(taken) = takeover {
-        eprintln!(
+        notice(format_args!(
             "shm-read: took over {target} from a stream reader that {}{} before reading any of it",
             taken.how,
             pid_note(taken.pid)
-        );
+        ));
     }
     let stdout = io::stdout();
     let result = meter
