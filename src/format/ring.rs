@@ -366,6 +366,41 @@ impl<'a> Ring<'a> {
         Ok(None)
     }
 
+    /// Why this ring can never complete, if so, with `writer` the holder
+    /// of the writer's claim (as [`Ring::holders`] reads it, or, for one
+    /// who holds it now, as it was found: see [`Ring::hold_writer_claim`]):
+    /// its writer died or failed, or its reader died after it began to
+    /// read or stopped, and no live process holds either claim. A reader
+    /// that died before it began is taken over by the next, and a finished
+    /// stream nobody has read yet waits for its reader: neither is stale.
+    pub fn stale_because(&self, writer: Holder) -> anyhow::Result<Option<&'static str>> {
+        let flags = self.flags()?;
+        let reader = Holder::at(self.map, OFF_READER_CLAIM)?;
+        let live = matches!(writer, Holder::Alive(_)) || matches!(reader, Holder::Alive(_));
+        let writer_died = writer == Holder::Died && flags & WRITER_DONE == 0;
+        Ok(if live {
+            None
+        } else if writer_died || flags & WRITER_FAILED != 0 {
+            Some("its stream writer died or failed, so the stream can never complete")
+        } else if (reader == Holder::Died && self.reader_began()?) || flags & READER_CLOSED != 0 {
+            Some("its stream reader died or stopped, so the stream can never be read")
+        } else {
+            None
+        })
+    }
+
+    /// Takes the writer's claim without being a writer, for a removal
+    /// (`--list --stale --remove`): held from the last look to the unlink,
+    /// it makes a writer that comes to take the ring over meanwhile fail
+    /// its compare-and-swap and change nothing, instead of streaming into a
+    /// ring about to lose its name. None when a live writer holds it. The
+    /// claim as it was found is [`RobustGuard::previous_owner_died`] (died)
+    /// or not (free); give it back with [`RobustGuard::give_back`], which
+    /// leaves it so, removed or not. Needs a writable mapping.
+    pub fn hold_writer_claim(&self) -> anyhow::Result<Option<RobustGuard<'a>>> {
+        Ok(wait::try_lock_robust(self.map, OFF_WRITER_CLAIM)?.ok())
+    }
+
     /// Whether a reader ever began to read this ring: READER_BEGAN, or
     /// `tail` moved (by a reader that does not set the flag).
     pub fn reader_began(&self) -> anyhow::Result<bool> {
