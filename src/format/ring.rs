@@ -157,7 +157,8 @@ impl<'a> Ring<'a> {
     /// writers racing for one new segment exactly one goes on. An existing
     /// ring whose writer is gone unfinished, and that no reader has begun
     /// to read, is taken over ([`Ring::take_over`]: the [`Takeover`] says
-    /// what was discarded). Anything else (a ring being written, read or
+    /// what was discarded), and so is a blank segment whose writer died
+    /// holding the claim before it stored anything (nothing discarded). Anything else (a ring being written, read or
     /// waiting finished for its reader; other content) is refused. On
     /// refusal this changes nothing and the caller must not remove the
     /// segment: another process has used it.
@@ -225,26 +226,29 @@ impl<'a> Ring<'a> {
                 _ => holds_data(),
             });
         }
-        // Looked at without taking, so the kernel's mark of a dead writer
-        // stays for the reader and --info.
-        if Holder::at(map, OFF_WRITER_CLAIM)? == Holder::Died {
-            return Err(writer_died());
-        }
+        // A claim marked died on a blank segment is a writer killed before
+        // it stored anything (not even its pid): it left nothing to lose,
+        // and its place is taken like any dead writer's.
         let claim = match wait::try_lock_robust(map, OFF_WRITER_CLAIM)? {
-            Ok(claim) if claim.previous_owner_died() => return Err(writer_died()),
             Ok(claim) => claim,
             Err(holder) => return Err(already_writing(holder)),
         };
         // Someone may have started writing something else into it between
         // the look and the claim (a snapshot writer adopting the same blank
-        // segment): then it is theirs.
+        // segment): then it is theirs, its claim bytes as they were.
         if !blank()? || Layout::detect(map) != Layout::Foreign {
+            claim.give_back();
             return Err(holds_data());
         }
+        let takeover = claim.previous_owner_died().then_some(Takeover {
+            how: "died",
+            pid: 0,
+            discarded: 0,
+        });
         map.atomic_u32(OFF_WRITER_PID)?
             .store(std::process::id(), Ordering::Relaxed);
         PREFIX.write(map, capacity)?;
-        Ok((Ring::open(map, target)?, claim, None))
+        Ok((Ring::open(map, target)?, claim, takeover))
     }
 
     /// Takes over an existing ring whose writer is gone without finishing
