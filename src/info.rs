@@ -163,22 +163,7 @@ pub fn stale_because(segment: &Segment) -> anyhow::Result<Option<&'static str>> 
     Ok(match Layout::detect(map) {
         Layout::Ring => {
             let ring = Ring::open(map, segment.target())?;
-            let flags = ring.flags()?;
-            let (writer, reader) = ring.holders()?;
-            let live = matches!(writer, Holder::Alive(_)) || matches!(reader, Holder::Alive(_));
-            let writer_died = writer == Holder::Died && flags & ring::WRITER_DONE == 0;
-            if live {
-                None
-            } else if writer_died || flags & ring::WRITER_FAILED != 0 {
-                Some("its stream writer died or failed, so the stream can never complete")
-            // A reader that died before it began is taken over by the next.
-            } else if (reader == Holder::Died && ring.reader_began()?)
-                || flags & ring::READER_CLOSED != 0
-            {
-                Some("its stream reader died or stopped, so the stream can never be read")
-            } else {
-                None
-            }
+            ring.stale_because(ring.holders()?.0)?
         }
         Layout::Framed if !attached => (Framed::open(map, segment.target())?.lock_holder()?
             == Holder::Died)

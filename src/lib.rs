@@ -10,7 +10,8 @@
 //! - [`read`], [`write`], [`stream`], [`log`], [`info`], [`list`], [`stats`], [`limits`], [`hex`], [`progress`]: what the two tools do;
 //! - [`follow`], [`record`], [`replay`]: when a follow stops, the JSON record format, replaying it into a log;
 //! - [`usage`]: which processes use a segment (from /proc);
-//! - [`cli`], [`error`]: the command-line glue and exit codes both binaries share.
+//! - [`cli`], [`error`]: the command-line glue and exit codes both binaries share;
+//! - [`notice`]: one-line notices on stderr that can never fail a command.
 
 pub mod address;
 pub mod cli;
@@ -22,6 +23,7 @@ pub mod info;
 pub mod limits;
 pub mod list;
 pub mod log;
+pub mod notice;
 pub mod os;
 pub mod progress;
 pub mod read;

@@ -105,22 +105,30 @@ pub fn list(opts: &ListOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     }
     if opts.remove {
         // Each is checked again right before removal, for all it was listed for.
-        let recheck = |segment: &Segment| -> anyhow::Result<Option<&'static str>> {
-            let mut reason = None;
-            if opts.stale {
-                let Some(stale) = info::stale_because(segment)? else {
-                    return Ok(None);
-                };
-                reason = Some(stale);
-            }
-            if opts.unused {
-                let Some(unused) = info::unused_because(segment)? else {
-                    return Ok(None);
-                };
-                reason = reason.or(Some(unused));
-            }
-            Ok(reason)
-        };
+        // A stream ring is checked holding its writer's claim: `held` is
+        // that claim as it was found (see remove_if_still).
+        let recheck =
+            |segment: &Segment, held: Option<Holder>| -> anyhow::Result<Option<&'static str>> {
+                let mut reason = None;
+                if opts.stale {
+                    let stale = match held {
+                        Some(writer) => Ring::open(segment.mapping(), segment.target())?
+                            .stale_because(writer)?,
+                        None => info::stale_because(segment)?,
+                    };
+                    let Some(stale) = stale else {
+                        return Ok(None);
+                    };
+                    reason = Some(stale);
+                }
+                if opts.unused {
+                    let Some(unused) = info::unused_because(segment)? else {
+                        return Ok(None);
+                    };
+                    reason = reason.or(Some(unused));
+                }
+                Ok(reason)
+            };
         // Without a filter, only the caller's own: root would otherwise
         // remove every user's stale segments at once.
         let only =
@@ -129,11 +137,11 @@ pub fn list(opts: &ListOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     }
     if opts.unused && scan.uninspectable > 0 {
         // A note, not data: stdout keeps only the listing.
-        eprintln!(
+        crate::notice::notice(format_args!(
             "shm-read: {} process(es) could not be inspected, so USERS may be incomplete and no POSIX \
              segment counts as unused; run as root to see every user",
             scan.uninspectable
-        );
+        ));
     }
     let rows: Vec<Vec<Field>> = rows.into_iter().map(|(_, fields)| fields).collect();
     if opts.json {
@@ -167,19 +175,26 @@ pub fn list(opts: &ListOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Why a segment listed for removal is still to be removed (None: keep
+/// it), asked again right before the removal; for a stream ring, with the
+/// holder of its writer's claim as found by the remover, who holds it.
+type Recheck<'r> = dyn Fn(&Segment, Option<Holder>) -> anyhow::Result<Option<&'static str>> + 'r;
+
 /// Removes each segment in `rows`: opened again, found stale (or unused:
 /// whatever `recheck` asks) again on what was opened, and removed by
 /// identity (System V by id, POSIX only
 /// while the name still leads to that object), so a segment that someone
-/// took up again since it was listed is left alone. What is left is the
-/// moment between that last check and the removal. One line per segment
+/// took up again since it was listed is left alone. A stream ring is
+/// checked and removed holding its writer's claim ([`remove_if_still`]),
+/// so no writer takes it over in between; for other segments what is left
+/// is the moment between that last check and the removal. One line per segment
 /// on `out`; any failure makes the whole run fail at the end. With `only`,
 /// segments that another uid owns are skipped, each with a line saying how
 /// to include them.
 fn remove_stale(
     rows: &[(Option<Target>, Vec<Field>)],
     only: Option<u32>,
-    recheck: &dyn Fn(&Segment) -> anyhow::Result<Option<&'static str>>,
+    recheck: &Recheck<'_>,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let mut failed = 0;
@@ -204,11 +219,8 @@ fn remove_stale(
             failed += 1;
             continue;
         };
-        let removed =
-            Segment::open(target, Access::ReadOnly).and_then(|segment| match recheck(&segment)? {
-                Some(reason) => segment.remove().map(|()| Some(reason)),
-                None => Ok(None),
-            });
+        let removed = open_for_removal(target)
+            .and_then(|(segment, writable)| remove_if_still(&segment, writable, recheck));
         match removed {
             Ok(Some(reason)) => writeln!(out, "removed {target}: {reason}")?,
             Ok(None) => writeln!(out, "kept {target}: in use again")?,
@@ -228,6 +240,63 @@ fn remove_stale(
         ));
     }
     Ok(())
+}
+
+/// A segment opened again for [`remove_if_still`]: writable where this
+/// user may write it (a stream ring's writer claim is taken before its
+/// removal), read-only otherwise; and which of the two.
+fn open_for_removal(target: &Target) -> anyhow::Result<(Segment, bool)> {
+    match Segment::open(target, Access::ReadWrite) {
+        Ok(segment) => Ok((segment, true)),
+        Err(_) => Segment::open(target, Access::ReadOnly).map(|segment| (segment, false)),
+    }
+}
+
+/// Removes `segment` if `recheck` still gives a reason (returned), or
+/// keeps it (None). A stream ring is rechecked and removed holding its
+/// writer's claim, taken with one compare-and-swap as a taking-over writer
+/// takes it: a writer that comes meanwhile is refused and changes nothing,
+/// and one that took it first (a live claim) keeps it. The claim is given
+/// back as it was found, died mark included, whether or not the ring was
+/// removed; a writer that opened the ring before the removal and claims
+/// it after sees it removed (see stream.rs) and starts a new one.
+fn remove_if_still(
+    segment: &Segment,
+    writable: bool,
+    recheck: &Recheck<'_>,
+) -> anyhow::Result<Option<&'static str>> {
+    let map = segment.mapping();
+    if Layout::detect(map) != Layout::Ring {
+        return match recheck(segment, None)? {
+            Some(reason) => segment.remove().map(|()| Some(reason)),
+            None => Ok(None),
+        };
+    }
+    if !writable {
+        return Err(failure(
+            Kind::Failed,
+            format!(
+                "cannot remove {}: a stream is removed holding its writer's claim, which needs \
+                 write access to it",
+                segment.target()
+            ),
+        ));
+    }
+    let ring = Ring::open(map, segment.target())?;
+    let Some(claim) = ring.hold_writer_claim()? else {
+        return Ok(None);
+    };
+    let found = if claim.previous_owner_died() {
+        Holder::Died
+    } else {
+        Holder::Free
+    };
+    let removed = match recheck(segment, Some(found)) {
+        Ok(Some(reason)) => segment.remove().map(|()| Some(reason)),
+        other => other,
+    };
+    claim.give_back();
+    removed
 }
 
 fn get<'f>(fields: &'f [Field], name: &str) -> Option<&'f Field> {

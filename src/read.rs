@@ -59,7 +59,9 @@ pub struct ReadOptions {
 ///
 /// With `remove`, the segment is removed once what is to be printed has
 /// been copied out of it and before it is written to `out`, so a reader of
-/// our stdout that goes away early never prevents a removal asked for.
+/// our stdout that goes away early never prevents a removal asked for. An
+/// option that does not fit the segment's kind is refused (exit 2) before
+/// that, so a refused command line removes nothing.
 pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     let target = opts.address.resolve()?;
     let deadline = Deadline::after(opts.timeout);
@@ -100,6 +102,12 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
         })
         .map_err(|e| name_segment(e, &target))?;
     }
+    let layout = settled_layout(&segment, opts.follow);
+    let reads_records = layout == Layout::Log && !opts.all && !opts.raw && !opts.hex;
+    // A usage error changes nothing: every refusal comes before --remove.
+    if let Some(refusal) = refusal(opts, layout, reads_records, &segment) {
+        return Err(refusal);
+    }
     // Removed as soon as it is found (and, with --wait, holds content):
     // everything printed comes from our own mapping, so neither a broken
     // stdout nor a header that turns out corrupt can skip a removal that was
@@ -107,25 +115,13 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     if opts.remove {
         segment.remove()?;
     }
-    let layout = settled_layout(&segment, opts.follow);
     // --timeout keeps counting from the start; --for from now on.
     let stop = if opts.follow {
         Stop::new(opts.count, opts.timeout, deadline, opts.follow_for)
     } else {
         Stop::never()
     };
-    if layout == Layout::Log && !opts.all && !opts.raw && !opts.hex {
-        if opts.offset.is_some() {
-            return Err(failure(
-                Kind::Usage,
-                format!(
-                    "--offset counts bytes of a snapshot, a stream or a C string, and {} is a log \
-                     of records: --tail N starts N records back, --all --offset N skips N bytes of \
-                     the segment",
-                    segment.target()
-                ),
-            ));
-        }
+    if reads_records {
         return crate::log::read_log(&segment, log_options(opts, stop), out).map_err(|e| {
             // An I/O error without context can only be a write to stdout:
             // named as the snapshot and stream paths name theirs.
@@ -135,16 +131,6 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
                 name_segment(e, &target)
             }
         });
-    }
-    if opts.lossless || opts.tail.is_some() {
-        return Err(failure(
-            Kind::Usage,
-            format!(
-                "--tail and --lossless read a log (made by shm-write --lines); {} is {}",
-                segment.target(),
-                describe_layout(layout)
-            ),
-        ));
     }
     if opts.follow {
         return follow(&mut segment, opts, stop, out).map_err(|e| name_segment(e, &target));
@@ -160,6 +146,42 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
             out.write_all(&content)
         }
     })
+}
+
+/// The usage error for options that do not fit the segment's `layout`,
+/// if any; `reads_records` says the segment is read as a log's records.
+/// Looked at before anything is changed (`--remove`), so a refused command
+/// line leaves the segment as it was.
+fn refusal(
+    opts: &ReadOptions,
+    layout: Layout,
+    reads_records: bool,
+    segment: &Segment,
+) -> Option<anyhow::Error> {
+    if reads_records {
+        return opts.offset.is_some().then(|| {
+            failure(
+                Kind::Usage,
+                format!(
+                    "--offset counts bytes of a snapshot, a stream or a C string, and {} is a log \
+                     of records: --tail N starts N records back, --all --offset N skips N bytes of \
+                     the segment",
+                    segment.target()
+                ),
+            )
+        });
+    }
+    if opts.lossless || opts.tail.is_some() {
+        return Some(failure(
+            Kind::Usage,
+            format!(
+                "--tail and --lossless read a log (made by shm-write --lines); {} is {}",
+                segment.target(),
+                describe_layout(layout)
+            ),
+        ));
+    }
+    None
 }
 
 /// Whether the command line asks for what only a log has (or, with

@@ -25,6 +25,7 @@ use crate::address::{Address, Target};
 use crate::error::{Kind, Outcome, failure, kind_of, outcome};
 use crate::format::Layout;
 use crate::format::ring::{self, Ring, Side};
+use crate::notice::notice;
 use crate::progress::{Meter, Progress};
 use crate::segment::{Access, Create, Segment};
 use crate::wait::{Deadline, Holder};
@@ -58,18 +59,48 @@ pub fn write_stream(
         mode,
         exclusive: false,
     };
-    // Whether we created the segment does not matter: Ring::create refuses
-    // only when another process claimed or filled it, and then it is theirs.
-    let (segment, _created) = Segment::open_or_create(&target, &create)?;
-    let (ring, claim, takeover) = Ring::create(segment.mapping(), &target)?;
+    // A ring removed after we opened it and before we claimed it (by
+    // `--list --stale --remove`, which holds the claim across its unlink)
+    // would take our stream where no reader can find it: start again on
+    // what the address leads to now.
+    for _ in 0..3 {
+        // Whether we created the segment does not matter: Ring::create refuses
+        // only when another process claimed or filled it, and then it is theirs.
+        let (segment, _created) = Segment::open_or_create(&target, &create)?;
+        if let Some(written) = write_ring(&segment, &target, progress) {
+            return written;
+        }
+    }
+    Err(failure(
+        Kind::Failed,
+        format!("{target} was removed each time this writer set it up; try again"),
+    ))
+}
+
+/// [`write_stream`] on an opened segment; None if the ring turned out to
+/// be removed once claimed (nothing was read from stdin then).
+fn write_ring(
+    segment: &Segment,
+    target: &Target,
+    progress: Option<Progress>,
+) -> Option<anyhow::Result<()>> {
+    let (ring, claim, takeover) = match Ring::create(segment.mapping(), target) {
+        Ok(created) => created,
+        Err(e) => return Some(Err(e)),
+    };
+    // Checked holding the claim: a remover unlinks only while it holds it.
+    if segment.is_removed() {
+        claim.give_back();
+        return None;
+    }
     if let Some(taken) = takeover {
-        eprintln!(
+        notice(format_args!(
             "shm-write: took over {target} from a stream writer that {}{}; discarded the {} \
              unread bytes it had written",
             taken.how,
             pid_note(taken.pid),
             taken.discarded
-        );
+        ));
     }
     let stdin = io::stdin();
     let meter = Meter::new(progress, "sent");
@@ -85,7 +116,7 @@ pub fn write_stream(
         // matters less than the error that says what happened.
         let _ = segment.remove();
     }
-    result.map(drop)
+    Some(result.map(drop))
 }
 
 /// `shm-read --stream | consumer`: drains the ring to stdout until the
@@ -143,11 +174,11 @@ pub fn read_stream(
     // Held until the ring is removed (or the error below is returned).
     let (claim, takeover) = ring.claim_reader().inspect_err(|_| meter.clear())?;
     if let Some(taken) = takeover {
-        eprintln!(
+        notice(format_args!(
             "shm-read: took over {target} from a stream reader that {}{} before reading any of it",
             taken.how,
             pid_note(taken.pid)
-        );
+        ));
     }
     let stdout = io::stdout();
     let result = meter

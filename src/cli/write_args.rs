@@ -176,7 +176,7 @@ impl WriteArgs {
                  (Ctrl-C leaves it as it was)"
             )
         };
-        eprintln!("shm-write: {what}");
+        crate::notice::notice(format_args!("shm-write: {what}"));
     }
 
     /// Whether this command reads stdin (`--replay FILE` does not).

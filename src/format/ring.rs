@@ -157,7 +157,8 @@ impl<'a> Ring<'a> {
     /// writers racing for one new segment exactly one goes on. An existing
     /// ring whose writer is gone unfinished, and that no reader has begun
     /// to read, is taken over ([`Ring::take_over`]: the [`Takeover`] says
-    /// what was discarded). Anything else (a ring being written, read or
+    /// what was discarded), and so is a blank segment whose writer died
+    /// holding the claim before it stored anything (nothing discarded). Anything else (a ring being written, read or
     /// waiting finished for its reader; other content) is refused. On
     /// refusal this changes nothing and the caller must not remove the
     /// segment: another process has used it.
@@ -225,26 +226,29 @@ impl<'a> Ring<'a> {
                 _ => holds_data(),
             });
         }
-        // Looked at without taking, so the kernel's mark of a dead writer
-        // stays for the reader and --info.
-        if Holder::at(map, OFF_WRITER_CLAIM)? == Holder::Died {
-            return Err(writer_died());
-        }
+        // A claim marked died on a blank segment is a writer killed before
+        // it stored anything (not even its pid): it left nothing to lose,
+        // and its place is taken like any dead writer's.
         let claim = match wait::try_lock_robust(map, OFF_WRITER_CLAIM)? {
-            Ok(claim) if claim.previous_owner_died() => return Err(writer_died()),
             Ok(claim) => claim,
             Err(holder) => return Err(already_writing(holder)),
         };
         // Someone may have started writing something else into it between
         // the look and the claim (a snapshot writer adopting the same blank
-        // segment): then it is theirs.
+        // segment): then it is theirs, its claim bytes as they were.
         if !blank()? || Layout::detect(map) != Layout::Foreign {
+            claim.give_back();
             return Err(holds_data());
         }
+        let takeover = claim.previous_owner_died().then_some(Takeover {
+            how: "died",
+            pid: 0,
+            discarded: 0,
+        });
         map.atomic_u32(OFF_WRITER_PID)?
             .store(std::process::id(), Ordering::Relaxed);
         PREFIX.write(map, capacity)?;
-        Ok((Ring::open(map, target)?, claim, None))
+        Ok((Ring::open(map, target)?, claim, takeover))
     }
 
     /// Takes over an existing ring whose writer is gone without finishing
@@ -364,6 +368,41 @@ impl<'a> Ring<'a> {
             ));
         }
         Ok(None)
+    }
+
+    /// Why this ring can never complete, if so, with `writer` the holder
+    /// of the writer's claim (as [`Ring::holders`] reads it, or, for one
+    /// who holds it now, as it was found: see [`Ring::hold_writer_claim`]):
+    /// its writer died or failed, or its reader died after it began to
+    /// read or stopped, and no live process holds either claim. A reader
+    /// that died before it began is taken over by the next, and a finished
+    /// stream nobody has read yet waits for its reader: neither is stale.
+    pub fn stale_because(&self, writer: Holder) -> anyhow::Result<Option<&'static str>> {
+        let flags = self.flags()?;
+        let reader = Holder::at(self.map, OFF_READER_CLAIM)?;
+        let live = matches!(writer, Holder::Alive(_)) || matches!(reader, Holder::Alive(_));
+        let writer_died = writer == Holder::Died && flags & WRITER_DONE == 0;
+        Ok(if live {
+            None
+        } else if writer_died || flags & WRITER_FAILED != 0 {
+            Some("its stream writer died or failed, so the stream can never complete")
+        } else if (reader == Holder::Died && self.reader_began()?) || flags & READER_CLOSED != 0 {
+            Some("its stream reader died or stopped, so the stream can never be read")
+        } else {
+            None
+        })
+    }
+
+    /// Takes the writer's claim without being a writer, for a removal
+    /// (`--list --stale --remove`): held from the last look to the unlink,
+    /// it makes a writer that comes to take the ring over meanwhile fail
+    /// its compare-and-swap and change nothing, instead of streaming into a
+    /// ring about to lose its name. None when a live writer holds it. The
+    /// claim as it was found is [`RobustGuard::previous_owner_died`] (died)
+    /// or not (free); give it back with [`RobustGuard::give_back`], which
+    /// leaves it so, removed or not. Needs a writable mapping.
+    pub fn hold_writer_claim(&self) -> anyhow::Result<Option<RobustGuard<'a>>> {
+        Ok(wait::try_lock_robust(self.map, OFF_WRITER_CLAIM)?.ok())
     }
 
     /// Whether a reader ever began to read this ring: READER_BEGAN, or
