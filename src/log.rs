@@ -188,12 +188,12 @@ impl Splitter<'_, '_> {
 
     fn refuse(&mut self, len: usize) {
         self.refused += 1;
-        eprintln!(
+        crate::notice::notice(format_args!(
             "shm-write: record {} is {len} bytes but {} holds records of at most {} bytes; skipped it, going on",
             self.records,
             self.target,
             self.log.max_record()
-        );
+        ));
     }
 }
 
@@ -405,11 +405,11 @@ impl Printer {
             return Ok(());
         }
         out.flush()?;
-        eprintln!(
+        crate::notice::notice(format_args!(
             "shm-read: missed {} records of {target} (the last was number {}): writers overwrote \
              them before this reader got to them",
             self.unreported, self.last_missed
-        );
+        ));
         self.unreported = 0;
         self.reported = Instant::now();
         Ok(())

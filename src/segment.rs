@@ -539,7 +539,7 @@ fn create_or_attach_key(
             Ok(id) => {
                 if key == ShmKey::PRIVATE {
                     // What ipcmk prints, so scripts can pick the id up.
-                    eprintln!("Shared memory id: {id}");
+                    crate::notice::notice(format_args!("Shared memory id: {id}"));
                 }
                 (id, true)
             }

@@ -135,3 +135,17 @@ sys.exit(p.wait(timeout=20))
     );
     assert_eq!(read(&strs(&seg.args)).ok().stdout, b"typed\n");
 }
+
+/// A log writer that skips a record too large for the log says so on
+/// stderr; with stderr on /dev/full it still skips it, appends the rest and
+/// exits 1 for the skipped record, without a panic (exit 101).
+#[test]
+fn a_skipped_record_with_stderr_full_is_still_exit_1_and_the_rest_lands() {
+    let seg = Seg::name();
+    write(&strs(&seg.with(&["--lines", "-s", "8K"])), b"").ok();
+    let mut input = vec![b'x'; 20_000];
+    input.extend_from_slice(b"\nafter\n");
+    let out = with_stderr_full(&mut write_cmd(&strs(&seg.with(&["--lines"]))), &input);
+    out.expect_code(1);
+    assert_eq!(read(&strs(&seg.args)).ok().stdout, b"after\n");
+}

@@ -1067,13 +1067,13 @@ fn tell_waiting(target: &Target, behind: &Behind, how: &str) {
             target.flag()
         )
     };
-    eprintln!(
+    crate::notice::notice(format_args!(
         "shm-write: waiting for a lossless follower of {target} ({who}; shm-read --follow \
          --lossless) that is a whole log behind{how}; writers wait for it as long as it lives, as \
          a pipe's writer waits for its reader, and go on when it reads on, exits or is killed \
          (shm-read {} --info lists the follower slots){forged}",
         target.flag()
-    );
+    ));
 }
 
 /// Takes the log's write lock. A live holder is waited for as long as a
@@ -1096,10 +1096,10 @@ fn lock<'m>(
                     " (the writer holding the lock waits for it)",
                 );
             } else if !told {
-                eprintln!(
+                crate::notice::notice(format_args!(
                     "shm-write: waiting for thread {tid} (in its PID namespace), which holds the \
                      write lock on {target}"
-                );
+                ));
             }
         };
         if let Some(guard) = wait::lock_robust(map, OFF_LOCK, deadline, waiting)? {
