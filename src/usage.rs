@@ -165,7 +165,7 @@ fn scan_readable(scan: &mut Scan, pid: i32, shm_dev: Option<u64>) -> std::io::Re
         // the link's path: another mount of the same tmpfs (a bind mount,
         // a chroot, a container) shows another path for the same object.
         match std::fs::read_link(&path) {
-            Ok(target) if not_a_file(&target) || !target.starts_with("/dev/shm/") => continue,
+            Ok(target) if not_a_file(&target) => continue,
             Ok(_) => {}
             Err(e) if gone(&e) => continue,
             Err(e) => return Err(e),

@@ -72,3 +72,48 @@ sys.stdin.read()
     drop(holder);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_user_that_holds_it_open_through_a_bind_mount_is_seen() {
+    if !is_root() {
+        eprintln!("skipped: needs root for a bind mount");
+        return;
+    }
+    let seg = Seg::name();
+    write(&strs(&seg.args), b"precious").ok();
+    let dir = scratch("bind");
+    // In a private mount namespace: another view of the same /dev/shm, as a
+    // chroot jail or a container has it, and a holder that only keeps the
+    // object open through it.
+    let script = r#"
+        mount --bind /dev/shm "$VIEW"
+        sleep 30 3<"$VIEW/$NAME" & holder=$!
+        while [ ! -e /proc/$holder/fd/3 ]; do sleep 0.01; done
+        echo "holder $holder"
+        "$SHM_READ" -n "$NAME" --info --json
+        kill $holder
+    "#;
+    let out = run(
+        Command::new("unshare")
+            .args(["--mount", "sh", "-ec", script])
+            .env("VIEW", &dir)
+            .env("NAME", seg.name_value().unwrap())
+            .env("SHM_READ", env!("CARGO_BIN_EXE_shm-read")),
+        b"",
+    );
+    std::fs::remove_dir_all(&dir).ok();
+    if out.code() != Some(0) && !out.stdout_str().contains("holder ") {
+        eprintln!("skipped: cannot bind-mount in a private mount namespace\n{out}");
+        return;
+    }
+    out.ok();
+    let text = out.stdout_str();
+    let (first, json) = text.split_once('\n').unwrap();
+    let pid: i64 = first.strip_prefix("holder ").unwrap().parse().unwrap();
+    let seen: Value = serde_json::from_str(json.trim()).unwrap();
+    assert!(
+        user_pids(&seen).contains(&(pid, 1)),
+        "the holder {pid} is a user through its fd: {seen}"
+    );
+    assert_eq!(seen["unused"], false, "{seen}");
+}
