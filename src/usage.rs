@@ -9,7 +9,9 @@
 //! guessed. This process is left out: it attaches segments only to look.
 //! /proc shows the PID namespace it was mounted for; processes of other
 //! PID namespaces (containers sharing /dev/shm or an IPC namespace) are not
-//! in it, which for System V shows as attachments nobody here accounts for.
+//! in it, which for System V shows as attachments nobody here accounts for,
+//! and for POSIX means that only the initial PID namespace's /proc can show
+//! that nobody uses an object ([`Scan::every_namespace`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;
@@ -50,6 +52,20 @@ pub struct Scan {
     /// Processes whose maps or fds could not be read (another user's, without
     /// privilege): they may use any segment.
     pub uninspectable: usize,
+    /// Whether this /proc shows every process on the machine: only the
+    /// initial PID namespace sees the processes of all the others.
+    pub every_namespace: bool,
+}
+
+/// The inode of the initial PID namespace (the kernel's `PROC_PID_INIT_INO`,
+/// fixed since Linux 3.8).
+const INITIAL_PID_NAMESPACE: u64 = 0xEFFF_FFFC;
+
+/// Whether this process, and the /proc it sees, belong to the initial PID
+/// namespace. /proc/self exists only if /proc shows this process, and its
+/// ns/pid link is this process's own namespace.
+fn in_initial_pid_namespace() -> bool {
+    std::fs::metadata("/proc/self/ns/pid").is_ok_and(|m| m.ino() == INITIAL_PID_NAMESPACE)
 }
 
 impl Scan {
@@ -85,7 +101,10 @@ impl Scan {
 /// Scans every process in /proc except this one.
 #[must_use]
 pub fn scan() -> Scan {
-    let mut scan = Scan::default();
+    let mut scan = Scan {
+        every_namespace: in_initial_pid_namespace(),
+        ..Scan::default()
+    };
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return scan;
     };
