@@ -476,7 +476,20 @@ pub fn watch_all(opts: StatsOptions, out: &mut dyn Write) -> anyhow::Result<()> 
         let mut rows: Vec<StatsRow> = Vec::new();
         for (target, w) in &mut watched {
             let row = match w {
-                Ok(w) => w.interval().map_err(|e| format!("{e:#}")),
+                // Another process truncating one segment is that row's
+                // outcome ("shrank ..."), not a failure of the whole run.
+                Ok(w) => match w.interval() {
+                    Ok(fields) => w
+                        .segment
+                        .mapping()
+                        .take_truncation()
+                        .map_or(Ok(fields), |t| Err(t.to_string())),
+                    Err(e) => Err(w
+                        .segment
+                        .mapping()
+                        .take_truncation()
+                        .map_or_else(|| format!("{e:#}"), |t| t.to_string())),
+                },
                 Err(e) => Err(e.clone()),
             };
             rows.push((target.clone(), row));

@@ -639,3 +639,46 @@ fn limits_show_the_kernel_values_and_dev_shm_use() {
         "{small}"
     );
 }
+
+#[test]
+fn list_stats_names_a_segment_that_shrank_and_goes_on() {
+    let mine = Seg::name();
+    write(&strs(&mine.args), b"mine").ok();
+    let theirs = Seg::name();
+    write(&strs(&theirs.args), b"theirs").ok();
+    let live = Live::start(&mut read_cmd(&[
+        "--list", "--stats", "300ms", "--count", "3", "--json",
+    ]));
+    live.wait_stdout(Duration::from_secs(20), "a first table", |o| {
+        o.contains(&b'\n')
+    });
+    // Another user truncates their own segment: not a failure of this run.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/{}", theirs.name_value().unwrap()))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let out = live.finish(Duration::from_secs(30));
+    out.ok();
+    let tables = json_lines(&out);
+    assert_eq!(tables.len(), 3, "{out}");
+    let row = |table: &Value, seg: &Seg| {
+        let address = format!("-n {}", seg.name_value().unwrap());
+        table
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["segment"] == address)
+            .cloned()
+            .unwrap_or_else(|| panic!("{address} missing: {out}"))
+    };
+    let last = &tables[2];
+    assert!(
+        row(last, &theirs)["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("shrank")),
+        "{out}"
+    );
+    assert_eq!(row(last, &mine)["layout"], "framed", "{out}");
+}
