@@ -682,3 +682,52 @@ fn list_stats_names_a_segment_that_shrank_and_goes_on() {
     );
     assert_eq!(row(last, &mine)["layout"], "framed", "{out}");
 }
+
+/// Stores `value` in the 32-bit header word at `offset` of the POSIX
+/// object behind `seg`, as a forger with write access could.
+fn poke32(seg: &Seg, offset: usize, value: u32) {
+    use std::os::fd::AsFd;
+    let path = format!("/dev/shm/{}", seg.name_value().unwrap());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let size = usize::try_from(file.metadata().unwrap().len()).unwrap();
+    let map = shm_tools::os::Mapping::map_fd(file.as_fd(), size, true).unwrap();
+    map.atomic_u32(offset)
+        .unwrap()
+        .store(value, std::sync::atomic::Ordering::SeqCst);
+}
+
+#[test]
+fn stats_shows_a_version_counter_that_went_back_as_zero_and_says_so() {
+    for json in [true, false] {
+        let seg = Seg::name();
+        for v in 1..=5 {
+            write(&strs(&seg.args), format!("v{v}").as_bytes()).ok();
+        }
+        let mut args = seg.with(&["--stats", "300ms", "--count", "2"]);
+        if json {
+            args.push("--json".into());
+        }
+        let live = Live::start(&mut read_cmd(&strs(&args)));
+        live.wait_stdout(Duration::from_secs(20), "a first line", |o| {
+            o.contains(&b'\n')
+        });
+        // The version counter (at 24), one step back.
+        poke32(&seg, 24, 3);
+        let out = live.finish(Duration::from_secs(20));
+        out.ok();
+        if json {
+            let lines = json_lines(&out);
+            assert!(sum(&lines, "versions") == 0, "{out}");
+            assert!(
+                lines.iter().any(|l| l["counter_went_back"] == true),
+                "{out}"
+            );
+        } else {
+            assert!(out.stdout_str().contains("0 (counter went back)"), "{out}");
+        }
+    }
+}
