@@ -370,7 +370,9 @@ fn layout_fields(segment: &Segment) -> anyhow::Result<Vec<Field>> {
                 field("stream_state", json!(state)),
             ]);
         }
-        Layout::Log => fields.extend(log_fields(&Log::open(map, segment.target())?)?),
+        Layout::Log => fields.extend(log_fields(
+            &Log::open(map, segment.target())?.with_file(segment.file()),
+        )?),
         Layout::Foreign => {
             let length = map.find_nul(0)?.unwrap_or(map.len());
             fields.push(field("content_length", json!(length)));
@@ -607,7 +609,48 @@ fn log_fields(log: &Log<'_>) -> anyhow::Result<Vec<Field>> {
         field("lock", json!(lock_state(holder))),
         field("lossless_followers", json!(log.lossless_followers()?)),
         field("lossless_slots", json!(log::SLOTS)),
+        follower_slots(log)?,
     ])
+}
+
+/// The follower slots that are not free: slot, tid (in its own PID
+/// namespace), position, and whether its follower lives by the kernel's
+/// evidence (its follower lock, for a POSIX log), by its lock word alone
+/// (System V), or not at all (a lock word with no lock behind it).
+fn follower_slots(log: &Log<'_>) -> anyhow::Result<Field> {
+    let slots = log.slots()?;
+    let (json, text): (Vec<Value>, Vec<String>) = slots
+        .iter()
+        .map(|info| {
+            let (tid, live, evidence) = match info.state {
+                log::SlotState::Live { tid, proven: true } => (tid, true, "follower lock held"),
+                log::SlotState::Live { tid, proven: false } => (tid, true, "lock word only"),
+                log::SlotState::Unproven { tid } => (tid, false, "no follower lock"),
+                log::SlotState::Free => (0, false, "free"),
+            };
+            let tid_json = if tid == 0 { Value::Null } else { json!(tid) };
+            let shown = format!(
+                "{}: tid {}, {} ({evidence}), at {}",
+                info.slot,
+                if tid == 0 { "?".to_owned() } else { tid.to_string() },
+                if live { "live" } else { "not live" },
+                info.position
+            );
+            (
+                json!({"slot": info.slot, "tid": tid_json, "live": live, "evidence": evidence, "position": info.position}),
+                shown,
+            )
+        })
+        .unzip();
+    Ok(Field {
+        name: "follower_slots",
+        json: Value::Array(json),
+        text: if text.is_empty() {
+            "-".to_owned()
+        } else {
+            text.join("; ")
+        },
+    })
 }
 
 /// The write lock holder's pid (tid, in its own PID namespace) while alive.

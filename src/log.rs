@@ -56,7 +56,7 @@ pub fn write_lines(
     input: &mut dyn Read,
 ) -> anyhow::Result<()> {
     let segment = open_log(target, &opts)?;
-    let log = Log::open(segment.mapping(), target)?;
+    let log = Log::open(segment.mapping(), target)?.with_file(segment.file());
     let mut splitter = Splitter {
         log: &log,
         target,
@@ -141,7 +141,7 @@ impl Splitter<'_, '_> {
             let record: &[u8] = if self.carry.is_empty() {
                 piece
             } else {
-                self.carry.extend_from_slice(piece);
+                carry_more(&mut self.carry, piece, self.target)?;
                 &self.carry
             };
             if record.len() > log.max_record() {
@@ -168,7 +168,7 @@ impl Splitter<'_, '_> {
             self.skipping = Some(self.carry.len() + rest.len());
             self.carry = Vec::new();
         } else {
-            self.carry.extend_from_slice(rest);
+            carry_more(&mut self.carry, rest, self.target)?;
         }
         Ok(())
     }
@@ -197,6 +197,24 @@ impl Splitter<'_, '_> {
     }
 }
 
+/// Adds `more` to the start of a record kept across input chunks, without
+/// aborting when the record is larger than this process may allocate.
+fn carry_more(carry: &mut Vec<u8>, more: &[u8], target: &Target) -> anyhow::Result<()> {
+    carry.try_reserve(more.len()).map_err(|_| {
+        failure(
+            Kind::Failed,
+            format!(
+                "cannot hold more than {} bytes of one record of input for {target}: this process may not have \
+                 that much memory (ulimit -v); the records before it were appended, it and the rest \
+                 were not",
+                carry.len().saturating_add(more.len())
+            ),
+        )
+    })?;
+    carry.extend_from_slice(more);
+    Ok(())
+}
+
 /// What `shm-read` was asked about a log.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LogReadOptions {
@@ -223,7 +241,7 @@ pub fn read_log(
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let target = segment.target();
-    let log = Log::open(segment.mapping(), target)?;
+    let log = Log::open(segment.mapping(), target)?.with_file(segment.file());
     let mut cursor = if opts.new {
         log.cursor_at_last(0)?
     } else if let Some(last) = opts.tail {

@@ -169,6 +169,55 @@ pub fn ignore_file_size_signal() {
     };
 }
 
+/// The calling thread's tid as a robust lock word holds it.
+#[must_use]
+pub fn current_tid() -> u32 {
+    nix::unistd::gettid().as_raw().cast_unsigned() & FUTEX_TID_MASK
+}
+
+/// A `struct flock` for the `len` bytes from `start` (absolute offsets).
+fn flock_range(kind: libc::c_int, start: u64, len: u64) -> libc::flock {
+    // SAFETY: flock is plain old data (integers only, padding on some
+    // architectures), for which all zeros is a valid value.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    // F_RDLCK, F_WRLCK, F_UNLCK and SEEK_SET are 0 to 2: they fit a short.
+    lock.l_type = libc::c_short::try_from(kind).unwrap_or_default();
+    lock.l_whence = libc::c_short::try_from(libc::SEEK_SET).unwrap_or_default();
+    lock.l_start = libc::off_t::try_from(start).unwrap_or(libc::off_t::MAX);
+    lock.l_len = libc::off_t::try_from(len).unwrap_or(libc::off_t::MAX);
+    lock
+}
+
+/// Takes an exclusive open-file-description lock (`F_OFD_SETLK`, never
+/// blocking) on `len` bytes from `start` of the file behind `fd`; the range
+/// may lie past the end of the file. The kernel drops it when the last
+/// descriptor of that open file is closed, so when the process dies.
+/// Ok(false) when another open file holds a conflicting lock. Needs `fd`
+/// open for writing.
+pub fn ofd_lock(fd: BorrowedFd<'_>, start: u64, len: u64) -> Result<bool, Errno> {
+    let lock = flock_range(libc::F_WRLCK, start, len);
+    match nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_OFD_SETLK(&lock)) {
+        Ok(_) => Ok(true),
+        Err(Errno::EAGAIN | Errno::EACCES) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Releases what [`ofd_lock`] took on the same open file.
+pub fn ofd_unlock(fd: BorrowedFd<'_>, start: u64, len: u64) -> Result<(), Errno> {
+    let lock = flock_range(libc::F_UNLCK, start, len);
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_OFD_SETLK(&lock)).map(drop)
+}
+
+/// Whether another open file description holds a lock on any of the `len`
+/// bytes from `start` of the file behind `fd` (`F_OFD_GETLK`): evidence
+/// from the kernel, which a process can only produce by holding the lock.
+pub fn ofd_locked(fd: BorrowedFd<'_>, start: u64, len: u64) -> Result<bool, Errno> {
+    let mut lock = flock_range(libc::F_WRLCK, start, len);
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_OFD_GETLK(&mut lock))?;
+    Ok(libc::c_int::from(lock.l_type) != libc::F_UNLCK)
+}
+
 /// `shmctl(IPC_RMID)`: the segment goes away once the last process detaches.
 pub fn shm_remove(id: ShmId) -> Result<(), Errno> {
     // SAFETY: IPC_RMID ignores the buffer argument, so null is allowed.
@@ -863,6 +912,17 @@ pub fn clear_stderr_line_on_interrupt() {
         let action = unsafe { &mut *action.as_mut_ptr() };
         action.sa_sigaction = on_interrupt as *const () as usize;
         action.sa_flags = libc::SA_RESETHAND;
+    }
+    let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: a null new action only reads the current one into `old`,
+    // a live buffer of the right type.
+    let read = unsafe { libc::sigaction(libc::SIGINT, std::ptr::null(), old.as_mut_ptr()) };
+    // SAFETY: sigaction filled `old` (or it stays zeroed, SIG_DFL).
+    let ignored = read == 0 && unsafe { old.assume_init_ref() }.sa_sigaction == libc::SIG_IGN;
+    // An inherited SIG_IGN (`trap '' INT`, nohup-like launchers) is kept,
+    // as coreutils do: the caller chose that Ctrl-C must not end us.
+    if ignored {
+        return;
     }
     // SAFETY: `action` is a live, valid sigaction; the handler only makes
     // async-signal-safe calls (write, raise).

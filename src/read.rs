@@ -11,7 +11,7 @@ use crate::error::{Kind, failure, kind_of};
 use crate::follow::{Ended, Stop};
 use crate::format::framed::{Framed, is_grown};
 use crate::format::ring::Ring;
-use crate::format::{Layout, raw};
+use crate::format::{self, Layout, raw};
 use crate::hex;
 use crate::os::AccessError;
 use crate::segment::{Access, Segment, timed_out};
@@ -126,8 +126,15 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
                 ),
             ));
         }
-        return crate::log::read_log(&segment, log_options(opts, stop), out)
-            .map_err(|e| name_segment(e, &target));
+        return crate::log::read_log(&segment, log_options(opts, stop), out).map_err(|e| {
+            // An I/O error without context can only be a write to stdout:
+            // named as the snapshot and stream paths name theirs.
+            if e.downcast_ref::<std::io::Error>().is_some() {
+                e.context(format!("cannot write the records of {target} to stdout"))
+            } else {
+                name_segment(e, &target)
+            }
+        });
     }
     if opts.lossless || opts.tail.is_some() {
         return Err(failure(
@@ -274,7 +281,7 @@ fn content(segment: &Segment, opts: &ReadOptions) -> anyhow::Result<Vec<u8>> {
     let skip = skip(opts.offset);
     if opts.all {
         let start = skip.min(map.len());
-        let mut all = vec![0; (map.len() - start).min(limit)];
+        let mut all = format::zeroed((map.len() - start).min(limit), segment.target())?;
         map.read(start, &mut all)?;
         return Ok(all);
     }
@@ -293,20 +300,20 @@ fn content(segment: &Segment, opts: &ReadOptions) -> anyhow::Result<Vec<u8>> {
             // The C string's bytes from `skip` on, up to its NUL.
             let end = map.find_nul(0)?.unwrap_or(map.len());
             let start = skip.min(end);
-            let mut part = vec![0; (end - start).min(limit)];
+            let mut part = format::zeroed((end - start).min(limit), segment.target())?;
             map.read(start, &mut part)?;
             part
         }
         _ if limit < map.len() => {
             // The C string's first `limit` bytes: no need to find its end.
-            let mut prefix = vec![0; limit];
+            let mut prefix = format::zeroed(limit, segment.target())?;
             map.read(0, &mut prefix)?;
             if let Some(nul) = prefix.iter().position(|&b| b == 0) {
                 prefix.truncate(nul);
             }
             prefix
         }
-        _ => raw::read_c_string(map)?,
+        _ => raw::read_c_string(map, segment.target())?,
     };
     data.truncate(limit);
     Ok(data)

@@ -68,7 +68,7 @@ pub fn replay(
         None
     };
     let segment = open_log(target, opts)?;
-    let log = Log::open(segment.mapping(), target)?;
+    let log = Log::open(segment.mapping(), target)?.with_file(segment.file());
     // Not foreseen (or another process made the log meanwhile): checked
     // against the log itself, which this run did not create empty.
     if checkable && expected != Some(log.max_record()) {

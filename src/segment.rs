@@ -290,6 +290,16 @@ impl Segment {
         map_posix(fd, target, size, self.access == Access::ReadWrite)
     }
 
+    /// The open file behind a POSIX segment (for its follower locks); None
+    /// for a System V one, which has no descriptor.
+    #[must_use]
+    pub fn file(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        match &self.handle {
+            Handle::Posix { fd, .. } => Some(fd.as_fd()),
+            Handle::Sysv(..) => None,
+        }
+    }
+
     /// Maps a POSIX segment again when its object grew since it was
     /// mapped (see "Growing" in docs/FORMAT.md); returns whether it did.
     /// A System V segment never grows: false.
@@ -313,13 +323,20 @@ impl Segment {
     /// so shmmax, shmall, shmmni and the huge page pool are all checked by
     /// the kernel itself; then the old one is removed by its id (programs
     /// attached to it keep it until they detach), the unnamed one freed,
-    /// and the new one created exclusively under the key. If that last
-    /// step still fails (another program took the room in the microseconds
-    /// between), the old content is put back under the key. If another
-    /// writer's replacement took the key first, that one is attached
-    /// instead and the flag returned is false. A segment addressed by id
-    /// (-i) keeps its identity, and a POSIX one grows instead: both are
-    /// refused.
+    /// and the new one created exclusively under the key.
+    ///
+    /// A key cannot move from one segment to another, so between the
+    /// removal and the creation the key is free, and anyone may create a
+    /// segment there. Such a segment is never adopted: the victim's data
+    /// would go to whoever planted it. Only a segment that our own user
+    /// created and owns with exactly `mode` (a racing `--replace` of the
+    /// same user) is attached instead, and the flag returned is false. Any
+    /// other one fails the replacement, naming its owner, and the old
+    /// content, which this process still has mapped, is copied into a new
+    /// unnamed segment whose id the message gives. If the creation fails
+    /// for a limit instead, the old content is put back under the key. A
+    /// segment addressed by id (-i) keeps its identity, and a POSIX one
+    /// grows instead: both are refused.
     pub fn replace(&self, size: usize, mode: u32) -> anyhow::Result<(Segment, bool)> {
         let (Target::Key { key, .. }, Handle::Sysv(id, _)) = (&self.target, &self.handle) else {
             return Err(failure(
@@ -362,34 +379,140 @@ impl Segment {
                 )));
             }
         }
-        match create_or_attach_key(target, *key, size, flags, false) {
-            Ok(found) => Ok(found),
-            Err(e) => Err(self.restore(*key, flags, e)),
+        let we_removed = removed.is_ok();
+        test_hook_replace_gap();
+        for _ in 0..16 {
+            let id = match os::shmget(*key, size, flags) {
+                Ok(id) => id,
+                Err(Errno::EEXIST) => match Self::racing_replacement(*key, mode) {
+                    Some(id) => {
+                        match Segment::attach(target, Handle::Sysv(id, None), Access::ReadWrite) {
+                            Ok(segment) => return Ok((segment, false)),
+                            Err(e) if kind_of(&e) == Some(Kind::NotFound) => continue,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    None => return Err(self.key_taken(*key, flags, we_removed)),
+                },
+                Err(e) => {
+                    let cause = create_error(target, size, e);
+                    return Err(if we_removed {
+                        self.restore(*key, flags, cause)
+                    } else {
+                        cause
+                    });
+                }
+            };
+            // Gone before we attached (a racing --replace of the same user
+            // removes what it found under the key): try again.
+            match Segment::attach(target, Handle::Sysv(id, None), Access::ReadWrite) {
+                Ok(segment) => return Ok((segment, true)),
+                Err(e) if kind_of(&e) == Some(Kind::NotFound) => {}
+                Err(e) => return Err(e),
+            }
         }
+        Err(failure(
+            Kind::Failed,
+            format!("{target} keeps being removed and created again by others; try again"),
+        ))
+    }
+
+    /// The segment now under `key`, if it is a racing replacement by our
+    /// own user: created and owned by our effective uid, with exactly
+    /// `mode`. Anything else at the key is someone else's.
+    fn racing_replacement(key: ShmKey, mode: u32) -> Option<ShmId> {
+        let id = os::shmget(key, 0, 0).ok()?;
+        let stat = os::shm_stat(id).ok()?;
+        let me = nix::unistd::geteuid().as_raw();
+        (stat.key == key && stat.uid == me && stat.cuid == me && stat.mode & 0o777 == mode & 0o777)
+            .then_some(id)
+    }
+
+    /// The error when another user's segment appeared under `key` between
+    /// removing the old segment and creating its replacement. Their segment
+    /// is left alone and nothing is written to it; the old content, if we
+    /// removed it, goes to a new unnamed segment.
+    fn key_taken(&self, key: ShmKey, flags: libc::c_int, we_removed: bool) -> anyhow::Error {
+        let target = &self.target;
+        let who = sysv_creator(key).map_or_else(
+            || "another program".to_owned(),
+            |(uid, cuid)| {
+                let name = user_name(cuid);
+                let named = if name == cuid.to_string() {
+                    String::new()
+                } else {
+                    format!(" ({name})")
+                };
+                if uid == cuid {
+                    format!("uid {cuid}{named}")
+                } else {
+                    format!("uid {cuid}{named}, now owned by uid {uid},")
+                }
+            },
+        );
+        let kept = if we_removed {
+            match self.copy_content(ShmKey::PRIVATE, flags) {
+                Ok(id) => format!(
+                    "its old content is kept in a new unnamed segment, id {id} (read it with \
+                     shm-read -i {id}; remove it with shm-read -i {id} --remove > /dev/null)"
+                ),
+                Err(e) => format!(
+                    "its old content could not be kept ({}): it lives on only in programs still \
+                     attached to it",
+                    e.desc()
+                ),
+            }
+        } else {
+            "another writer had removed the old segment already".to_owned()
+        };
+        failure(
+            Kind::Failed,
+            format!(
+                "{target} was taken by {who} in the moment between removing the old segment and \
+                 creating its replacement (a System V replacement cannot be atomic); nothing was \
+                 written and their segment was left alone; {kept}"
+            ),
+        )
+    }
+
+    /// Copies this segment's bytes into a new segment created with `flags`
+    /// (exclusive) under `key`, in chunks so no buffer of its size is
+    /// needed. Returns the new segment's id; on failure nothing is left.
+    fn copy_content(&self, key: ShmKey, flags: libc::c_int) -> Result<ShmId, Errno> {
+        const CHUNK: usize = 1 << 20;
+        let len = self.mapping.len();
+        let id = os::shmget(key, len, flags)?;
+        let copied = Mapping::attach_sysv(id, len, true).and_then(|copy| {
+            let mut chunk = vec![0u8; CHUNK.min(len)];
+            let mut at = 0;
+            while at < len {
+                let n = CHUNK.min(len - at);
+                self.mapping
+                    .read(at, &mut chunk[..n])
+                    .map_err(|_| Errno::EFAULT)?;
+                copy.write(at, &chunk[..n]).map_err(|_| Errno::EFAULT)?;
+                at += n;
+            }
+            Ok(())
+        });
+        if let Err(e) = copied {
+            let _ = os::shm_remove(id);
+            return Err(e);
+        }
+        Ok(id)
     }
 
     /// After a replacement failed past removing this (old) segment: puts
     /// its bytes back under `key` in a segment of its own size, so the key
-    /// still leads to the old content. Returns the error to report.
+    /// still leads to the old content; if someone took the key meanwhile,
+    /// into an unnamed segment instead. Returns the error to report.
     fn restore(&self, key: ShmKey, flags: libc::c_int, cause: anyhow::Error) -> anyhow::Error {
         let target = &self.target;
-        let mut bytes = Vec::new();
-        let restored = bytes
-            .try_reserve_exact(self.mapping.len())
-            .map_err(|_| Errno::ENOMEM)
-            .and_then(|()| {
-                bytes.resize(self.mapping.len(), 0);
-                self.mapping
-                    .read(0, &mut bytes)
-                    .map_err(|_| Errno::EFAULT)?;
-                let id = os::shmget(key, self.mapping.len(), flags)?;
-                let copy = Mapping::attach_sysv(id, self.mapping.len(), true)?;
-                copy.write(0, &bytes).map_err(|_| Errno::EFAULT)
-            });
-        match restored {
-            Ok(()) => cause.context(format!(
+        match self.copy_content(key, flags) {
+            Ok(_) => cause.context(format!(
                 "{target} could not be replaced, so its old content was put back under its key"
             )),
+            Err(Errno::EEXIST) => self.key_taken(key, flags, true),
             Err(e) => cause.context(format!(
                 "{target} was removed to be replaced and its old content could not be put back \
                  ({}): it lives on only in programs still attached to it",
@@ -849,6 +972,31 @@ fn sysvipc_row(matches: impl Fn(i32, i32) -> bool) -> Option<(u32, u32)> {
 }
 
 use crate::users::user_name;
+
+/// Lets tests widen the moment in which a System V key is free during
+/// `--replace`: with `SHM_TOOLS_TEST_REPLACE_GAP_US` set, the replacement
+/// sleeps that long after removing the old segment and before creating
+/// the new one. Unset (always, outside tests) it is one lookup.
+fn test_hook_replace_gap() {
+    if let Some(us) = std::env::var_os("SHM_TOOLS_TEST_REPLACE_GAP_US")
+        .and_then(|v| v.to_str().and_then(|s| s.parse::<u64>().ok()))
+    {
+        std::thread::sleep(Duration::from_micros(us));
+    }
+}
+
+/// Owner and creator uid of the segment under `key`, from the
+/// world-readable /proc/sysvipc/shm (no permission on it needed).
+fn sysv_creator(key: ShmKey) -> Option<(u32, u32)> {
+    let table = std::fs::read_to_string("/proc/sysvipc/shm").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let k: i32 = cols.first()?.parse().ok()?;
+        let uid: u32 = cols.get(7)?.parse().ok()?;
+        let cuid: u32 = cols.get(9)?.parse().ok()?;
+        (k == key.as_raw()).then_some((uid, cuid))
+    })
+}
 
 fn permission_error(target: &Target, action: &str) -> anyhow::Error {
     let owner = owner_and_mode(target).map_or_else(String::new, |(uid, mode)| {

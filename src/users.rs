@@ -100,6 +100,15 @@ fn from_file(db: Database, key: Key<'_>) -> Option<Entry> {
         .find(|e| key.matches(e))
 }
 
+/// Where getent(1) is: by absolute path, never from $PATH, so that root
+/// with a writable directory on its PATH runs no stranger's program.
+const GETENT: [&str; 2] = ["/usr/bin/getent", "/bin/getent"];
+
+/// How long getent may take: an unreachable LDAP or sssd server must not
+/// hang a listing (nor an error message built while a lock is held).
+/// Past it, the number is shown.
+const GETENT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Asks getent(1), which answers with the same line format. A name that
 /// looks like an option is never passed (getent would take it as one).
 fn from_getent(db: Database, key: Key<'_>) -> Option<Entry> {
@@ -108,16 +117,43 @@ fn from_getent(db: Database, key: Key<'_>) -> Option<Entry> {
         Key::Name(name) if name.is_empty() || name.starts_with('-') => return None,
         Key::Name(name) => name.to_owned(),
     };
-    let out = Command::new("getent")
+    let program = GETENT.iter().find(|p| std::path::Path::new(p).is_file())?;
+    let mut child = Command::new(program)
         .args([db.getent_name(), "--", &arg])
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .output()
+        .spawn()
         .ok()?;
-    if !out.status.success() {
+    // Read in a thread, so a long answer (a group of many members) cannot
+    // fill the pipe while we wait; killing the child ends the read.
+    let mut stdout = child.stdout.take()?;
+    let reader = std::thread::spawn(move || {
+        let mut answer = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut answer).map(|_| answer)
+    });
+    let started = std::time::Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if started.elapsed() < GETENT_PATIENCE => {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    // A grandchild that kept the pipe open would keep the read going:
+    // it is not waited for once the child has gone.
+    let answer = if status.is_some_and(|s| s.success()) {
+        reader.join().ok()?.ok()?
+    } else {
         return None;
-    }
-    String::from_utf8_lossy(&out.stdout)
+    };
+    String::from_utf8_lossy(&answer)
         .lines()
         .filter_map(parse_line)
         .find(|e| key.matches(e))

@@ -214,7 +214,7 @@ impl<'o> Writer<'o> {
             let kept = match (self.opts.append, Layout::detect(map)) {
                 (false, _) => Vec::new(),
                 (true, Layout::Framed) if !self.opts.raw => Framed::open(map, target)?.read()?.data,
-                (true, Layout::Foreign) if self.opts.raw => raw::read_c_string(map)?,
+                (true, Layout::Foreign) if self.opts.raw => raw::read_c_string(map, target)?,
                 // Refused with its own message by the publish.
                 (true, _) => return Ok(()),
             };

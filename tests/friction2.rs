@@ -502,3 +502,40 @@ sys.stdout.buffer.write(b"%d\n" % p.returncode + seen)
     );
     assert!(drawn.ends_with("\r\x1b[2K"), "line not erased: {text:?}");
 }
+
+/// `trap '' INT` (or any launcher that ignores SIGINT) is kept: the
+/// progress line's Ctrl-C handler is installed only over the default
+/// action, as coreutils do.
+#[test]
+fn progress_keeps_an_inherited_ignored_sigint() {
+    const TERMINAL: &str = r#"
+import os, pty, signal, subprocess, sys, time
+master, slave = pty.openpty()
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+p = subprocess.Popen(sys.argv[1:], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=slave)
+os.close(slave)
+time.sleep(1.5)
+p.send_signal(signal.SIGINT)
+time.sleep(0.5)
+alive = p.poll() is None
+p.kill()
+p.wait(timeout=10)
+sys.stdout.write("alive\n" if alive else "died %d\n" % p.returncode)
+"#;
+    let seg = Seg::name();
+    let Ok(out) = Command::new("python3")
+        .args(["-c", TERMINAL, env!("CARGO_BIN_EXE_shm-write")])
+        .args(seg.with(&["--stream", "--progress"]))
+        .output()
+    else {
+        eprintln!("skipped: no python3 for a pty");
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        text.trim(),
+        "alive",
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

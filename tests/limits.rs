@@ -279,3 +279,33 @@ fn an_error_that_cannot_be_printed_is_still_exit_1_not_a_panic() {
     assert_eq!(status.code(), Some(1), "{status}");
     assert!(!seg.exists());
 }
+
+#[test]
+fn a_log_read_into_a_file_past_the_file_size_limit_names_the_log_and_stdout() {
+    let seg = Seg::name();
+    let lines: Vec<u8> = (1..=10_000)
+        .flat_map(|i: u32| format!("{i}\n").into_bytes())
+        .collect();
+    write(&strs(&seg.with(&["--lines"])), &lines).ok();
+    let file = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("log-fsize-{}", std::process::id()));
+    let stdout = std::fs::File::create(&file).unwrap();
+    let mut cmd = Command::new("prlimit");
+    cmd.args(["--fsize=1000", "--", env!("CARGO_BIN_EXE_shm-read")])
+        .args(&seg.args)
+        .stdout(stdout)
+        .stderr(std::process::Stdio::piped());
+    let out = cmd.output().unwrap();
+    let _ = std::fs::remove_file(&file);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot write the records of POSIX name /{}",
+            seg.name_value().unwrap()
+        )) && stderr.contains("to stdout")
+            && stderr.contains("File too large"),
+        "{stderr}"
+    );
+}

@@ -726,25 +726,28 @@ fn a_lossless_follower_joining_a_busy_log_misses_nothing() {
 /// on stderr, within a couple of seconds, what it is waiting for.
 #[test]
 fn a_writer_held_back_by_a_lossless_slot_says_so() {
-    use std::os::unix::fs::FileExt;
-    let seg = Seg::name();
+    use shm_tools::os::{Mapping, shm_stat, shmget};
+    // System V: a slot's lock word is all the evidence there is (a POSIX
+    // log's followers also hold a kernel lock, tests/follower_evidence.rs).
+    let seg = Seg::key();
     empty_log(&seg, "4096");
     // Slot 0: its lock word (8 bytes into the slot) held by "tid 1", its
     // position (16 bytes in) at 0: a live follower that has read nothing.
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(path(&seg))
-        .unwrap();
-    file.write_at(&1u32.to_ne_bytes(), 256 + 8).unwrap();
-    file.write_at(&0u64.to_ne_bytes(), 256 + 16).unwrap();
+    let id = shmget(seg.key_value().unwrap(), 0, 0).unwrap();
+    let map = Mapping::attach_sysv(id, shm_stat(id).unwrap().size, true).unwrap();
+    map.write(256 + 8, &1u32.to_ne_bytes()).unwrap();
+    map.write(256 + 16, &0u64.to_ne_bytes()).unwrap();
+    drop(map);
     let mut writer = Live::start(&mut write_cmd(&strs(&seg.with(&["--lines"]))));
     writer.send(&numbered("held back ", 2000));
     thread::sleep(Duration::from_millis(2500));
     writer.kill();
     let out = writer.finish(LIMIT);
     assert!(
-        out.stderr.contains("waiting for a lossless follower of"),
-        "the writer waited silently\n{out}"
+        out.stderr.contains("waiting for a lossless follower of")
+            && out.stderr.contains("slot 0, thread 1 ")
+            && out.stderr.contains("the slot was forged"),
+        "the writer waited silently, or without naming the slot\n{out}"
     );
     assert_eq!(out.stderr.trim_end().lines().count(), 1, "{out}");
 }

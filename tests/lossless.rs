@@ -133,3 +133,38 @@ fn info_of_slot_at_head(seg: &Seg) -> bool {
     file.read_at(&mut slot, 256 + 16).unwrap();
     head == slot
 }
+
+/// The log header's `writer_waiting` word (FORMAT.md), read from the object.
+fn writer_waiting_word(seg: &Seg) -> u32 {
+    let path = format!("/dev/shm/{}", seg.name_value().unwrap());
+    let bytes = std::fs::read(path).unwrap();
+    u32::from_ne_bytes(bytes[140..144].try_into().unwrap())
+}
+
+/// A writer that waited for a lossless follower which then died clears its
+/// waiting flag itself: nobody else would, and --stats would report a
+/// writer waiting 100% of the time from then on.
+#[test]
+fn a_writer_released_by_a_dead_follower_stops_saying_it_waits() {
+    let seg = Seg::name();
+    write(&strs(&seg.with(&["--lines", "-s", "8K"])), b"").ok();
+    let mut follower = spawn(&mut read_cmd(&strs(&seg.with(&["--follow", "--lossless"]))));
+    until("the follower takes a slot", Duration::from_secs(10), || {
+        info(&seg)["lossless_followers"] == 1
+    });
+    let pid = Pid::from_raw(i32::try_from(follower.id()).unwrap());
+    kill(pid, Signal::SIGSTOP).unwrap();
+    let mut cmd = write_cmd(&strs(&seg.with(&["--lines"])));
+    let writer = spawn(&mut cmd);
+    let line = describe(&cmd);
+    let input = numbered("w-", 2000);
+    let writer = thread::spawn(move || finish(writer, line, &input, Duration::from_secs(60)));
+    until("the writer waits", Duration::from_secs(20), || {
+        writer_waiting_word(&seg) == 1
+    });
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    writer.join().unwrap().ok();
+    assert_eq!(writer_waiting_word(&seg), 0, "the flag stayed set");
+    assert_eq!(info(&seg)["records_appended"], 2000);
+}

@@ -193,7 +193,7 @@ pub struct ReadArgs {
     stale: bool,
 
     /// With --list: only POSIX names that start with PREFIX
-    #[arg(long, value_name = "PREFIX", requires = "list")]
+    #[arg(long, value_name = "PREFIX", requires = "list", value_parser = parse_prefix)]
     prefix: Option<String>,
 
     /// With --list: only segments owned by USER (a user name or uid)
@@ -231,6 +231,19 @@ fn parse_interval(raw: &str) -> Result<Duration, String> {
         ));
     }
     Ok(interval)
+}
+
+/// Parses `--prefix`: an empty one (`--prefix "$UNSET"`) would match every
+/// name, and so would widen `--stale --remove` past the caller's own
+/// segments; it is refused instead.
+fn parse_prefix(raw: &str) -> Result<String, String> {
+    if raw.trim_start_matches('/').is_empty() {
+        return Err(
+            "an empty prefix matches every name: give the start of the names, e.g. --prefix job-"
+                .into(),
+        );
+    }
+    Ok(raw.to_owned())
 }
 
 /// Parses `--count`: a whole number of versions or records, 1 or more.

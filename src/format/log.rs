@@ -17,6 +17,7 @@
 //! 1 (a log's records all have one layout). Byte layout: docs/FORMAT.md.
 
 use std::cell::Cell;
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
 use std::time::{Duration, Instant};
 
@@ -61,6 +62,13 @@ const OFF_HEAD_EVENT: usize = 72;
 const OFF_TAIL: usize = 128;
 const OFF_TAIL_EVENT: usize = 136;
 const OFF_WRITER_WAITING: usize = 140;
+/// The tid (as in the lock word) of the lock holder while it waits for a
+/// lossless follower, else 0; and the tail it needs to move to.
+const OFF_WAITING_TID: usize = 144;
+const OFF_WAITING_NEEDS: usize = 152;
+/// Where a POSIX log's follower locks are: slot `n` is the byte at
+/// `FOLLOWER_LOCKS + n` of the object, far past its end (1 TiB).
+const FOLLOWER_LOCKS: u64 = 1 << 40;
 const OFF_SLOTS: usize = 256;
 const SLOT_SIZE: usize = 32;
 const SLOT_CURSOR: usize = ROBUST_LOCK_SIZE;
@@ -97,6 +105,52 @@ pub struct Log<'a> {
     version: u32,
     /// Bytes of each record's header in this version.
     record_header: usize,
+    /// The open file of a POSIX log: its follower locks prove which
+    /// lossless followers live. None for System V (no descriptor).
+    file: Option<BorrowedFd<'a>>,
+}
+
+/// Who holds a lossless follower slot, by the best evidence there is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotState {
+    /// Nobody (or a holder that died).
+    Free,
+    /// A live follower. `proven`: the kernel holds its follower lock (a
+    /// POSIX log); otherwise only its lock word names a live tid (System
+    /// V, where that word is the only evidence).
+    Live {
+        /// The tid in the slot's lock word, in its own PID namespace.
+        tid: u32,
+        /// Whether the kernel's follower lock backs it.
+        proven: bool,
+    },
+    /// The lock word names a tid, but no open file holds the slot's
+    /// follower lock: forged, or left by an older shm-read. Writers do not
+    /// wait for it.
+    Unproven {
+        /// The tid the lock word names.
+        tid: u32,
+    },
+}
+
+/// One lossless follower slot that is not free, for `--info`.
+#[derive(Debug, Clone, Copy)]
+pub struct SlotInfo {
+    /// Its index, 0 to [`SLOTS`] − 1.
+    pub slot: usize,
+    /// Who holds it.
+    pub state: SlotState,
+    /// The position its follower published.
+    pub position: u64,
+}
+
+/// A live lossless follower that has not read everything yet.
+#[derive(Debug, Clone, Copy)]
+struct Behind {
+    position: u64,
+    slot: usize,
+    tid: u32,
+    proven: bool,
 }
 
 /// What [`Cursor::next`] found.
@@ -128,6 +182,11 @@ pub struct Cursor {
     /// Set when the reader was lapped; the count is settled at the next
     /// record it reads.
     lapped_from: Option<u64>,
+    /// Whether a lossless slot holds this position: writers then never
+    /// overwrite what is at or after it, so `tail` says nothing about it (a
+    /// writer publishes a new tail before it looks at the slots, and may
+    /// then find this follower and wait, the records still intact).
+    held: bool,
 }
 
 /// What a log holds now, for `--info` and `--list`.
@@ -168,6 +227,7 @@ impl<'a> Log<'a> {
             } else {
                 RECORD_HEADER + RECORD_TIME
             },
+            file: None,
         };
         if !capacity.is_multiple_of(8) {
             return Err(log.corrupt(&format!("capacity {capacity} is not a multiple of 8")));
@@ -178,6 +238,15 @@ impl<'a> Log<'a> {
             )));
         }
         Ok(log)
+    }
+
+    /// Gives the log the open file of its POSIX object, whose follower locks
+    /// prove which lossless followers live (see [`SlotState`]). Without one
+    /// (System V), a slot's lock word is the only evidence.
+    #[must_use]
+    pub fn with_file(mut self, file: Option<BorrowedFd<'a>>) -> Self {
+        self.file = file;
+        self
     }
 
     /// The log a writer appends to: an existing log, or a blank segment
@@ -233,7 +302,7 @@ impl<'a> Log<'a> {
             ));
         }
         // Racing creators: the lock decides, the magic goes in last.
-        let _guard = lock(map, target, &|| false)?;
+        let _guard = lock(map, target, &|| None)?;
         if !PREFIX.present(map)? {
             PREFIX.write(map, capacity)?;
         }
@@ -433,6 +502,7 @@ impl<'a> Log<'a> {
                 position: tail,
                 expected: Some(expected),
                 lapped_from: None,
+                held: false,
             });
         }
     }
@@ -495,11 +565,13 @@ impl<'a> Log<'a> {
                 position,
                 expected: Some(seq),
                 lapped_from: None,
+                held: false,
             },
             None => Cursor {
                 position: head,
                 expected: next_seq.or(Some(self.word64(OFF_NEXT_SEQ)?.load(Ordering::Acquire))),
                 lapped_from: None,
+                held: false,
             },
         };
         Ok(Some(cursor))
@@ -527,13 +599,13 @@ impl<'a> Log<'a> {
                 )));
             }
             let tail = self.tail()?;
-            if tail > cursor.position {
+            if tail > cursor.position && !cursor.held {
                 cursor.lapped(tail);
                 continue;
             }
             let header = self.record_header(cursor.position)?;
             fence(Ordering::Acquire);
-            if self.tail()? > cursor.position {
+            if self.tail()? > cursor.position && !cursor.held {
                 continue;
             }
             let (len, seq) = header.map_err(|what| self.corrupt(&what))?;
@@ -548,11 +620,12 @@ impl<'a> Log<'a> {
                     cursor.position
                 )));
             }
+            super::reserve(buf, len.saturating_sub(buf.len()), self.target)?;
             buf.resize(len, 0);
             let time_ns = self.record_time(cursor.position)?;
             self.copy_out(cursor.position + self.record_header as u64, buf)?;
             fence(Ordering::Acquire);
-            if self.tail()? > cursor.position {
+            if self.tail()? > cursor.position && !cursor.held {
                 // Overwritten while we copied: lapped, found out next turn.
                 if started.elapsed() > PATIENCE {
                     return Err(
@@ -664,6 +737,7 @@ impl<'a> Log<'a> {
         let mut buf = Vec::new();
         let mut all = Vec::new();
         while let Step::Record { .. } = self.next(&mut cursor, head, &mut buf)? {
+            super::reserve(&mut all, buf.len(), self.target)?;
             all.extend_from_slice(&buf);
         }
         Ok(all)
@@ -678,22 +752,76 @@ impl<'a> Log<'a> {
         ))
     }
 
-    /// How many lossless followers hold a slot now.
+    /// How many live lossless followers hold a slot now.
     pub fn lossless_followers(&self) -> anyhow::Result<usize> {
         let mut live = 0;
         for slot in 0..SLOTS {
-            if matches!(Holder::at(self.map, slot_offset(slot))?, Holder::Alive(_)) {
+            if matches!(self.slot_state(slot)?, SlotState::Live { .. }) {
                 live += 1;
             }
         }
         Ok(live)
     }
 
+    /// Every slot that is not free: who holds it and where it is.
+    pub fn slots(&self) -> anyhow::Result<Vec<SlotInfo>> {
+        let mut held = Vec::new();
+        for slot in 0..SLOTS {
+            let state = self.slot_state(slot)?;
+            if state != SlotState::Free {
+                let position = self
+                    .word64(slot_offset(slot) + SLOT_CURSOR)?
+                    .load(Ordering::SeqCst);
+                held.push(SlotInfo {
+                    slot,
+                    state,
+                    position,
+                });
+            }
+        }
+        Ok(held)
+    }
+
+    /// Who holds `slot`. With the log's file, only the kernel's follower
+    /// lock proves a live follower: a lock word is ordinary memory that
+    /// anyone with write access can set to any tid.
+    fn slot_state(&self, slot: usize) -> anyhow::Result<SlotState> {
+        let word = Holder::at(self.map, slot_offset(slot))?;
+        let Some(file) = self.file else {
+            return Ok(match word {
+                Holder::Alive(tid) => SlotState::Live { tid, proven: false },
+                Holder::Free | Holder::Died => SlotState::Free,
+            });
+        };
+        // A follower holds both; a free word needs no system call.
+        let Holder::Alive(tid) = word else {
+            return Ok(SlotState::Free);
+        };
+        let locked = crate::os::ofd_locked(file, follower_lock(slot), 1).map_err(|e| {
+            anyhow::Error::new(e).context(format!(
+                "cannot ask the kernel about the follower locks of {}",
+                self.target
+            ))
+        })?;
+        Ok(if locked {
+            SlotState::Live { tid, proven: true }
+        } else {
+            SlotState::Unproven { tid }
+        })
+    }
+
     /// Takes the write lock for a batch of appends. A predecessor that died
     /// holding it may have left the sequence counter one behind; the
     /// records themselves are intact, so the counter is recomputed.
     pub fn appender(&self) -> anyhow::Result<Appender<'_, 'a>> {
-        let guard = lock(self.map, self.target, &|| self.held_back().unwrap_or(false))?;
+        if self.verified.get().is_none() {
+            // The first batch of this process: walk the records without the
+            // lock, so that other writers are not held up for the walk of a
+            // large log; under the lock only what was appended since is
+            // checked.
+            self.verified.set(self.numbering_without_lock()?);
+        }
+        let guard = lock(self.map, self.target, &|| self.held_back().ok().flatten())?;
         let (head, tail) = self.positions()?;
         let mut next_seq = self.word64(OFF_NEXT_SEQ)?.load(Ordering::Relaxed);
         if guard.previous_owner_died() {
@@ -720,8 +848,9 @@ impl<'a> Log<'a> {
     /// ended (or, the first time, from the tail) to the head are whole and
     /// numbered one after another, and `next_seq` follows the last. A log
     /// whose counter someone forged would otherwise take records that every
-    /// reader then rejects. Only others' records since our last batch are
-    /// walked, so a lone writer checks nothing twice.
+    /// reader then rejects. Only others' records since our last batch (or
+    /// since the walk without the lock before the first) are walked, so a
+    /// lone writer checks nothing twice.
     fn verify_numbering(&self, head: u64, tail: u64, next_seq: u64) -> anyhow::Result<()> {
         let (mut position, mut expected) = match self.verified.get() {
             Some((at, seq)) if (tail..=head).contains(&at) => (at, Some(seq)),
@@ -755,6 +884,45 @@ impl<'a> Log<'a> {
         }
     }
 
+    /// Walks the record headers from tail to head without the write lock
+    /// and returns `(head, next_seq)` as the records say, for
+    /// [`verify_numbering`](Self::verify_numbering) to go on from. A walk
+    /// overtaken by writers is tried again (as [`summary`](Self::summary)
+    /// does); None if it keeps being overtaken for [`PATIENCE`] or the log
+    /// is empty (the check under the lock then starts from the tail).
+    fn numbering_without_lock(&self) -> anyhow::Result<Option<(u64, u64)>> {
+        let started = Instant::now();
+        'walk: while started.elapsed() < PATIENCE {
+            let (head, tail) = self.positions()?;
+            let mut position = tail;
+            let mut expected: Option<u64> = None;
+            while position < head {
+                let header = self.record_header(position)?;
+                fence(Ordering::Acquire);
+                if self.tail()? > position {
+                    continue 'walk;
+                }
+                let (len, seq) = header.map_err(|what| self.corrupt(&what))?;
+                if expected.is_some_and(|e| e != seq) {
+                    return Err(self.corrupt(&format!(
+                        "record at position {position} has sequence number {seq}, expected {}",
+                        expected.unwrap_or_default()
+                    )));
+                }
+                let size = self.record_bytes(len);
+                position = position
+                    .checked_add(size)
+                    .filter(|&end| end <= head)
+                    .ok_or_else(|| {
+                        self.corrupt(&format!("record at position {position} runs past the head"))
+                    })?;
+                expected = Some(seq.wrapping_add(1));
+            }
+            return Ok(expected.map(|next| (head, next)));
+        }
+        Ok(None)
+    }
+
     /// Claims a lossless follower slot for `cursor`: writers will not
     /// overwrite what it has not read while this process holds the slot
     /// (the kernel frees it when the process dies). Needs a writable
@@ -763,6 +931,20 @@ impl<'a> Log<'a> {
         for slot in 0..SLOTS {
             let offset = slot_offset(slot);
             if let Ok(guard) = wait::try_lock_robust(self.map, offset)? {
+                // Then the kernel's proof that this follower lives, taken
+                // before its position is published (writers believe a
+                // position only while the lock is held).
+                if let Some(file) = self.file {
+                    let locked =
+                        crate::os::ofd_lock(file, follower_lock(slot), 1).map_err(|e| {
+                            anyhow::Error::new(e)
+                                .context(format!("cannot take a follower lock on {}", self.target))
+                        })?;
+                    if !locked {
+                        // Another open file holds it: that slot is taken.
+                        continue;
+                    }
+                }
                 let word = self.word64(offset + SLOT_CURSOR)?;
                 // Publish a position, then make sure it is still held: from
                 // then on writers see it before they move the tail past it.
@@ -779,9 +961,12 @@ impl<'a> Log<'a> {
                         position: tail,
                         expected: None,
                         lapped_from: None,
+                        held: false,
                     };
                 }
+                cursor.held = true;
                 return Ok(Some(Slot {
+                    proof: self.file.map(|file| (file, follower_lock(slot))),
                     _guard: guard,
                     cursor: word,
                     writer_waiting: self.word32(OFF_WRITER_WAITING)?,
@@ -792,19 +977,32 @@ impl<'a> Log<'a> {
         Ok(None)
     }
 
-    /// Where live lossless followers are: the lowest position a live slot
-    /// holder still needs, if any is at or after `tail`.
-    fn slowest_follower(&self, tail: u64, head: u64) -> anyhow::Result<Option<u64>> {
-        let mut slowest: Option<u64> = None;
+    /// Where live lossless followers are: the one at the lowest position
+    /// a live slot holder still needs, if any is within the last capacity
+    /// before `head`.
+    fn slowest_follower(&self, tail: u64, head: u64) -> anyhow::Result<Option<Behind>> {
+        let mut slowest: Option<Behind> = None;
         for slot in 0..SLOTS {
-            let offset = slot_offset(slot);
-            if !matches!(Holder::at(self.map, offset)?, Holder::Alive(_)) {
+            let SlotState::Live { tid, proven } = self.slot_state(slot)? else {
                 continue;
-            }
-            let position = self.word64(offset + SLOT_CURSOR)?.load(Ordering::SeqCst);
-            // Outside the log: a follower still joining (it re-checks).
-            if (tail..=head).contains(&position) {
-                slowest = Some(slowest.map_or(position, |s: u64| s.min(position)));
+            };
+            let position = self
+                .word64(slot_offset(slot) + SLOT_CURSOR)?
+                .load(Ordering::SeqCst);
+            // A position below `tail` but within the last capacity may be a
+            // follower that joined as a writer (killed since) published a
+            // tail past it before seeing it, whose records are still there;
+            // anything older, or past the head, is a follower still joining
+            // (it re-checks the tail and moves up).
+            let oldest = head.saturating_sub(self.capacity).min(tail);
+            if (oldest..=head).contains(&position) && slowest.is_none_or(|s| position < s.position)
+            {
+                slowest = Some(Behind {
+                    position,
+                    slot,
+                    tid,
+                    proven,
+                });
             }
         }
         Ok(slowest)
@@ -812,13 +1010,23 @@ impl<'a> Log<'a> {
 }
 
 impl Log<'_> {
-    /// Whether a live lossless follower has records left to read: what
-    /// a writer holding the lock may be waiting for.
-    fn held_back(&self) -> anyhow::Result<bool> {
+    /// The live lossless follower that the write lock's holder is waiting
+    /// for, if it is: the holder says so in the header (its tid, and the
+    /// tail it needs), and a live follower is really below that tail. A
+    /// holder that is stopped, stuck, or a stale lock word is not held back
+    /// by anyone, however many followers lag.
+    fn held_back(&self) -> anyhow::Result<Option<Behind>> {
+        let Holder::Alive(holder) = Holder::at(self.map, OFF_LOCK)? else {
+            return Ok(None);
+        };
+        if self.word32(OFF_WAITING_TID)?.load(Ordering::SeqCst) != holder {
+            return Ok(None);
+        }
+        let needs = self.word64(OFF_WAITING_NEEDS)?.load(Ordering::SeqCst);
         let (head, tail) = self.positions()?;
         Ok(self
             .slowest_follower(tail, head)?
-            .is_some_and(|slowest| slowest < head))
+            .filter(|slowest| slowest.position < needs))
     }
 }
 
@@ -826,21 +1034,46 @@ fn slot_offset(slot: usize) -> usize {
     OFF_SLOTS + slot * SLOT_SIZE
 }
 
+fn follower_lock(slot: usize) -> u64 {
+    FOLLOWER_LOCKS + slot as u64
+}
+
 /// Whether this process said already that it waits for a lossless
 /// follower: once per process, not once per batch or per wait.
 static TOLD_WAITING: AtomicBool = AtomicBool::new(false);
 
-/// Says, once per process, that a writer waits for a lossless follower.
-fn tell_waiting(target: &Target, how: &str) {
-    if !TOLD_WAITING.swap(true, Ordering::Relaxed) {
-        eprintln!(
-            "shm-write: waiting for a lossless follower of {target} (shm-read --follow --lossless) \
-             that is a whole log behind{how}; writers wait for it as long as it lives, as a pipe's \
-             writer waits for its reader, and go on when it reads on, exits or is killed \
-             (shm-read {} --info counts lossless_followers)",
-            target.flag()
-        );
+/// Says, once per process, that a writer waits for a lossless follower,
+/// naming its slot and thread.
+fn tell_waiting(target: &Target, behind: &Behind, how: &str) {
+    if TOLD_WAITING.swap(true, Ordering::Relaxed) {
+        return;
     }
+    let who = if behind.tid == 0 {
+        format!("slot {}", behind.slot)
+    } else {
+        format!(
+            "slot {}, thread {} in its PID namespace",
+            behind.slot, behind.tid
+        )
+    };
+    // Only a System V log's slot rests on a lock word alone, which anyone
+    // with write access could have set.
+    let forged = if behind.proven {
+        String::new()
+    } else {
+        format!(
+            "; if no such follower runs, the slot was forged: stop the writers, remove the log \
+             (shm-read {} --remove > /dev/null) and start it again",
+            target.flag()
+        )
+    };
+    eprintln!(
+        "shm-write: waiting for a lossless follower of {target} ({who}; shm-read --follow \
+         --lossless) that is a whole log behind{how}; writers wait for it as long as it lives, as \
+         a pipe's writer waits for its reader, and go on when it reads on, exits or is killed \
+         (shm-read {} --info lists the follower slots){forged}",
+        target.flag()
+    );
 }
 
 /// Takes the log's write lock. A live holder is waited for as long as a
@@ -850,14 +1083,18 @@ fn tell_waiting(target: &Target, how: &str) {
 fn lock<'m>(
     map: &'m Mapping,
     target: &Target,
-    held_back: &dyn Fn() -> bool,
+    held_back: &dyn Fn() -> Option<Behind>,
 ) -> anyhow::Result<RobustGuard<'m>> {
     let mut told = false;
     loop {
         let deadline = Deadline::after(Some(PATIENCE));
         let waiting = |tid| {
-            if held_back() {
-                tell_waiting(target, " (the writer holding the lock waits for it)");
+            if let Some(behind) = held_back() {
+                tell_waiting(
+                    target,
+                    &behind,
+                    " (the writer holding the lock waits for it)",
+                );
             } else if !told {
                 eprintln!(
                     "shm-write: waiting for thread {tid} (in its PID namespace), which holds the \
@@ -869,7 +1106,7 @@ fn lock<'m>(
             return Ok(guard);
         }
         told = true;
-        if held_back() {
+        if held_back().is_some() {
             continue;
         }
         let holder = match Holder::at(map, OFF_LOCK)? {
@@ -880,8 +1117,8 @@ fn lock<'m>(
         return Err(failure(
             Kind::Failed,
             format!(
-                "the write lock on {target} has been held by {holder} for {}s, and no lossless \
-                 follower holds writers back; nothing was appended by this writer after that. The \
+                "the write lock on {target} has been held by {holder} for {}s, and it is not \
+                 waiting for a lossless follower; nothing was appended by this writer after that. The \
                  holder may be stopped (kill -CONT it), stuck (kill it: a dead holder's lock is \
                  taken over), or, if no such thread lives, the lock word is stale: remove the log \
                  and start it again",
@@ -895,10 +1132,22 @@ fn lock<'m>(
 /// kernel, if need be) when the process ends.
 #[derive(Debug)]
 pub struct Slot<'a> {
+    /// The POSIX log's file and the byte of this slot's follower lock,
+    /// released before the slot's lock word.
+    proof: Option<(BorrowedFd<'a>, u64)>,
     _guard: RobustGuard<'a>,
     cursor: &'a AtomicU64,
     writer_waiting: &'a AtomicU32,
     tail_event: &'a AtomicU32,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if let Some((file, at)) = self.proof {
+            // Closing the file (at exit) would release it too.
+            let _ = crate::os::ofd_unlock(file, at, 1);
+        }
+    }
 }
 
 impl Slot<'_> {
@@ -1021,16 +1270,28 @@ impl Appender<'_, '_> {
         let waiting = log.word32(OFF_WRITER_WAITING)?;
         let mut spins = 0u32;
         let started = Instant::now();
+        let mut published: Option<WaitingSign<'_>> = None;
+        // The flag is this writer's: a follower clears it when it moves,
+        // but one that died or left never does, and --stats would go on
+        // reporting a writer that waits.
+        let done = || {
+            waiting.store(0, Ordering::SeqCst);
+            Ok(())
+        };
         loop {
-            match log.slowest_follower(self.tail, self.head)? {
-                Some(slowest) if slowest < new_tail => {}
-                _ => return Ok(()),
+            let behind = match log.slowest_follower(self.tail, self.head)? {
+                Some(slowest) if slowest.position < new_tail => slowest,
+                _ => return done(),
+            };
+            if published.is_none() {
+                // Writers queued on the lock wait as long as this does.
+                published = Some(WaitingSign::publish(log, new_tail)?);
             }
             // Waiting is the point, as a pipe's writer waits for its
             // reader; but a follower that is stopped (Ctrl-Z), or a slot
             // someone scribbled on, would hold us silently: say so once.
             if started.elapsed() >= Duration::from_secs(1) {
-                tell_waiting(log.target, "");
+                tell_waiting(log.target, &behind, "");
             }
             if spins < 200 {
                 spins += 1;
@@ -1042,11 +1303,35 @@ impl Appender<'_, '_> {
             let seen = event.load(Ordering::SeqCst);
             waiting.store(1, Ordering::SeqCst);
             match log.slowest_follower(self.tail, self.head)? {
-                Some(slowest) if slowest < new_tail => {}
-                _ => return Ok(()),
+                Some(slowest) if slowest.position < new_tail => {}
+                _ => return done(),
             }
             wait::wait_while_equal(event, seen, RECHECK);
         }
+    }
+}
+
+/// The lock holder's sign in the header that it waits for a lossless
+/// follower: the tail it needs, then its tid; the tid is cleared again when
+/// it stops waiting (dropped), and a holder that dies leaves a tid that no
+/// longer names the lock's holder.
+struct WaitingSign<'w> {
+    tid: &'w AtomicU32,
+}
+
+impl<'w> WaitingSign<'w> {
+    fn publish(log: &Log<'w>, needs: u64) -> anyhow::Result<WaitingSign<'w>> {
+        let tid = log.word32(OFF_WAITING_TID)?;
+        log.word64(OFF_WAITING_NEEDS)?
+            .store(needs, Ordering::SeqCst);
+        tid.store(crate::os::current_tid(), Ordering::SeqCst);
+        Ok(WaitingSign { tid })
+    }
+}
+
+impl Drop for WaitingSign<'_> {
+    fn drop(&mut self) {
+        self.tid.store(0, Ordering::SeqCst);
     }
 }
 

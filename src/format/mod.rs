@@ -14,6 +14,7 @@ pub mod ring;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::address::Target;
+use crate::error::{Kind, failure};
 use crate::os::Mapping;
 
 /// Which layout a segment holds.
@@ -66,7 +67,7 @@ pub fn snapshot_content(map: &Mapping, target: &Target, raw: bool) -> anyhow::Re
         Layout::Framed if !raw => Ok(framed::Framed::open(map, target)?.read()?.data),
         Layout::Ring if !raw => ring::Ring::open(map, target)?.peek(),
         Layout::Log if !raw => log::Log::open(map, target)?.contents(),
-        _ => raw::read_c_string(map),
+        _ => raw::read_c_string(map, target),
     }
 }
 
@@ -100,6 +101,33 @@ pub fn check_image(image: &[u8]) -> anyhow::Result<Vec<u8>> {
         Layout::Foreign => {}
     }
     snapshot_content(&map, &target, false)
+}
+
+/// Makes room for `more` bytes in `buf` without aborting. Every copy of
+/// segment content out of a mapping gets its buffer here: content larger
+/// than this process may allocate (`ulimit -v`, `prlimit --as`) is then a
+/// one-line error naming `target`, with its content unchanged, instead of
+/// an abort.
+pub fn reserve(buf: &mut Vec<u8>, more: usize, target: &Target) -> anyhow::Result<()> {
+    buf.try_reserve(more).map_err(|_| {
+        failure(
+            Kind::Failed,
+            format!(
+                "cannot copy {} bytes of {target}: this process may not have that much memory \
+                 (ulimit -v); its content is unchanged",
+                buf.len().saturating_add(more)
+            ),
+        )
+    })
+}
+
+/// A buffer of `len` zero bytes to copy segment content into, reserved
+/// through [`reserve`].
+pub fn zeroed(len: usize, target: &Target) -> anyhow::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    reserve(&mut buf, len, target)?;
+    buf.resize(len, 0);
+    Ok(buf)
 }
 
 /// Nanoseconds since the Unix epoch, for "time of last write" fields.

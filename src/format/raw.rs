@@ -7,9 +7,9 @@ use crate::error::{Kind, failure};
 use crate::os::Mapping;
 
 /// The C string at offset 0: up to the first NUL, or the whole segment.
-pub fn read_c_string(map: &Mapping) -> anyhow::Result<Vec<u8>> {
+pub fn read_c_string(map: &Mapping, target: &Target) -> anyhow::Result<Vec<u8>> {
     let end = map.find_nul(0)?.unwrap_or(map.len());
-    let mut data = vec![0; end];
+    let mut data = super::zeroed(end, target)?;
     map.read(0, &mut data)?;
     Ok(data)
 }

@@ -731,7 +731,7 @@ impl<'a> Ring<'a> {
             clippy::cast_possible_truncation,
             reason = "fill <= capacity < mapping length"
         )]
-        let mut data = vec![0; (head - tail) as usize];
+        let mut data = super::zeroed((head - tail) as usize, self.target)?;
         let mut copied = 0;
         while copied < data.len() {
             let position = tail + copied as u64;
