@@ -452,11 +452,18 @@ pub fn usage_fields(fields: &[Field], segment: Option<&Segment>, scan: &Scan) ->
     };
     // System V: the kernel's attach count covers every process, in any
     // namespace. POSIX: only the scan, which must have seen every process.
-    let unused = match identity {
-        Identity::Sysv(_) => nattch == 0,
-        Identity::Posix { .. } => users.is_empty() && scan.uninspectable == 0,
-    };
-    out.push(field("unused", json!(unused)));
+    out.push(match identity {
+        Identity::Sysv(_) => field("unused", json!(nattch == 0)),
+        Identity::Posix { .. } if !users.is_empty() => field("unused", json!(false)),
+        Identity::Posix { .. } => match posix_unused_unknown(scan) {
+            Some(why) => Field {
+                name: "unused",
+                json: json!(false),
+                text: format!("unknown ({why})"),
+            },
+            None => field("unused", json!(true)),
+        },
+    });
     out.push(match resident {
         Some(bytes) => Field {
             name: "resident",
@@ -468,11 +475,26 @@ pub fn usage_fields(fields: &[Field], segment: Option<&Segment>, scan: &Scan) ->
     out
 }
 
+/// Why a POSIX object that no process here uses may still be in use, if
+/// `scan` did not see every process on the machine.
+fn posix_unused_unknown(scan: &Scan) -> Option<String> {
+    if !scan.every_namespace {
+        Some("processes of other PID namespaces are not visible here".to_owned())
+    } else if scan.uninspectable > 0 {
+        Some(format!(
+            "{} process(es) could not be inspected",
+            scan.uninspectable
+        ))
+    } else {
+        None
+    }
+}
+
 /// Why `segment` counts as unused, if it does, checked afresh (for
 /// `--unused --remove`): a System V segment that the kernel counts no
 /// attachment of (in any namespace: nothing else can hold one), a POSIX
-/// object that no process maps or holds open, when every process in /proc
-/// could be inspected.
+/// object that no process maps or holds open, when every process on the
+/// machine could be inspected (from the initial PID namespace).
 pub fn unused_because(segment: &Segment) -> anyhow::Result<Option<&'static str>> {
     Ok(match segment.stat()? {
         Stat::Sysv { stat, .. } => (stat.nattch == 0).then_some("no process has it attached"),
@@ -482,7 +504,7 @@ pub fn unused_because(segment: &Segment) -> anyhow::Result<Option<&'static str>>
                 dev: st.st_dev,
                 ino: st.st_ino,
             };
-            (scan.uninspectable == 0 && scan.users(&identity).is_empty())
+            (posix_unused_unknown(&scan).is_none() && scan.users(&identity).is_empty())
                 .then_some("no process maps it or holds it open")
         }
     })

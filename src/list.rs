@@ -100,7 +100,25 @@ pub fn list(opts: &ListOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     if opts.stale {
         rows.retain(|(_, fields)| get(fields, "stale").is_some_and(|f| f.json == json!(true)));
     }
+    // Without a filter, --remove takes only the caller's own: root would
+    // otherwise remove every user's stale segments at once.
+    let only = (opts.remove && opts.filter.is_empty() && !opts.all_users)
+        .then(|| nix::unistd::geteuid().as_raw());
+    // POSIX objects nobody here uses, but that processes not seen may use.
+    let mut unknown = Vec::new();
     if opts.unused {
+        for (_, fields) in &rows {
+            if let Some(unused) = get(fields, "unused")
+                && unused.text.starts_with("unknown (")
+                && only.is_none_or(|me| owner_of(fields) == Some(me))
+            {
+                unknown.push(format!(
+                    "{}: unused {}",
+                    text(fields, "segment"),
+                    unused.text
+                ));
+            }
+        }
         rows.retain(|(_, fields)| get(fields, "unused").is_some_and(|f| f.json == json!(true)));
     }
     if opts.remove {
@@ -129,13 +147,18 @@ pub fn list(opts: &ListOptions, out: &mut dyn Write) -> anyhow::Result<()> {
                 }
                 Ok(reason)
             };
-        // Without a filter, only the caller's own: root would otherwise
-        // remove every user's stale segments at once.
-        let only =
-            (opts.filter.is_empty() && !opts.all_users).then(|| nix::unistd::geteuid().as_raw());
+        for line in &unknown {
+            writeln!(out, "skipped {line}")?;
+        }
         return remove_stale(&rows, only, &recheck, out);
     }
-    if opts.unused && scan.uninspectable > 0 {
+    if opts.unused && !scan.every_namespace {
+        // A note, not data: stdout keeps only the listing.
+        crate::notice::notice(format_args!(
+            "shm-read: processes of other PID namespaces are not visible here, so no POSIX segment \
+             counts as unused; run it in the initial PID namespace (on the host) to find them"
+        ));
+    } else if opts.unused && scan.uninspectable > 0 {
         // A note, not data: stdout keeps only the listing.
         crate::notice::notice(format_args!(
             "shm-read: {} process(es) could not be inspected, so USERS may be incomplete and no POSIX \

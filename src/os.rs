@@ -642,6 +642,9 @@ struct TruncationGuard {
     what: String,
     /// What to do about it, for the message.
     remedy: String,
+    /// Whether a caller took its truncation out of the process-wide report
+    /// ([`Mapping::take_truncation`]).
+    taken: AtomicBool,
 }
 
 impl TruncationGuard {
@@ -661,6 +664,7 @@ impl TruncationGuard {
             source: fd.try_clone_to_owned().ok(),
             what: "a POSIX shared memory object".to_owned(),
             remedy: "remove it and write it again".to_owned(),
+            taken: AtomicBool::new(false),
         }
     }
 
@@ -750,6 +754,24 @@ impl Mapping {
             return Err(guard.error());
         }
         self.check_intact()
+    }
+
+    /// Like [`Mapping::verify_size`], but a truncation found is taken out
+    /// of the process-wide [`truncation_report`]: for a caller that reports
+    /// it itself as the outcome of this one segment among many (`--list
+    /// --stats`), so that one segment's truncation does not fail the rest.
+    pub fn take_truncation(&self) -> Option<Truncated> {
+        let truncated = self.verify_size().err()?;
+        if let Some(guard) = &self.guard {
+            // Guarded, it was counted once; unguarded, once per finding.
+            let counted = guard.slot.is_none() || !guard.taken.swap(true, Ordering::AcqRel);
+            if counted && TRUNCATIONS.fetch_sub(1, Ordering::AcqRel) == 1 {
+                *FIRST_TRUNCATION
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+            }
+        }
+        Some(truncated)
     }
 
     /// After read(2)/write(2) on the mapping: EFAULT there (the kernel does

@@ -444,8 +444,12 @@ fn follow_mapped(
     let map = segment.mapping();
     let framed = Framed::open(map, segment.target())?;
     let seq_word = framed.seq_word()?;
-    if *skip_current {
-        let current = framed.published()?;
+    // A version that keeps changing under the copy is retried only until
+    // the follow's end: the stop check at the top of the loop then decides.
+    // (Its time limits do not change as versions are printed.)
+    let ends = *stop;
+    let give_up = move || ends.check().is_some();
+    if *skip_current && let Some(current) = framed.published_unless(&give_up)? {
         *skip_current = false;
         if current.seq != 0 {
             *shown = Some((current.seq, current.mtime_ns, current.writer_pid));
@@ -459,7 +463,9 @@ fn follow_mapped(
         }
         let seq = framed.seq()?;
         if shown.is_none_or(|(s, ..)| s != seq) && seq != 0 {
-            let version = framed.read_at_most(limit(opts.bytes))?;
+            let Some(version) = framed.read_at_most_unless(limit(opts.bytes), &give_up)? else {
+                continue;
+            };
             let moved = shown.is_some_and(|(_, mtime_ns, pid)| {
                 (mtime_ns, pid) == (version.mtime_ns, version.writer_pid)
             });

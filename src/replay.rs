@@ -5,8 +5,9 @@
 //! Contract: each record goes in exactly (binary content included), as one
 //! record, under the log's own numbering and append time. A malformed line
 //! stops the replay with one error naming its line number. A regular file
-//! is checked whole before its first record goes in, so a bad file appends
-//! nothing; from a pipe, the records before the bad line are in, and the
+//! is checked whole before its first record goes in, and before the log is
+//! created (against the record size it will have), so a bad file appends
+//! nothing and leaves no new log behind; from a pipe, the records before the bad line are in, and the
 //! error says how many. The pause before a record is the difference of its
 //! recorded time and the previous one's; a record without a time, or with
 //! a time before the previous one's (a clock set back), has none.
@@ -21,10 +22,12 @@ use anyhow::Context;
 
 use crate::address::Target;
 use crate::cli::MAX_DURATION;
+use crate::error::kind_of;
 use crate::error::{Kind, failure};
-use crate::format::log::Log;
-use crate::log::{LinesOptions, open_log};
+use crate::format::log::{Log, RECORD_HEADER, RECORD_TIME};
+use crate::log::{DEFAULT_LOG_SIZE, LinesOptions, open_log};
 use crate::record::{self, Record};
+use crate::segment::{Access, Segment};
 
 /// How fast a replay goes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -51,17 +54,27 @@ pub fn replay(
     } else {
         0
     };
+    let mut input = Recording::new(BufReader::with_capacity(1 << 16, file), &name, target);
+    // Checked before the log is created, against the record size it will
+    // have, so a bad file leaves nothing behind (a log that others may
+    // already see is never removed again).
+    let expected = if checkable {
+        let expected = max_record_ahead(target, opts);
+        if let Some(max_record) = expected {
+            input.check(start, max_record)?;
+        }
+        expected
+    } else {
+        None
+    };
     let segment = open_log(target, opts)?;
     let log = Log::open(segment.mapping(), target)?.with_file(segment.file());
-    let mut input = Recording::new(BufReader::with_capacity(1 << 16, file), &name, target, &log);
-    if checkable {
-        while input
-            .next()?
-            .map_err(|why| input.bad(&why, "nothing was replayed"))?
-            .is_some()
-        {}
-        input.rewind(start)?;
+    // Not foreseen (or another process made the log meanwhile): checked
+    // against the log itself, which this run did not create empty.
+    if checkable && expected != Some(log.max_record()) {
+        input.check(start, log.max_record())?;
     }
+    input.set_max_record(log.max_record());
     let mut clock = Pacer::new(speed);
     let mut replayed = 0u64;
     loop {
@@ -90,6 +103,24 @@ pub fn replay(
         clock.sleep();
         log.appender()?.append(&record.content)?;
         replayed += 1;
+    }
+}
+
+/// The largest record the log at `target` holds, or will hold once
+/// `open_log` creates it with `opts`; None where that is not known before
+/// opening it for writing (open_log then says what is wrong).
+fn max_record_ahead(target: &Target, opts: &LinesOptions) -> Option<usize> {
+    match Segment::open(target, Access::ReadOnly) {
+        Ok(segment) => Log::open(segment.mapping(), target)
+            .ok()
+            .map(|log| log.max_record()),
+        Err(e) if kind_of(&e) == Some(Kind::NotFound) => {
+            // A new log is of the current version: records with times.
+            let size = opts.size.unwrap_or(DEFAULT_LOG_SIZE);
+            crate::format::log::capacity_for(size)
+                .and_then(|capacity| capacity.checked_sub(RECORD_HEADER + RECORD_TIME))
+        }
+        Err(_) => None,
     }
 }
 
@@ -132,17 +163,35 @@ struct Recording<'a, R> {
 }
 
 impl<'a, R: Read + Seek> Recording<'a, R> {
-    fn new(input: BufReader<R>, name: &'a str, target: &Target, log: &Log<'_>) -> Recording<'a, R> {
-        let max_record = log.max_record();
+    fn new(input: BufReader<R>, name: &'a str, target: &Target) -> Recording<'a, R> {
+        // What fits is set once known ([`Recording::set_max_record`]).
         Recording {
             input,
             name,
             target: target.to_string(),
-            max_record,
-            max_line: max_record.saturating_mul(6).saturating_add(1 << 16),
+            max_record: 0,
+            max_line: 0,
             number: 0,
             line: Vec::new(),
         }
+    }
+
+    /// Checks records against `max_record` bytes each from now on.
+    fn set_max_record(&mut self, max_record: usize) {
+        self.max_record = max_record;
+        self.max_line = max_record.saturating_mul(6).saturating_add(1 << 16);
+    }
+
+    /// Reads the whole file from `start`, checking each line against
+    /// `max_record`, and goes back to `start`.
+    fn check(&mut self, start: u64, max_record: usize) -> anyhow::Result<()> {
+        self.set_max_record(max_record);
+        while self
+            .next()?
+            .map_err(|why| self.bad(&why, "nothing was replayed"))?
+            .is_some()
+        {}
+        self.rewind(start)
     }
 
     fn rewind(&mut self, start: u64) -> anyhow::Result<()> {

@@ -131,8 +131,13 @@ impl Watched {
                     length,
                 },
             ) => {
-                let versions = u64::from(b.wrapping_sub(*a));
+                // The 32-bit count wraps; a step of more than half its
+                // range is a count that went back (forged or reset): 0.
+                let step = b.wrapping_sub(*a);
+                let went_back = step > u32::MAX / 2;
+                let versions = if went_back { 0 } else { u64::from(step) };
                 fields.extend([
+                    ("counter_went_back", json!(went_back)),
                     ("versions", json!(versions)),
                     ("versions_per_s", json!(rate(versions))),
                     ("content_length", json!(length)),
@@ -145,6 +150,7 @@ impl Watched {
                     capacity,
                 },
             ) => {
+                let went_back = b.appended < a.appended || b.head < a.head || b.oldest < a.oldest;
                 let records = b.appended.saturating_sub(a.appended);
                 let bytes = b.head.saturating_sub(a.head);
                 let overwritten = b.oldest.saturating_sub(a.oldest);
@@ -154,6 +160,7 @@ impl Watched {
                     .map(|f| json!({"tid": f.tid, "lag_records": f.records, "lag_bytes": f.bytes}))
                     .collect();
                 fields.extend([
+                    ("counter_went_back", json!(went_back)),
                     ("records", json!(records)),
                     ("records_per_s", json!(rate(records))),
                     ("bytes", json!(bytes)),
@@ -179,6 +186,7 @@ impl Watched {
                 let written = head.saturating_sub(*h0);
                 let read = tail.saturating_sub(*t0);
                 fields.extend([
+                    ("counter_went_back", json!(head < h0 || tail < t0)),
                     ("bytes", json!(written)),
                     ("bytes_per_s", json!(rate(written))),
                     ("bytes_read_per_s", json!(rate(read))),
@@ -290,6 +298,16 @@ fn plain(v: &Value) -> String {
     }
 }
 
+/// A rate cell, marked when a header counter went back in the interval
+/// (its delta is shown as 0, never as a wrapped-around huge number).
+fn rate_cell(f: &[(&str, Value)], rate: String) -> String {
+    if num(f, "counter_went_back") == json!(true) {
+        format!("{rate} (counter went back)")
+    } else {
+        rate
+    }
+}
+
 fn followers_text(v: &Value) -> String {
     let Some(list) = v.as_array() else {
         return "-".to_owned();
@@ -312,7 +330,9 @@ type Column = (&'static str, usize, fn(&[(&str, Value)]) -> String);
 fn text_columns(layout: &str) -> Vec<Column> {
     match layout {
         "framed" => vec![
-            ("VERSIONS/S", 12, |f| plain(&num(f, "versions_per_s"))),
+            ("VERSIONS/S", 12, |f| {
+                rate_cell(f, plain(&num(f, "versions_per_s")))
+            }),
             ("LENGTH", 12, |f| {
                 num(f, "content_length")
                     .as_u64()
@@ -320,7 +340,9 @@ fn text_columns(layout: &str) -> Vec<Column> {
             }),
         ],
         "log" => vec![
-            ("RECORDS/S", 11, |f| plain(&num(f, "records_per_s"))),
+            ("RECORDS/S", 11, |f| {
+                rate_cell(f, plain(&num(f, "records_per_s")))
+            }),
             ("BYTES/S", 14, |f| bytes_rate(&num(f, "bytes_per_s"))),
             ("HELD", 10, |f| plain(&num(f, "records_held"))),
             ("FILL", 7, |f| percent(&num(f, "fill"))),
@@ -331,7 +353,9 @@ fn text_columns(layout: &str) -> Vec<Column> {
             }),
         ],
         "stream" => vec![
-            ("BYTES/S", 14, |f| bytes_rate(&num(f, "bytes_per_s"))),
+            ("BYTES/S", 14, |f| {
+                rate_cell(f, bytes_rate(&num(f, "bytes_per_s")))
+            }),
             ("READ/S", 14, |f| bytes_rate(&num(f, "bytes_read_per_s"))),
             ("IN-FLIGHT", 12, |f| {
                 num(f, "bytes_in_flight")
@@ -476,7 +500,20 @@ pub fn watch_all(opts: StatsOptions, out: &mut dyn Write) -> anyhow::Result<()> 
         let mut rows: Vec<StatsRow> = Vec::new();
         for (target, w) in &mut watched {
             let row = match w {
-                Ok(w) => w.interval().map_err(|e| format!("{e:#}")),
+                // Another process truncating one segment is that row's
+                // outcome ("shrank ..."), not a failure of the whole run.
+                Ok(w) => match w.interval() {
+                    Ok(fields) => w
+                        .segment
+                        .mapping()
+                        .take_truncation()
+                        .map_or(Ok(fields), |t| Err(t.to_string())),
+                    Err(e) => Err(w
+                        .segment
+                        .mapping()
+                        .take_truncation()
+                        .map_or_else(|| format!("{e:#}"), |t| t.to_string())),
+                },
                 Err(e) => Err(e.clone()),
             };
             rows.push((target.clone(), row));
@@ -537,6 +574,7 @@ fn write_table(rows: &[StatsRow], out: &mut dyn Write) -> anyhow::Result<()> {
                     "log" => format!("{} records/s", plain(&num(f, "records_per_s"))),
                     _ => "-".into(),
                 };
+                let rate = rate_cell(f, rate);
                 [
                     segment.clone(),
                     layout,

@@ -265,3 +265,59 @@ fn meaningless_combinations_are_usage_errors() {
     // Nothing was read or removed by any of them.
     assert_eq!(read(&strs(&seg.args)).stdout, b"a\n");
 }
+
+/// Keeps adding 2 to the published slot's generation word of the snapshot
+/// behind `seg` (a POSIX name) until `stop`: every copy of it is overwritten.
+/// Sets `started` once it has begun.
+fn scribble_generation(
+    seg: &Seg,
+    started: &std::sync::atomic::AtomicBool,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    use shm_tools::os::Mapping;
+    use std::os::fd::AsFd;
+    use std::sync::atomic::Ordering;
+    let path = format!("/dev/shm/{}", seg.name_value().unwrap());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let size = usize::try_from(file.metadata().unwrap().len()).unwrap();
+    let map = Mapping::map_fd(file.as_fd(), size, true).expect("map");
+    let seq = map.atomic_u32(24).unwrap().load(Ordering::SeqCst);
+    let generation = map.atomic_u32(32 + 24 * (seq as usize & 1) + 16).unwrap();
+    while !stop.load(Ordering::Relaxed) {
+        for _ in 0..10_000 {
+            generation.fetch_add(2, Ordering::SeqCst);
+        }
+        started.store(true, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn timeout_and_for_end_a_follow_of_a_snapshot_that_never_holds_still() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    for (stop_flag, code) in [("--timeout", 124), ("--for", 0)] {
+        let seg = Seg::name();
+        // Large enough that no copy finishes between two scribbles.
+        write(&strs(&seg.args), &vec![b'x'; 64 << 20]).ok();
+        let (started, stop) = (AtomicBool::new(false), AtomicBool::new(false));
+        let out = thread::scope(|s| {
+            s.spawn(|| scribble_generation(&seg, &started, &stop));
+            while !started.load(Ordering::Relaxed) {
+                thread::yield_now();
+            }
+            let out = run_limited(
+                &mut read_cmd(&strs(&seg.with(&["-F", stop_flag, "1s"]))),
+                b"",
+                LIMIT,
+            );
+            stop.store(true, Ordering::Relaxed);
+            out
+        });
+        // Not a "changed under every read attempt" error after the read's
+        // own patience: the follow's end decides.
+        out.expect_code(code);
+    }
+}

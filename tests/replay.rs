@@ -237,7 +237,8 @@ fn malformed_lines_are_refused_with_their_number() {
         let out = replay(&seg, &file, &["-s", "4K", "--speed", "max"]);
         out.expect_code(1)
             .stderr_has(&["bad-", ", line 3: ", says, "nothing was replayed"]);
-        assert_eq!(read(&strs(&seg.args)).ok().stdout, b"", "{bad}");
+        // Checked before the log is made: none is left behind.
+        assert!(!seg.exists(), "{bad}");
 
         // From a pipe: the records before it are in, and it says so.
         let seg = Seg::name();
@@ -324,4 +325,29 @@ fn snapshot_versions_replay_into_a_log() {
     let log = Seg::name();
     replay(&log, &file, &["--speed", "max"]).ok();
     assert_eq!(read(&strs(&log.args)).stdout, b"\x00state 1state 2");
+}
+
+#[test]
+fn a_bad_recording_leaves_no_log_and_an_existing_log_untouched() {
+    let big = format!("{{\"content\":\"{}\"}}\n", "x".repeat(5000));
+    let file = Scratch::new("big", &big);
+    // Too big for the log it would create: no log is left behind, so a
+    // retry with a larger --size gets that size, not a leftover.
+    let seg = Seg::name();
+    replay(&seg, &file, &["-s", "4K", "--speed", "max"])
+        .expect_code(1)
+        .stderr_has(&["does not fit", "nothing was replayed"]);
+    assert!(!seg.exists());
+    replay(&seg, &file, &["-s", "16K", "--speed", "max"]).ok();
+    assert_eq!(info(&seg)["size"], 16384);
+    assert_eq!(read(&strs(&seg.args)).ok().stdout.len(), 5000);
+
+    // An existing log decides what fits, whatever --size says, and it
+    // stays as it was.
+    let small = Seg::name();
+    write(&strs(&small.with(&["--lines", "-s", "4K"])), b"kept\n").ok();
+    replay(&small, &file, &["-s", "16K", "--speed", "max"])
+        .expect_code(1)
+        .stderr_has(&["does not fit", "nothing was replayed"]);
+    assert_eq!(read(&strs(&small.args)).ok().stdout, b"kept\n");
 }

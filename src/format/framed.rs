@@ -342,6 +342,27 @@ impl<'a> Framed<'a> {
     /// Like [`Framed::read_at_most`], for the content from byte `skip` on:
     /// only the bytes returned are copied. Past the end it is empty.
     pub fn read_span(&self, skip: usize, limit: usize) -> anyhow::Result<Version> {
+        self.read_span_unless(skip, limit, &|| false)?
+            .ok_or_else(|| self.corrupt("a read gave up without a reason"))
+    }
+
+    /// Like [`Framed::read_at_most`], but a copy that keeps being
+    /// overwritten is retried only while `give_up` says false (a follower's
+    /// stop conditions), within the usual patience: None when it gave up.
+    pub fn read_at_most_unless(
+        &self,
+        limit: usize,
+        give_up: &dyn Fn() -> bool,
+    ) -> anyhow::Result<Option<Version>> {
+        self.read_span_unless(0, limit, give_up)
+    }
+
+    fn read_span_unless(
+        &self,
+        skip: usize,
+        limit: usize,
+        give_up: &dyn Fn() -> bool,
+    ) -> anyhow::Result<Option<Version>> {
         let started = Instant::now();
         let seq_word = self.seq_word()?;
         let mut data = Vec::new();
@@ -378,13 +399,16 @@ impl<'a> Framed<'a> {
                     if len.is_none() {
                         return Err(self.corrupt("content length exceeds the capacity"));
                     }
-                    return Ok(Version {
+                    return Ok(Some(Version {
                         data,
                         seq,
                         writer_pid,
                         mtime_ns,
-                    });
+                    }));
                 }
+            }
+            if give_up() {
+                return Ok(None);
             }
             if started.elapsed() > READ_PATIENCE {
                 return Err(failure(
@@ -742,6 +766,16 @@ impl Framed<'_> {
     /// The published version's length and metadata, read under the same
     /// generation check as [`Framed::read`] but without copying the data.
     pub fn published(&self) -> anyhow::Result<Published> {
+        self.published_unless(&|| false)?
+            .ok_or_else(|| self.corrupt("a read gave up without a reason"))
+    }
+
+    /// Like [`Framed::published`], retried only while `give_up` says false:
+    /// None when it gave up.
+    pub fn published_unless(
+        &self,
+        give_up: &dyn Fn() -> bool,
+    ) -> anyhow::Result<Option<Published>> {
         let started = Instant::now();
         let seq_word = self.seq_word()?;
         loop {
@@ -758,15 +792,18 @@ impl Framed<'_> {
                 if generation.load(Ordering::Relaxed) == before && self.unmoved(seq, capacity)? {
                     let len =
                         len.ok_or_else(|| self.corrupt("content length exceeds the capacity"))?;
-                    return Ok(Published {
+                    return Ok(Some(Published {
                         len,
                         seq,
                         writer_pid,
                         mtime_ns,
-                    });
+                    }));
                 }
             } else if seq_word.load(Ordering::Acquire) == seq {
                 return Err(self.corrupt("the published slot is marked as being written"));
+            }
+            if give_up() {
+                return Ok(None);
             }
             if started.elapsed() > READ_PATIENCE {
                 return Err(self.corrupt("the published slot never stopped changing"));
