@@ -93,12 +93,12 @@ pub fn replay(
         if let Some(pause) = clock.schedule(record.time_ns)
             && pause >= LONG_PAUSE
         {
-            eprintln!(
+            crate::notice::notice(format_args!(
                 "shm-write: {name}, line {}: waiting {} before this record, as recorded \
                  (--speed max replays without pauses)",
                 input.number,
                 humantime::format_duration(round_to_seconds(pause))
-            );
+            ));
         }
         clock.sleep();
         log.appender()?.append(&record.content)?;

@@ -162,7 +162,10 @@ pub fn parse<T: Parser>(program: &str) -> Result<T, ExitCode> {
     clap_complete::CompleteEnv::with_factory(T::command).complete();
     T::try_parse().map_err(|err| {
         if err.use_stderr() {
-            eprintln!("{}", usage_error(program, &err, std::env::args().skip(1)));
+            crate::notice::notice(format_args!(
+                "{}",
+                usage_error(program, &err, std::env::args().skip(1))
+            ));
             ExitCode::from(2)
         } else {
             // Help and version go to stdout unchanged; a closed stdout
@@ -330,7 +333,7 @@ pub fn run(program: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode
     crate::os::ignore_file_size_signal();
     let result = body();
     if let Some(report) = crate::os::truncation_report() {
-        eprintln!("{program}: {report}");
+        crate::notice::notice(format_args!("{program}: {report}"));
         return ExitCode::from(crate::error::Kind::Failed.exit_code());
     }
     match result {

@@ -709,10 +709,10 @@ fn zero_but_for_the_lock(map: &Mapping) -> anyhow::Result<bool> {
 fn take_lock<'m>(map: &'m Mapping, target: &Target) -> anyhow::Result<RobustGuard<'m>> {
     let deadline = Deadline::after(Some(LOCK_PATIENCE));
     let waiting = |tid| {
-        eprintln!(
+        crate::notice::notice(format_args!(
             "shm-write: waiting for a live process (tid {tid} in its PID namespace), which holds \
              the write lock on {target}"
-        );
+        ));
     };
     if let Some(guard) = wait::lock_robust(map, OFF_LOCK, deadline, waiting)? {
         return Ok(guard);
@@ -839,7 +839,9 @@ fn test_hook_hold_lock() {
     if let Some(ms) = std::env::var_os("SHM_TOOLS_TEST_HOLD_LOCK_MS")
         .and_then(|v| v.to_str().and_then(|s| s.parse::<u64>().ok()))
     {
-        eprintln!("shm-write: holding the write lock for {ms} ms (SHM_TOOLS_TEST_HOLD_LOCK_MS)");
+        crate::notice::notice(format_args!(
+            "shm-write: holding the write lock for {ms} ms (SHM_TOOLS_TEST_HOLD_LOCK_MS)"
+        ));
         std::thread::sleep(Duration::from_millis(ms));
     }
 }
