@@ -220,6 +220,12 @@ impl<'a> Ring<'a> {
             // for those. Anything else is someone's data.
             let setting_up = map.is_zero(OFF_FLAGS, OFF_WRITER_CLAIM - OFF_FLAGS)?
                 && map.is_zero(claim_end, map.len() - claim_end)?;
+            // Its data may have come after the look above: the magic is
+            // stored before the first byte of data, so a ring seen holding
+            // data shows its magic when looked at again.
+            if !setting_up && Layout::detect(map) == Layout::Ring {
+                return Ring::take_over(map, target, &remove_first);
+            }
             return Err(match Holder::at(map, OFF_WRITER_CLAIM)? {
                 holder @ Holder::Alive(_) if setting_up => already_writing(holder),
                 Holder::Died if setting_up => writer_died(),
