@@ -584,8 +584,10 @@ fn map_posix(
     Ok(mapping)
 }
 
-fn grow_space_error(target: &Target, now: usize, size: usize, e: Errno) -> anyhow::Error {
-    let why = if e == Errno::EFBIG {
+/// Why reserving space failed: the file size limit (EFBIG) or a full
+/// /dev/shm, each with its value.
+fn no_space_because(e: Errno) -> String {
+    if e == Errno::EFBIG {
         format!(
             "larger than this process may make a file ({})",
             file_size_limit()
@@ -595,7 +597,11 @@ fn grow_space_error(target: &Target, now: usize, size: usize, e: Errno) -> anyho
             "not enough space in /dev/shm ({}; its size is a tmpfs mount option)",
             dev_shm_space()
         )
-    };
+    }
+}
+
+fn grow_space_error(target: &Target, now: usize, size: usize, e: Errno) -> anyhow::Error {
+    let why = no_space_because(e);
     failure(
         Kind::Failed,
         format!(
@@ -903,17 +909,7 @@ fn reserve_space(fd: &OwnedFd, target: &Target, size_if_empty: usize) -> anyhow:
 }
 
 fn space_error(target: &Target, size: usize, e: Errno) -> anyhow::Error {
-    let why = if e == Errno::EFBIG {
-        format!(
-            "larger than this process may make a file ({})",
-            file_size_limit()
-        )
-    } else {
-        format!(
-            "not enough space in /dev/shm ({}; its size is a tmpfs mount option)",
-            dev_shm_space()
-        )
-    };
+    let why = no_space_because(e);
     failure(
         Kind::Failed,
         format!(
