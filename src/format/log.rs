@@ -857,22 +857,9 @@ impl<'a> Log<'a> {
             _ => (tail, None),
         };
         while position < head {
-            let (len, seq) = self
-                .record_header(position)?
-                .map_err(|what| self.corrupt(&what))?;
-            if expected.is_some_and(|e| e != seq) {
-                return Err(self.corrupt(&format!(
-                    "record at position {position} has sequence number {seq}, expected {}",
-                    expected.unwrap_or_default()
-                )));
-            }
-            let size = self.record_bytes(len);
-            position = position
-                .checked_add(size)
-                .filter(|&end| end <= head)
-                .ok_or_else(|| {
-                    self.corrupt(&format!("record at position {position} runs past the head"))
-                })?;
+            let header = self.record_header(position)?;
+            let (end, seq) = self.numbered_step(position, head, header, expected)?;
+            position = end;
             expected = Some(seq.wrapping_add(1));
         }
         match expected {
@@ -882,6 +869,31 @@ impl<'a> Log<'a> {
             ))),
             _ => Ok(()),
         }
+    }
+
+    /// One step of a numbering check: the record at `position`, whose
+    /// `header` was read, must carry sequence number `expected` (if known)
+    /// and end at or before `head`. Returns where it ends and its number.
+    fn numbered_step(
+        &self,
+        position: u64,
+        head: u64,
+        header: Result<(usize, u64), String>,
+        expected: Option<u64>,
+    ) -> anyhow::Result<(u64, u64)> {
+        let (len, seq) = header.map_err(|what| self.corrupt(&what))?;
+        if let Some(expected) = expected.filter(|&e| e != seq) {
+            return Err(self.corrupt(&format!(
+                "record at position {position} has sequence number {seq}, expected {expected}"
+            )));
+        }
+        let end = position
+            .checked_add(self.record_bytes(len))
+            .filter(|&end| end <= head)
+            .ok_or_else(|| {
+                self.corrupt(&format!("record at position {position} runs past the head"))
+            })?;
+        Ok((end, seq))
     }
 
     /// Walks the record headers from tail to head without the write lock
@@ -902,20 +914,8 @@ impl<'a> Log<'a> {
                 if self.tail()? > position {
                     continue 'walk;
                 }
-                let (len, seq) = header.map_err(|what| self.corrupt(&what))?;
-                if expected.is_some_and(|e| e != seq) {
-                    return Err(self.corrupt(&format!(
-                        "record at position {position} has sequence number {seq}, expected {}",
-                        expected.unwrap_or_default()
-                    )));
-                }
-                let size = self.record_bytes(len);
-                position = position
-                    .checked_add(size)
-                    .filter(|&end| end <= head)
-                    .ok_or_else(|| {
-                        self.corrupt(&format!("record at position {position} runs past the head"))
-                    })?;
+                let (end, seq) = self.numbered_step(position, head, header, expected)?;
+                position = end;
                 expected = Some(seq.wrapping_add(1));
             }
             return Ok(expected.map(|next| (head, next)));
