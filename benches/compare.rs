@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::resource::{UsageWho, getrusage};
 use shm_tools::address::{PosixName, Target};
-use shm_tools::format::framed::{Framed, Publish};
+use shm_tools::layout::snapshot::{Publish, Snapshot};
 use shm_tools::segment::{Create, Segment};
 
 const WRITE: &str = env!("CARGO_BIN_EXE_shm-write");
@@ -55,7 +55,7 @@ fn run_all(dir: &Path) {
         cores(),
         kernel()
     );
-    println!("date: {}", shm_tools::info::format_utc(unix_now()));
+    println!("date: {}", shm_tools::cmd::info::format_utc(unix_now()));
     println!();
     match std::env::var("SHM_BENCH_ONLY").as_deref() {
         Ok("log") => return log_lines(dir),
@@ -898,7 +898,7 @@ fn follow_latency() {
         exclusive: true,
     };
     let (segment, _) = Segment::open_or_create(&target, &create).expect("segment");
-    let framed = Framed::for_writing(segment.mapping(), &target).expect("framed");
+    let framed = Snapshot::for_writing(segment.mapping(), &target).expect("framed");
     framed.publish(b"0\n", Publish::Replace).expect("publish");
     let mut follower = Command::new(READ)
         .args(["-F", "-n", &name])

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use nix::unistd::Uid;
 
 use crate::error::{Kind, failure};
-use crate::os::{self, ShmId, ShmKey};
+use crate::sys::{self, ShmId, ShmKey};
 
 /// Environment variable naming the default POSIX segment.
 pub const DEFAULT_NAME_ENV: &str = "SHM_TOOLS_NAME";
@@ -72,7 +72,7 @@ impl Address {
             Address::Id(id) => Target::Id(*id),
             Address::Name(name) => Target::Name(name.clone()),
             Address::File { path, proj_id } => {
-                let key = os::ftok(path, *proj_id).map_err(|e| {
+                let key = sys::ftok(path, *proj_id).map_err(|e| {
                     failure(
                         Kind::Failed,
                         format!(

@@ -101,7 +101,7 @@ pub fn outcome(err: &anyhow::Error) -> Outcome {
 /// Refuses to run when stdin was closed at start (`<&-`): the runtime then
 /// reads /dev/null, and an empty input would silently empty the segment.
 pub fn require_stdin(program: &str) -> anyhow::Result<()> {
-    if crate::os::was_closed_at_start(0) {
+    if crate::sys::was_closed_at_start(0) {
         return Err(failure(
             Kind::Failed,
             format!(
@@ -116,7 +116,7 @@ pub fn require_stdin(program: &str) -> anyhow::Result<()> {
 /// would go nowhere, and a segment could be removed or a stream drained
 /// for nothing. Checked before any segment is touched.
 pub fn require_stdout(program: &str) -> anyhow::Result<()> {
-    if crate::os::was_closed_at_start(1) {
+    if crate::sys::was_closed_at_start(1) {
         return Err(failure(
             Kind::Failed,
             format!(

@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;
 
-use crate::os::ShmId;
+use crate::sys::ShmId;
 
 /// What a segment is, as the kernel identifies it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

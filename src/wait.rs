@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::os::{self, Mapping, RobustTry};
+use crate::sys::{self, Mapping, RobustTry};
 
 /// Longest single sleep before a waiter re-checks what it waits for.
 pub const RECHECK: Duration = Duration::from_millis(50);
@@ -49,7 +49,7 @@ pub fn wait_while_equal(word: &AtomicU32, seen: u32, max: Duration) {
     if word.load(Ordering::Acquire) != seen || max.is_zero() {
         return;
     }
-    if os::futex_wait(word, seen, Some(max)).is_err() {
+    if sys::futex_wait(word, seen, Some(max)).is_err() {
         std::thread::sleep(max.min(Duration::from_millis(1)));
     }
 }
@@ -57,7 +57,7 @@ pub fn wait_while_equal(word: &AtomicU32, seen: u32, max: Duration) {
 /// Wakes every process sleeping on `word`.
 pub fn wake_all(word: &AtomicU32) {
     // No futex means the waiters poll; nothing to do.
-    let _ = os::futex_wake(word, i32::MAX);
+    let _ = sys::futex_wake(word, i32::MAX);
 }
 
 /// Who holds a robust lock, as the kernel keeps it.
@@ -76,24 +76,24 @@ impl Holder {
     /// Reads a robust lock word.
     #[must_use]
     pub fn of(word: u32) -> Holder {
-        if word & os::FUTEX_OWNER_DIED != 0 {
+        if word & sys::FUTEX_OWNER_DIED != 0 {
             Holder::Died
-        } else if word & os::FUTEX_TID_MASK == 0 {
+        } else if word & sys::FUTEX_TID_MASK == 0 {
             Holder::Free
         } else {
-            Holder::Alive(word & os::FUTEX_TID_MASK)
+            Holder::Alive(word & sys::FUTEX_TID_MASK)
         }
     }
 
     /// The holder of the robust lock at `offset` in `map` now.
-    pub fn at(map: &Mapping, offset: usize) -> Result<Holder, os::OutOfBounds> {
+    pub fn at(map: &Mapping, offset: usize) -> Result<Holder, sys::OutOfBounds> {
         Ok(Holder::of(map.robust_word(offset)?.load(Ordering::Acquire)))
     }
 }
 
 /// A robust lock this thread holds; released on drop, even while
 /// unwinding. If this process dies instead, the kernel marks it
-/// FUTEX_OWNER_DIED, so the next taker knows (see [`os`]'s robust locks).
+/// FUTEX_OWNER_DIED, so the next taker knows (see [`crate::sys`]'s robust locks).
 #[derive(Debug)]
 pub struct RobustGuard<'a> {
     map: &'a Mapping,
@@ -140,7 +140,7 @@ impl Drop for RobustGuard<'_> {
 pub fn try_lock_robust(
     map: &Mapping,
     offset: usize,
-) -> Result<Result<RobustGuard<'_>, Holder>, os::OutOfBounds> {
+) -> Result<Result<RobustGuard<'_>, Holder>, sys::OutOfBounds> {
     Ok(match map.robust_try_lock(offset)? {
         RobustTry::Taken { owner_died } => Ok(RobustGuard {
             map,
@@ -161,7 +161,7 @@ pub fn lock_robust(
     offset: usize,
     deadline: Deadline,
     mut waiting: impl FnMut(u32),
-) -> Result<Option<RobustGuard<'_>>, os::OutOfBounds> {
+) -> Result<Option<RobustGuard<'_>>, sys::OutOfBounds> {
     let word = map.robust_word(offset)?;
     let started = Instant::now();
     let mut told = false;
@@ -175,10 +175,10 @@ pub fn lock_robust(
         }
         if !told && started.elapsed() >= Duration::from_secs(1) {
             told = true;
-            waiting(held & os::FUTEX_TID_MASK);
+            waiting(held & sys::FUTEX_TID_MASK);
         }
         // Ask the holder (or the kernel, if it dies) to wake us.
-        let flagged = held | os::FUTEX_WAITERS;
+        let flagged = held | sys::FUTEX_WAITERS;
         if held == flagged
             || word
                 .compare_exchange(held, flagged, Ordering::Relaxed, Ordering::Relaxed)

@@ -602,7 +602,7 @@ fn talking_to_the_classic_c_programs() {
     let _leftovers: Vec<Seg> = std::fs::read_dir(&scene.dir)
         .unwrap()
         .filter_map(Result::ok)
-        .filter_map(|e| shm_tools::os::ftok(&e.path().join("shmfile"), 65).ok())
+        .filter_map(|e| shm_tools::sys::ftok(&e.path().join("shmfile"), 65).ok())
         .map(Seg::guard_key)
         .collect();
     out.ok();
@@ -630,7 +630,7 @@ fn talking_to_the_classic_c_programs() {
 
     // --help's version, in a directory of its own.
     scene.run("touch shmfile", b"");
-    let key = shm_tools::os::ftok(&scene.dir.join("shmfile"), 65).unwrap();
+    let key = shm_tools::sys::ftok(&scene.dir.join("shmfile"), 65).unwrap();
     let guard = Seg::guard_key(key);
     scene.run("echo 'hi, reader.c' | shm-write --raw -f shmfile", b"");
     assert_eq!(
@@ -1006,6 +1006,6 @@ fn the_recorded_line_in_the_readme_is_a_record() {
     let readme = include_str!("../README.md");
     let start = readme.find("```json\n").expect("a json block") + "```json\n".len();
     let line = readme[start..].lines().next().unwrap();
-    let record = shm_tools::record::parse(line.as_bytes()).unwrap();
+    let record = shm_tools::cmd::record::parse(line.as_bytes()).unwrap();
     assert_eq!(record.content, b"\xff\x00bin\n");
 }

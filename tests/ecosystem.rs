@@ -65,7 +65,7 @@ fn list_keeps_going_past_a_corrupt_segment() {
     let seg = Seg::key();
     write(&strs(&seg.args), b"fine").ok();
     let id = os_id(&seg);
-    let map = shm_tools::os::Mapping::attach_sysv(id, 4096, true).unwrap();
+    let map = shm_tools::sys::Mapping::attach_sysv(id, 4096, true).unwrap();
     map.atomic_u32(8)
         .unwrap()
         .store(42, std::sync::atomic::Ordering::SeqCst);
@@ -75,8 +75,8 @@ fn list_keeps_going_past_a_corrupt_segment() {
     assert!(row.contains("? (") && row.contains("version 42"), "{row}");
 }
 
-fn os_id(seg: &Seg) -> shm_tools::os::ShmId {
-    shm_tools::os::shmget(seg.key_value().unwrap(), 0, 0).unwrap()
+fn os_id(seg: &Seg) -> shm_tools::sys::ShmId {
+    shm_tools::sys::shmget(seg.key_value().unwrap(), 0, 0).unwrap()
 }
 
 #[test]

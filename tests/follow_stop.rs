@@ -274,7 +274,7 @@ fn scribble_generation(
     started: &std::sync::atomic::AtomicBool,
     stop: &std::sync::atomic::AtomicBool,
 ) {
-    use shm_tools::os::Mapping;
+    use shm_tools::sys::Mapping;
     use std::os::fd::AsFd;
     use std::sync::atomic::Ordering;
     let path = format!("/dev/shm/{}", seg.name_value().unwrap());

@@ -147,8 +147,8 @@ fn as_nobody(args: &[&str]) -> (Output, i32) {
 
 /// The last pid to attach or detach, as `ipcs -p` shows it.
 fn ipcs_last_pid(seg: &Seg) -> i32 {
-    let id = shm_tools::os::shmget(seg.key_value().unwrap(), 0, 0).unwrap();
-    shm_tools::os::shm_stat(id).unwrap().lpid
+    let id = shm_tools::sys::shmget(seg.key_value().unwrap(), 0, 0).unwrap();
+    shm_tools::sys::shm_stat(id).unwrap().lpid
 }
 
 #[test]

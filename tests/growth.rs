@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use shm_tools::address::{Address, PosixName};
-use shm_tools::format::framed::{Framed, is_grown};
+use shm_tools::layout::snapshot::{Snapshot, is_grown};
 use shm_tools::segment::{Access, Segment};
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -154,7 +154,7 @@ fn start_readers(
                 let mut reads = 0;
                 let mut remaps = 0;
                 while !done.load(Ordering::Acquire) {
-                    let result = Framed::open(segment.mapping(), &target).and_then(|f| f.read());
+                    let result = Snapshot::open(segment.mapping(), &target).and_then(|f| f.read());
                     match result {
                         Ok(version) => {
                             if !version.data.is_empty() {
@@ -315,7 +315,7 @@ fn a_system_v_segment_is_replaced_by_key() {
     write(&strs(&seg.with(&["--replace"])), &big).ok();
     assert_eq!(read(&strs(&seg.args)).ok().stdout, big);
     assert_ne!(sysv_id(&seg), old_id, "a new segment under the same key");
-    let kept = Framed::open(attached.mapping(), &target)
+    let kept = Snapshot::open(attached.mapping(), &target)
         .unwrap()
         .read()
         .unwrap();
@@ -388,7 +388,7 @@ fn readers_never_see_a_torn_version_while_a_writer_grows_it_fast() {
     // The writer runs in this process too, so growths come thousands of
     // times faster than from shm-write: the windows between its steps are
     // hit far more often.
-    use shm_tools::format::framed::Publish;
+    use shm_tools::layout::snapshot::Publish;
     use shm_tools::segment::Create;
     let seg = Seg::name();
     let name = seg.name_value().unwrap().to_owned();
@@ -402,7 +402,7 @@ fn readers_never_see_a_torn_version_while_a_writer_grows_it_fast() {
     };
     let (mut segment, _) = Segment::open_or_create(&target, &create).unwrap();
     let publish = |segment: &Segment, data: &[u8]| {
-        Framed::for_writing(segment.mapping(), &target)
+        Snapshot::for_writing(segment.mapping(), &target)
             .unwrap()
             .publish_or_grow(data, Publish::Replace, &|size| segment.grow_to(size))
             .unwrap();

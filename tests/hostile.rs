@@ -9,12 +9,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-use shm_tools::os::{self, Mapping};
+use shm_tools::sys::{self, Mapping};
 
 /// Attaches `seg` (by key) writable, for scribbling on its header.
 fn attach(seg: &Seg) -> Mapping {
-    let id = os::shmget(seg.key_value().unwrap(), 0, 0).expect("segment exists");
-    let size = os::shm_stat(id).expect("stat").size;
+    let id = sys::shmget(seg.key_value().unwrap(), 0, 0).expect("segment exists");
+    let size = sys::shm_stat(id).expect("stat").size;
     Mapping::attach_sysv(id, size, true).expect("attach")
 }
 
@@ -235,7 +235,7 @@ fn corrupt_ring_headers_are_clear_errors() {
     // that had not begun would be taken over (tests/takeover.rs).
     let dead_reader: Scribble = Box::new(|m| {
         put32(32, 1 | 8)(m);
-        put32(216, os::FUTEX_OWNER_DIED | 0x1234)(m);
+        put32(216, sys::FUTEX_OWNER_DIED | 0x1234)(m);
     });
     let cases: [(&str, Scribble, &str); 7] = [
         ("tail past head", put64(128, 2000), "corrupt"),
@@ -276,7 +276,7 @@ fn ring_whose_writer_vanished_without_finishing_ends_the_reader() {
     // died holding it.
     map.atomic_u32(200)
         .unwrap()
-        .store(os::FUTEX_OWNER_DIED | 0x1234, Ordering::SeqCst);
+        .store(sys::FUTEX_OWNER_DIED | 0x1234, Ordering::SeqCst);
     drop(map);
     let out = run_limited(
         &mut read_cmd(&strs(&seg.with(&["--stream"]))),

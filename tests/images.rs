@@ -11,7 +11,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::*;
-use shm_tools::format::check_image;
+use shm_tools::layout::check_image;
 
 /// The whole segment, header included, as `shm-read --all` dumps it.
 fn image_of(seg: &Seg) -> Vec<u8> {

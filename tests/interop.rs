@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 
 use common::*;
-use shm_tools::os::{self, Mapping};
+use shm_tools::sys::{self, Mapping};
 
 #[test]
 fn classic_writer_to_shm_read_and_shm_write_to_classic_reader() {
@@ -40,7 +40,7 @@ fn shm_write_segments_are_big_enough_for_the_classic_1024_byte_shmget() {
     let seg = Seg::key();
     write(&strs(&seg.with(&["--raw"])), b"x").ok();
     let key = seg.key_value().unwrap();
-    assert!(os::shmget(key, 1024, 0).is_ok());
+    assert!(sys::shmget(key, 1024, 0).is_ok());
     assert_eq!(info(&seg)["size"], 4096);
 }
 
@@ -50,7 +50,7 @@ fn c_layout_segment_reads_as_a_c_string() {
     let seg = Seg::key();
     let key = seg.key_value().unwrap();
     let id =
-        os::shmget(key, 256, nix::libc::IPC_CREAT | nix::libc::IPC_EXCL | 0o600).expect("shmget");
+        sys::shmget(key, 256, nix::libc::IPC_CREAT | nix::libc::IPC_EXCL | 0o600).expect("shmget");
     {
         let map = Mapping::attach_sysv(id, 256, true).expect("attach");
         map.write(0, b"hello from C\0stale bytes after the NUL")

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use shm_tools::address::{PosixName, Target};
-use shm_tools::format::framed::{Framed, Publish};
+use shm_tools::layout::snapshot::{Publish, Snapshot};
 use shm_tools::segment::{Access, Segment};
 
 /// More than two 4 MiB chunks and not a multiple of the page size.
@@ -110,7 +110,7 @@ fn large_versions_are_never_torn_while_being_overwritten() {
     write(&strs(&seg.with(&["-s", "16M"])), &vec![0u8; LEN]).ok();
     let target = Target::Name(PosixName::parse(seg.name_value().unwrap()).unwrap());
     let segment = Segment::open(&target, Access::ReadWrite).unwrap();
-    let framed = Framed::open(segment.mapping(), &target).unwrap();
+    let framed = Snapshot::open(segment.mapping(), &target).unwrap();
     let done = AtomicBool::new(false);
     let started = Instant::now();
     // Nothing asserts inside the scope: a failed assertion there would

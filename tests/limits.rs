@@ -220,7 +220,7 @@ impl Drop for HugePages {
 
 #[test]
 fn replace_keeps_huge_pages() {
-    use shm_tools::os::{Mapping, SHM_HUGETLB, shm_stat, shmget};
+    use shm_tools::sys::{Mapping, SHM_HUGETLB, shm_stat, shmget};
     let _pages = HugePages::ensure(16);
     let seg = Seg::key();
     let key = seg.key_value().unwrap();

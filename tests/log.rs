@@ -402,7 +402,7 @@ fn scribbled(offset: u64, bytes: &[u8]) -> (Seg, Output, Output) {
 
 #[test]
 fn hostile_log_headers_give_a_clear_error() {
-    let data = shm_tools::format::log::HEADER_SIZE as u64;
+    let data = shm_tools::layout::log::HEADER_SIZE as u64;
     let cases: Vec<(&str, u64, Vec<u8>)> = vec![
         (
             "head past the capacity",
@@ -460,7 +460,7 @@ fn random_log_images_never_panic() {
     )
     .ok();
     let image = std::fs::read(path(&seg)).unwrap();
-    shm_tools::format::check_image(&image).unwrap();
+    shm_tools::layout::check_image(&image).unwrap();
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     for round in 0..3000 {
         let mut copy = image.clone();
@@ -472,7 +472,7 @@ fn random_log_images_never_panic() {
             let at = usize::try_from(x % span as u64).unwrap();
             copy[at] = (x >> 32).to_le_bytes()[0];
         }
-        let _ = shm_tools::format::check_image(&copy);
+        let _ = shm_tools::layout::check_image(&copy);
     }
 }
 
@@ -568,11 +568,11 @@ fn a_lossless_follower_whose_output_closes_stops_holding_the_writer_back() {
 fn lossless_followers_need_a_free_slot_and_write_access() {
     let seg = Seg::name();
     empty_log(&seg, "64K");
-    let followers: Vec<Live> = (0..shm_tools::format::log::SLOTS)
+    let followers: Vec<Live> = (0..shm_tools::layout::log::SLOTS)
         .map(|_| follower(&seg, &["--lossless"]))
         .collect();
     until("every slot is taken", Duration::from_secs(20), || {
-        info(&seg)["lossless_followers"] == shm_tools::format::log::SLOTS
+        info(&seg)["lossless_followers"] == shm_tools::layout::log::SLOTS
     });
     run_limited(
         &mut read_cmd(&strs(&seg.with(&["--follow", "--lossless"]))),
@@ -726,7 +726,7 @@ fn a_lossless_follower_joining_a_busy_log_misses_nothing() {
 /// on stderr, within a couple of seconds, what it is waiting for.
 #[test]
 fn a_writer_held_back_by_a_lossless_slot_says_so() {
-    use shm_tools::os::{Mapping, shm_stat, shmget};
+    use shm_tools::sys::{Mapping, shm_stat, shmget};
     // System V: a slot's lock word is all the evidence there is (a POSIX
     // log's followers also hold a kernel lock, tests/follower_evidence.rs).
     let seg = Seg::key();

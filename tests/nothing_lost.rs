@@ -87,7 +87,7 @@ fn info_and_list_of_a_log_read_its_headers_only() {
 
 #[test]
 fn a_failed_write_leaves_a_zero_filled_foreign_segment_as_it_was() {
-    use shm_tools::os::{Mapping, shm_stat, shmget};
+    use shm_tools::sys::{Mapping, shm_stat, shmget};
     for (size, input) in [(130, 200), (8192, 9000)] {
         let seg = Seg::key();
         let key = seg.key_value().unwrap();

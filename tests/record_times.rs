@@ -10,8 +10,8 @@ use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
 use common::*;
-use shm_tools::format::check_image;
-use shm_tools::format::log::HEADER_SIZE;
+use shm_tools::layout::check_image;
+use shm_tools::layout::log::HEADER_SIZE;
 
 /// A log image that shm-tools before version 2 made (fuzz/seeds/log):
 /// the records "one\n", "two\n", "three\n", 4096 bytes.
@@ -76,9 +76,9 @@ fn a_version_1_log_is_still_read_and_appended_to_as_version_1() {
 #[test]
 fn version_2_records_carry_their_append_time_as_documented() {
     let seg = Seg::name();
-    let before = shm_tools::format::now_ns();
+    let before = shm_tools::layout::now_ns();
     write(&strs(&seg.with(&["--lines", "-s", "8K"])), b"one\ntwo\n").ok();
-    let after = shm_tools::format::now_ns();
+    let after = shm_tools::layout::now_ns();
     assert_eq!(info(&seg)["format_version"], 2);
     let printed = records(&seg);
     let image = std::fs::read(path(&seg)).unwrap();

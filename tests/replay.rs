@@ -44,10 +44,10 @@ fn recording_of(seg: &Seg) -> String {
     out.stdout_str()
 }
 
-fn parsed(recording: &str) -> Vec<shm_tools::record::Record> {
+fn parsed(recording: &str) -> Vec<shm_tools::cmd::record::Record> {
     recording
         .lines()
-        .map(|l| shm_tools::record::parse(l.as_bytes()).unwrap())
+        .map(|l| shm_tools::cmd::record::parse(l.as_bytes()).unwrap())
         .collect()
 }
 

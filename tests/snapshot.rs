@@ -232,7 +232,7 @@ fn missing_ftok_file_is_a_clear_error() {
 fn proj_id_changes_the_key() {
     let seg = Seg::ftok_file();
     let path = seg.ftok_path().unwrap().display().to_string();
-    let key66 = shm_tools::os::ftok(seg.ftok_path().unwrap(), 66).unwrap();
+    let key66 = shm_tools::sys::ftok(seg.ftok_path().unwrap(), 66).unwrap();
     let _guard66 = Seg::guard_key(key66);
     write(&["-f", &path, "--proj-id", "66"], b"sixty-six").ok();
     read(&strs(&seg.args)).expect_code(3);

@@ -301,7 +301,7 @@ fn info_and_list_name_the_c_program_that_has_a_segment_attached() {
     };
     let shmfile = dir.join("shmfile");
     std::fs::write(&shmfile, b"").unwrap();
-    let key = shm_tools::os::ftok(&shmfile, 65).unwrap();
+    let key = shm_tools::sys::ftok(&shmfile, 65).unwrap();
     let seg = Seg::guard_key(key);
     // writer.c attaches, then waits at fgets for its line (its prompt
     // stays in its stdio buffer: stdout is a pipe).
@@ -694,7 +694,7 @@ fn poke32(seg: &Seg, offset: usize, value: u32) {
         .open(path)
         .unwrap();
     let size = usize::try_from(file.metadata().unwrap().len()).unwrap();
-    let map = shm_tools::os::Mapping::map_fd(file.as_fd(), size, true).unwrap();
+    let map = shm_tools::sys::Mapping::map_fd(file.as_fd(), size, true).unwrap();
     map.atomic_u32(offset)
         .unwrap()
         .store(value, std::sync::atomic::Ordering::SeqCst);

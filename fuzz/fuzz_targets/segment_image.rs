@@ -6,6 +6,6 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|image: &[u8]| {
     if !image.is_empty() {
-        let _ = shm_tools::format::check_image(image);
+        let _ = shm_tools::layout::check_image(image);
     }
 });

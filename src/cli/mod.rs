@@ -13,9 +13,9 @@ use clap::{Args, Parser};
 use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
 
 use crate::address::{Address, CLASSIC_PROJ_ID, PosixName, parse_id, parse_key, parse_proj_id};
+pub use crate::cmd::progress::Progress;
 use crate::error::{Outcome, outcome};
-use crate::os::{ShmId, ShmKey};
-pub use crate::progress::Progress;
+use crate::sys::{ShmId, ShmKey};
 
 pub mod assets;
 pub mod read_args;
@@ -300,7 +300,7 @@ fn name_candidates() -> Vec<CompletionCandidate> {
 
 /// Completion for `-k`: the keys of existing System V segments.
 fn key_candidates() -> Vec<CompletionCandidate> {
-    crate::info::sysv_table()
+    crate::cmd::info::sysv_table()
         .into_iter()
         .filter(|(_, stat)| stat.key != ShmKey::PRIVATE)
         .map(|(id, stat)| {
@@ -312,7 +312,7 @@ fn key_candidates() -> Vec<CompletionCandidate> {
 
 /// Completion for `-i`: the ids of existing System V segments.
 fn id_candidates() -> Vec<CompletionCandidate> {
-    crate::info::sysv_table()
+    crate::cmd::info::sysv_table()
         .into_iter()
         .map(|(id, stat)| {
             CompletionCandidate::new(id.to_string()).help(Some(
@@ -330,9 +330,9 @@ fn id_candidates() -> Vec<CompletionCandidate> {
 pub fn run(program: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
     // Past `ulimit -f`, a call fails with EFBIG and is reported, instead of
     // the kernel killing us silently.
-    crate::os::ignore_file_size_signal();
+    crate::sys::ignore_file_size_signal();
     let result = body();
-    if let Some(report) = crate::os::truncation_report() {
+    if let Some(report) = crate::sys::truncation_report() {
         crate::notice::notice(format_args!("{program}: {report}"));
         return ExitCode::from(crate::error::Kind::Failed.exit_code());
     }

@@ -5,10 +5,10 @@ use std::time::Duration;
 use clap::{ArgGroup, Parser};
 
 use crate::cli::{Progress, SegmentArgs, parse_duration, parse_owner};
-use crate::list::{Filter, ListOptions, list};
-use crate::read::{ReadOptions, read};
-use crate::stats::StatsOptions;
-use crate::stream::read_stream;
+use crate::cmd::list::{Filter, ListOptions, list};
+use crate::cmd::read::{ReadOptions, read};
+use crate::cmd::stats::StatsOptions;
+use crate::cmd::stream::read_stream;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -225,7 +225,7 @@ pub struct ReadArgs {
 /// An interval for --stats: a duration of at least 10ms.
 fn parse_interval(raw: &str) -> Result<Duration, String> {
     let interval = parse_duration(raw)?;
-    if interval < crate::stats::SAMPLE {
+    if interval < crate::cmd::stats::SAMPLE {
         return Err(format!(
             "'{raw}' is too short an interval: give at least 10ms, e.g. 1s or 500ms"
         ));
@@ -263,7 +263,7 @@ impl ReadArgs {
     /// Does what the command line asks, writing data to stdout.
     pub fn execute(&self) -> anyhow::Result<()> {
         if self.limits {
-            return crate::limits::show(self.json, &mut std::io::stdout().lock());
+            return crate::cmd::limits::show(self.json, &mut std::io::stdout().lock());
         }
         let follow = self.follow || self.next;
         let stats = self.stats.map(|interval| StatsOptions {
@@ -288,7 +288,7 @@ impl ReadArgs {
         }
         let address = self.segment.address(self.stream)?;
         if let Some(stats) = stats {
-            return crate::stats::watch(&address, stats, &mut std::io::stdout().lock());
+            return crate::cmd::stats::watch(&address, stats, &mut std::io::stdout().lock());
         }
         if self.stream {
             return read_stream(&address, self.wait, self.timeout, self.progress);
@@ -300,7 +300,7 @@ impl ReadArgs {
             ));
         }
         if self.info {
-            return crate::info::show(
+            return crate::cmd::info::show(
                 &address,
                 self.wait,
                 self.timeout,
@@ -366,7 +366,7 @@ impl ReadArgs {
                     "--list --stats shows every segment: it does not go with --stale, --unused or a filter; for one segment, give shm-read -n NAME --stats",
                 ));
             }
-            return crate::stats::watch_all(stats, &mut std::io::stdout().lock());
+            return crate::cmd::stats::watch_all(stats, &mut std::io::stdout().lock());
         }
         let opts = ListOptions {
             json: self.json,

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use crate::cli::{Progress, SegmentArgs, parse_mode, parse_size};
-use crate::replay::Speed;
-use crate::stream::write_stream;
-use crate::write::{WriteOptions, write};
+use crate::cmd::replay::Speed;
+use crate::cmd::stream::write_stream;
+use crate::cmd::write::{WriteOptions, write};
 
 const EXAMPLES: &str = "\
 Examples:

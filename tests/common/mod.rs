@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use shm_tools::os::{self, ShmId, ShmKey};
+use shm_tools::sys::{self, ShmId, ShmKey};
 
 /// What a finished command left.
 #[derive(Debug)]
@@ -229,7 +229,7 @@ impl Seg {
         let raw = (0x4000_0000 | (unique() & 0x3fff_ffff)).cast_signed();
         let key = ShmKey::from_raw(raw);
         assert!(
-            os::shmget(key, 0, 0).is_err(),
+            sys::shmget(key, 0, 0).is_err(),
             "key {key} is already in use"
         );
         Seg {
@@ -264,7 +264,7 @@ impl Seg {
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("shmfile");
         std::fs::write(&path, b"").expect("ftok file");
-        let key = os::ftok(&path, 65).expect("ftok");
+        let key = sys::ftok(&path, 65).expect("ftok");
         Seg {
             args: vec!["-f".into(), path.display().to_string()],
             what: Cleanup::Ftok(path, key),
@@ -318,8 +318,8 @@ impl Seg {
     /// Whether the segment exists now.
     pub fn exists(&self) -> bool {
         match &self.what {
-            Cleanup::Key(k) | Cleanup::Ftok(_, k) => os::shmget(*k, 0, 0).is_ok(),
-            Cleanup::Id(id) => os::shm_stat(*id).is_ok_and(|s| s.mode & os::SHM_DEST == 0),
+            Cleanup::Key(k) | Cleanup::Ftok(_, k) => sys::shmget(*k, 0, 0).is_ok(),
+            Cleanup::Id(id) => sys::shm_stat(*id).is_ok_and(|s| s.mode & sys::SHM_DEST == 0),
             Cleanup::Name(n) => PathBuf::from("/dev/shm").join(n).exists(),
         }
     }
@@ -330,20 +330,20 @@ impl Drop for Seg {
         // Cleanup never panics: "not found" just means the test removed it.
         match &self.what {
             Cleanup::Key(key) => {
-                if let Ok(id) = os::shmget(*key, 0, 0) {
-                    let _ = os::shm_remove(id);
+                if let Ok(id) = sys::shmget(*key, 0, 0) {
+                    let _ = sys::shm_remove(id);
                 }
             }
             Cleanup::Ftok(path, key) => {
-                if let Ok(id) = os::shmget(*key, 0, 0) {
-                    let _ = os::shm_remove(id);
+                if let Ok(id) = sys::shmget(*key, 0, 0) {
+                    let _ = sys::shm_remove(id);
                 }
                 if let Some(dir) = path.parent() {
                     let _ = std::fs::remove_dir_all(dir);
                 }
             }
             Cleanup::Id(id) => {
-                let _ = os::shm_remove(*id);
+                let _ = sys::shm_remove(*id);
             }
             Cleanup::Name(name) => {
                 let _ = nix::sys::mman::shm_unlink(format!("/{name}").as_str());

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use crate::address::Target;
 use crate::error::{Kind, failure};
-use crate::format::Layout;
-use crate::format::prefix::Prefix;
-use crate::os::{self, Mapping, ROBUST_LOCK_SIZE};
+use crate::layout::Layout;
+use crate::layout::prefix::Prefix;
+use crate::sys::{self, Mapping, ROBUST_LOCK_SIZE};
 use crate::wait::{self, Deadline, Holder, RobustGuard};
 
 /// The first eight bytes of a framed segment.
@@ -110,12 +110,12 @@ fn grown_size(len: usize) -> Option<usize> {
 /// Returns a mapping of the segment's whole object after making sure the
 /// object is at least the given number of bytes (growing it if it is
 /// smaller, space reserved). Given by the segment layer to
-/// [`Framed::publish_or_grow`].
+/// [`Snapshot::publish_or_grow`].
 pub type Grow<'g> = &'g dyn Fn(usize) -> anyhow::Result<Mapping>;
 
 /// A view of `map` at a capacity the caller has checked against it.
-fn view<'m>(map: &'m Mapping, target: &'m Target, capacity: usize) -> Framed<'m> {
-    Framed {
+fn view<'m>(map: &'m Mapping, target: &'m Target, capacity: usize) -> Snapshot<'m> {
+    Snapshot {
         map,
         target,
         capacity,
@@ -146,21 +146,21 @@ pub enum Publish {
 
 /// A validated view of a framed segment.
 #[derive(Debug)]
-pub struct Framed<'a> {
+pub struct Snapshot<'a> {
     map: &'a Mapping,
     target: &'a Target,
     capacity: usize,
 }
 
-impl<'a> Framed<'a> {
+impl<'a> Snapshot<'a> {
     /// Validates the header of a segment whose magic says it is framed.
     /// A header whose capacity exceeds the mapping is a [`Grown`] error.
-    pub fn open(map: &'a Mapping, target: &'a Target) -> anyhow::Result<Framed<'a>> {
+    pub fn open(map: &'a Mapping, target: &'a Target) -> anyhow::Result<Snapshot<'a>> {
         let capacity = PREFIX.check(map, target, Some(usize::MAX))?;
         if capacity_for(map.len()).is_none_or(|max| capacity > max) {
             return Err(grown(target, capacity as u64, map.len()));
         }
-        Ok(Framed {
+        Ok(Snapshot {
             map,
             target,
             capacity,
@@ -177,17 +177,17 @@ impl<'a> Framed<'a> {
     /// may have been initialised (and published into) by another writer
     /// meanwhile. It is looked at again, and refused only if it is still
     /// not framed.
-    pub fn for_writing(map: &'a Mapping, target: &'a Target) -> anyhow::Result<Framed<'a>> {
-        if Layout::detect(map) == Layout::Framed {
-            return Framed::open(map, target);
+    pub fn for_writing(map: &'a Mapping, target: &'a Target) -> anyhow::Result<Snapshot<'a>> {
+        if Layout::detect(map) == Layout::Snapshot {
+            return Snapshot::open(map, target);
         }
         let blank = map.is_zero(0, MAGIC.len().min(map.len()))? && zero_but_for_the_lock(map)?;
         if blank {
-            return Framed::initialize(map, target);
+            return Snapshot::initialize(map, target);
         }
         match Layout::detect(map) {
-            Layout::Framed => Framed::open(map, target),
-            Layout::Ring => Err(failure(
+            Layout::Snapshot => Snapshot::open(map, target),
+            Layout::Stream => Err(failure(
                 Kind::Failed,
                 format!(
                     "{target} is the ring of a `shm-write --stream`, not a snapshot segment; read the \
@@ -224,7 +224,7 @@ impl<'a> Framed<'a> {
         }
     }
 
-    /// [`Framed::for_writing`] for a publish of `len` bytes into a segment
+    /// [`Snapshot::for_writing`] for a publish of `len` bytes into a segment
     /// that cannot grow: a blank (all-zero) segment that could not hold
     /// them is refused before our header goes in, so a failed write leaves
     /// a foreign segment byte for byte as it was.
@@ -232,20 +232,20 @@ impl<'a> Framed<'a> {
         map: &'a Mapping,
         target: &'a Target,
         len: usize,
-    ) -> anyhow::Result<Framed<'a>> {
+    ) -> anyhow::Result<Snapshot<'a>> {
         if Layout::detect(map) == Layout::Foreign
             && let Some(capacity) = capacity_for(map.len())
             && capacity < len
         {
             return Err(too_large(target, len, capacity, map.len()));
         }
-        Framed::for_writing(map, target)
+        Snapshot::for_writing(map, target)
     }
 
     /// Turns an all-zero segment into an empty framed one. Safe against
     /// racing writers: the zero lock word is taken first, and the magic is
     /// stored last, so nobody sees a half-made header as framed.
-    fn initialize(map: &'a Mapping, target: &'a Target) -> anyhow::Result<Framed<'a>> {
+    fn initialize(map: &'a Mapping, target: &'a Target) -> anyhow::Result<Snapshot<'a>> {
         let capacity = capacity_for(map.len()).ok_or_else(|| {
             failure(
                 Kind::Failed,
@@ -261,7 +261,7 @@ impl<'a> Framed<'a> {
         if !PREFIX.present(map)? {
             PREFIX.write(map, capacity)?;
         }
-        Framed::open(map, target)
+        Snapshot::open(map, target)
     }
 
     /// Bytes one version could hold when this view was opened (a
@@ -333,20 +333,20 @@ impl<'a> Framed<'a> {
         self.read_at_most(usize::MAX)
     }
 
-    /// Like [`Framed::read`], but copies only the first `limit` bytes of
+    /// Like [`Snapshot::read`], but copies only the first `limit` bytes of
     /// the content (still checked against the slot's generation).
     pub fn read_at_most(&self, limit: usize) -> anyhow::Result<Version> {
         self.read_span(0, limit)
     }
 
-    /// Like [`Framed::read_at_most`], for the content from byte `skip` on:
+    /// Like [`Snapshot::read_at_most`], for the content from byte `skip` on:
     /// only the bytes returned are copied. Past the end it is empty.
     pub fn read_span(&self, skip: usize, limit: usize) -> anyhow::Result<Version> {
         self.read_span_unless(skip, limit, &|| false)?
             .ok_or_else(|| self.corrupt("a read gave up without a reason"))
     }
 
-    /// Like [`Framed::read_at_most`], but a copy that keeps being
+    /// Like [`Snapshot::read_at_most`], but a copy that keeps being
     /// overwritten is retried only while `give_up` says false (a follower's
     /// stop conditions), within the usual patience: None when it gave up.
     pub fn read_at_most_unless(
@@ -456,9 +456,9 @@ impl<'a> Framed<'a> {
                     ),
                 )
             })?;
-            os::advise_huge_pages(data.spare_capacity_mut());
+            sys::advise_huge_pages(data.spare_capacity_mut());
         }
-        let large = len >= os::LARGE_COPY;
+        let large = len >= sys::LARGE_COPY;
         let mut copied = 0;
         while copied < len {
             let n = (len - copied).min(COPY_CHUNK);
@@ -490,7 +490,7 @@ impl<'a> Framed<'a> {
         self.publish_growing(data, how, None)
     }
 
-    /// Like [`Framed::publish`], but a result that exceeds the capacity
+    /// Like [`Snapshot::publish`], but a result that exceeds the capacity
     /// grows the segment first (through `grow`), under the write lock, by
     /// the protocol in docs/FORMAT.md ("Growing"). A segment that another
     /// writer grew since this one mapped it is written through a new
@@ -525,7 +525,7 @@ impl<'a> Framed<'a> {
                         .and_then(size_of_capacity)
                         .ok_or(e)?;
                     let map = remapped.insert(grow(size)?);
-                    Framed::open(map, self.target)?.live_capacity()?
+                    Snapshot::open(map, self.target)?.live_capacity()?
                 }
                 None => return Err(e),
             },
@@ -762,15 +762,15 @@ pub struct Published {
     pub mtime_ns: u64,
 }
 
-impl Framed<'_> {
+impl Snapshot<'_> {
     /// The published version's length and metadata, read under the same
-    /// generation check as [`Framed::read`] but without copying the data.
+    /// generation check as [`Snapshot::read`] but without copying the data.
     pub fn published(&self) -> anyhow::Result<Published> {
         self.published_unless(&|| false)?
             .ok_or_else(|| self.corrupt("a read gave up without a reason"))
     }
 
-    /// Like [`Framed::published`], retried only while `give_up` says false:
+    /// Like [`Snapshot::published`], retried only while `give_up` says false:
     /// None when it gave up.
     pub fn published_unless(
         &self,
@@ -813,7 +813,7 @@ impl Framed<'_> {
     }
 }
 
-impl Framed<'_> {
+impl Snapshot<'_> {
     /// The span of the segment that publishing `len` more bytes `how` is
     /// expected to write: the first bytes of the slot that is not published
     /// now. A hint for prefaulting only; a racing writer may publish first

@@ -116,7 +116,7 @@ impl Meter {
                 );
                 bar.enable_steady_tick(STATUS_EVERY);
                 // Killed by Ctrl-C, the line would stay on screen.
-                crate::os::clear_stderr_line_on_interrupt();
+                crate::sys::clear_stderr_line_on_interrupt();
                 Meter(Shown::Bar(bar))
             }
         }

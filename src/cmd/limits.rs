@@ -29,7 +29,7 @@ fn page_size() -> u64 {
 #[must_use]
 pub fn limits() -> Value {
     let page = page_size();
-    let segments = crate::info::sysv_table();
+    let segments = crate::cmd::info::sysv_table();
     let used_segments = segments.len() as u64;
     let used_pages: u64 = segments
         .iter()

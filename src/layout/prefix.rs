@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use crate::address::Target;
 use crate::error::{Kind, failure};
-use crate::os::Mapping;
+use crate::sys::Mapping;
 
 const OFF_MAGIC: usize = 0;
 const OFF_VERSION: usize = 8;

@@ -5,25 +5,25 @@
 //! every header value against the real mapping size before using it. The
 //! byte-level layouts are documented in docs/FORMAT.md.
 
-pub mod framed;
+pub mod cstring;
 pub mod log;
 mod prefix;
-pub mod raw;
 pub mod ring;
+pub mod snapshot;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::address::Target;
 use crate::error::{Kind, failure};
-use crate::os::Mapping;
+use crate::sys::Mapping;
 
 /// Which layout a segment holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
-    /// Ours: a header and two slots (see [`framed`]).
-    Framed,
+    /// Ours: a header and two slots (see [`snapshot`]).
+    Snapshot,
     /// Ours: a stream ring (see [`ring`]).
-    Ring,
+    Stream,
     /// Ours: an append-only log of records (see [`log`]).
     Log,
     /// Not ours: a C program's, ipcmk's, Python's... or still all zero.
@@ -39,8 +39,8 @@ impl Layout {
             return Layout::Foreign;
         }
         match magic {
-            framed::MAGIC => Layout::Framed,
-            ring::MAGIC => Layout::Ring,
+            snapshot::MAGIC => Layout::Snapshot,
+            ring::MAGIC => Layout::Stream,
             log::MAGIC => Layout::Log,
             _ => Layout::Foreign,
         }
@@ -50,8 +50,8 @@ impl Layout {
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {
-            Layout::Framed => "framed",
-            Layout::Ring => "stream",
+            Layout::Snapshot => "framed",
+            Layout::Stream => "stream",
             Layout::Log => "log",
             Layout::Foreign => "foreign",
         }
@@ -64,10 +64,10 @@ impl Layout {
 /// offset 0 of anything else (always, with `raw`).
 pub fn snapshot_content(map: &Mapping, target: &Target, raw: bool) -> anyhow::Result<Vec<u8>> {
     match Layout::detect(map) {
-        Layout::Framed if !raw => Ok(framed::Framed::open(map, target)?.read()?.data),
-        Layout::Ring if !raw => ring::Ring::open(map, target)?.peek(),
+        Layout::Snapshot if !raw => Ok(snapshot::Snapshot::open(map, target)?.read()?.data),
+        Layout::Stream if !raw => ring::Ring::open(map, target)?.peek(),
         Layout::Log if !raw => log::Log::open(map, target)?.contents(),
-        _ => raw::read_c_string(map, target),
+        _ => cstring::read_c_string(map, target),
     }
 }
 
@@ -80,12 +80,12 @@ pub fn check_image(image: &[u8]) -> anyhow::Result<Vec<u8>> {
     let map = Mapping::from_bytes(image)?;
     let target = Target::Name(crate::address::PosixName::parse("image").expect("valid name"));
     match Layout::detect(&map) {
-        Layout::Framed => {
-            let framed = framed::Framed::open(&map, &target)?;
+        Layout::Snapshot => {
+            let framed = snapshot::Snapshot::open(&map, &target)?;
             framed.seq()?;
             framed.lock_holder()?;
         }
-        Layout::Ring => {
+        Layout::Stream => {
             let ring = ring::Ring::open(&map, &target)?;
             ring.fill()?;
             ring.peers()?;

@@ -21,10 +21,10 @@ use serde_json::{Value, json};
 
 use crate::address::{Address, PosixName, Target};
 use crate::error::{Kind, failure};
-use crate::format::Layout;
-use crate::format::framed::Framed;
-use crate::format::log::{Counters, Log};
-use crate::format::ring::Ring;
+use crate::layout::Layout;
+use crate::layout::log::{Counters, Log};
+use crate::layout::ring::Ring;
+use crate::layout::snapshot::Snapshot;
 use crate::segment::{Access, Segment};
 
 /// How often the writer's waiting flag is looked at within an interval.
@@ -33,7 +33,7 @@ pub const SAMPLE: Duration = Duration::from_millis(10);
 /// What the header counted at one moment.
 #[derive(Debug, Clone)]
 enum Counted {
-    Framed { versions: u32, length: usize },
+    Snapshot { versions: u32, length: usize },
     Log { counters: Counters, capacity: u64 },
     Ring { head: u64, tail: u64, capacity: u64 },
     Foreign,
@@ -43,9 +43,9 @@ fn count(segment: &Segment) -> anyhow::Result<Counted> {
     let map = segment.mapping();
     let target = segment.target();
     Ok(match Layout::detect(map) {
-        Layout::Framed => {
-            let published = Framed::open(map, target)?.published()?;
-            Counted::Framed {
+        Layout::Snapshot => {
+            let published = Snapshot::open(map, target)?.published()?;
+            Counted::Snapshot {
                 versions: published.seq,
                 length: published.len,
             }
@@ -57,7 +57,7 @@ fn count(segment: &Segment) -> anyhow::Result<Counted> {
                 capacity: log.capacity(),
             }
         }
-        Layout::Ring => {
+        Layout::Stream => {
             let ring = Ring::open(map, target)?;
             let (head, tail) = ring.counters()?;
             Counted::Ring {
@@ -76,7 +76,7 @@ fn writer_waiting(segment: &Segment) -> bool {
     let map = segment.mapping();
     match Layout::detect(map) {
         Layout::Log => Log::open(map, segment.target()).and_then(|l| l.writer_waiting()),
-        Layout::Ring => Ring::open(map, segment.target()).and_then(|r| r.writer_waiting()),
+        Layout::Stream => Ring::open(map, segment.target()).and_then(|r| r.writer_waiting()),
         _ => Ok(false),
     }
     .unwrap_or(false)
@@ -125,8 +125,8 @@ impl Watched {
         ];
         match (&self.last, &now) {
             (
-                Counted::Framed { versions: a, .. },
-                Counted::Framed {
+                Counted::Snapshot { versions: a, .. },
+                Counted::Snapshot {
                     versions: b,
                     length,
                 },
@@ -233,9 +233,9 @@ fn fraction(part: u64, whole: u64) -> f64 {
 
 fn layout_name(counted: &Counted) -> &'static str {
     match counted {
-        Counted::Framed { .. } => Layout::Framed.name(),
+        Counted::Snapshot { .. } => Layout::Snapshot.name(),
         Counted::Log { .. } => Layout::Log.name(),
-        Counted::Ring { .. } => Layout::Ring.name(),
+        Counted::Ring { .. } => Layout::Stream.name(),
         Counted::Foreign => Layout::Foreign.name(),
     }
 }
@@ -260,7 +260,7 @@ fn clock() -> String {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let secs = i64::try_from(secs).unwrap_or(0);
-    crate::info::format_utc(secs)[11..19].to_owned()
+    crate::cmd::info::format_utc(secs)[11..19].to_owned()
 }
 
 fn num(fields: &[(&str, Value)], name: &str) -> Value {
@@ -443,10 +443,10 @@ pub fn watch(address: &Address, opts: StatsOptions, out: &mut dyn Write) -> anyh
 /// Every segment `--list` would show, with its address as `--list` shows
 /// it (`-k KEY`, `-i ID` for a private key, `-n NAME`).
 fn all_targets() -> Vec<(String, Target)> {
-    let mut targets: Vec<(String, Target)> = crate::info::sysv_table()
+    let mut targets: Vec<(String, Target)> = crate::cmd::info::sysv_table()
         .into_iter()
         .map(|(id, stat)| {
-            let shown = if stat.key == crate::os::ShmKey::PRIVATE {
+            let shown = if stat.key == crate::sys::ShmKey::PRIVATE {
                 format!("-i {id}")
             } else {
                 format!("-k {}", stat.key)

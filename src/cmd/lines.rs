@@ -15,9 +15,9 @@ use std::io::{BufWriter, ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
 
 use crate::address::Target;
+use crate::cmd::follow::{Ended, Stop};
 use crate::error::{Kind, failure};
-use crate::follow::{Ended, Stop};
-use crate::format::log::{Appender, Log, Step};
+use crate::layout::log::{Appender, Log, Step};
 use crate::segment::{Create, Segment};
 use crate::wait::{self, RECHECK};
 
@@ -256,7 +256,7 @@ pub fn read_log(
                 format!(
                     "all {} lossless follower slots of {target} are held by live followers; wait for \
                      one to end, or follow without --lossless (a lapped follower reports what it missed)",
-                    crate::format::log::SLOTS
+                    crate::layout::log::SLOTS
                 ),
             )
         })?)
@@ -425,7 +425,7 @@ impl Printer {
     ) -> anyhow::Result<bool> {
         let line;
         let bytes: &[u8] = if self.json {
-            line = crate::record::to_json_line(seq, time_ns, record);
+            line = crate::cmd::record::to_json_line(seq, time_ns, record);
             line.as_bytes()
         } else {
             record

@@ -16,10 +16,10 @@ use indicatif::HumanBytes;
 use serde_json::{Value, json};
 
 use crate::address::{PosixName, Target};
+use crate::cmd::info::{self, Field, field};
 use crate::error::{Kind, failure};
-use crate::format::Layout;
-use crate::format::ring::Ring;
-use crate::info::{self, Field, field};
+use crate::layout::Layout;
+use crate::layout::ring::Ring;
 use crate::segment::{Access, Segment, Stat};
 use crate::usage::Scan;
 use crate::users::user_name;
@@ -289,7 +289,7 @@ fn remove_if_still(
     recheck: &Recheck<'_>,
 ) -> anyhow::Result<Option<&'static str>> {
     let map = segment.mapping();
-    if Layout::detect(map) != Layout::Ring {
+    if Layout::detect(map) != Layout::Stream {
         return match recheck(segment, None)? {
             Some(reason) => segment.remove().map(|()| Some(reason)),
             None => Ok(None),
@@ -456,7 +456,7 @@ fn describe_or(target: &Target, mut known: Vec<Field>, scan: &Scan) -> Vec<Field
 /// is the kernel's record of the claims, not this look.
 fn mark_other_namespace_pids(segment: &Segment, fields: &mut [Field]) {
     let map = segment.mapping();
-    if Layout::detect(map) != Layout::Ring {
+    if Layout::detect(map) != Layout::Stream {
         return;
     }
     let Ok(holders) = Ring::open(map, segment.target()).and_then(|ring| ring.holders()) else {

@@ -23,7 +23,7 @@ use nix::sys::stat::{FileStat, Mode, SFlag, fchmod, fstat, lstat};
 
 use crate::address::{Origin, PosixName, Target};
 use crate::error::{Kind, failure, kind_of};
-use crate::os::{self, Mapping, ShmId, ShmKey, SysvStat};
+use crate::sys::{self, Mapping, ShmId, ShmKey, SysvStat};
 use crate::wait::{self, Deadline};
 
 /// Whether a segment is attached for reading only or also for writing.
@@ -131,7 +131,7 @@ impl Segment {
         let writable = access == Access::ReadWrite;
         let mapping = match &mut handle {
             Handle::Sysv(id, before) => {
-                let stat = os::shm_stat(*id).map_err(|e| open_error(target, e))?;
+                let stat = sys::shm_stat(*id).map_err(|e| open_error(target, e))?;
                 let mapping = Mapping::attach_sysv(*id, stat.size, writable)
                     .map_err(|e| open_error(target, e))?;
                 *before = Some(stat);
@@ -199,7 +199,7 @@ impl Segment {
                 id: *id,
                 stat: match before {
                     Some(stat) => stat.clone(),
-                    None => os::shm_stat(*id).map_err(|e| open_error(&self.target, e))?,
+                    None => sys::shm_stat(*id).map_err(|e| open_error(&self.target, e))?,
                 },
             }),
             Handle::Posix { fd, .. } => Ok(Stat::Posix(
@@ -213,7 +213,7 @@ impl Segment {
     #[must_use]
     pub fn is_removed(&self) -> bool {
         match &self.handle {
-            Handle::Sysv(id, _) => os::shm_stat(*id).map_or(true, |s| s.mode & os::SHM_DEST != 0),
+            Handle::Sysv(id, _) => sys::shm_stat(*id).map_or(true, |s| s.mode & sys::SHM_DEST != 0),
             Handle::Posix { fd, .. } => fstat(fd).map_or(true, |s| s.st_nlink == 0),
         }
     }
@@ -231,7 +231,7 @@ impl Segment {
     /// "unlink if it is this inode" call; the window is a few microseconds.
     pub fn remove(&self) -> anyhow::Result<()> {
         let result = match &self.handle {
-            Handle::Sysv(id, _) => os::shm_remove(*id),
+            Handle::Sysv(id, _) => sys::shm_remove(*id),
             Handle::Posix { fd, name } => remove_posix(fd, name),
         };
         result.map_err(|e| match e {
@@ -354,7 +354,7 @@ impl Segment {
         };
         let target = &self.target;
         let huge = if self.mapping.is_hugetlb() {
-            os::SHM_HUGETLB
+            sys::SHM_HUGETLB
         } else {
             0
         };
@@ -363,12 +363,12 @@ impl Segment {
             | huge
             | libc::c_int::try_from(mode & 0o777).unwrap_or(0o600);
         // The room the new segment needs, taken while the old one stands.
-        let room = os::shmget(ShmKey::PRIVATE, size, flags)
+        let room = sys::shmget(ShmKey::PRIVATE, size, flags)
             .map_err(|e| replace_error(target, size, huge != 0, e))?;
-        let removed = os::shm_remove(*id);
+        let removed = sys::shm_remove(*id);
         // Never attached, so IPC_RMID frees it at once; it cannot fail for
         // the segment we just made (and a leftover would only hold memory).
-        let _ = os::shm_remove(room);
+        let _ = sys::shm_remove(room);
         match removed {
             // Removed already (by a racing replacement): its key is free.
             Ok(()) | Err(Errno::EINVAL | Errno::EIDRM) => {}
@@ -382,7 +382,7 @@ impl Segment {
         let we_removed = removed.is_ok();
         test_hook_replace_gap();
         for _ in 0..16 {
-            let id = match os::shmget(*key, size, flags) {
+            let id = match sys::shmget(*key, size, flags) {
                 Ok(id) => id,
                 Err(Errno::EEXIST) => match Self::racing_replacement(*key, mode) {
                     Some(id) => {
@@ -421,8 +421,8 @@ impl Segment {
     /// own user: created and owned by our effective uid, with exactly
     /// `mode`. Anything else at the key is someone else's.
     fn racing_replacement(key: ShmKey, mode: u32) -> Option<ShmId> {
-        let id = os::shmget(key, 0, 0).ok()?;
-        let stat = os::shm_stat(id).ok()?;
+        let id = sys::shmget(key, 0, 0).ok()?;
+        let stat = sys::shm_stat(id).ok()?;
         let me = nix::unistd::geteuid().as_raw();
         (stat.key == key && stat.uid == me && stat.cuid == me && stat.mode & 0o777 == mode & 0o777)
             .then_some(id)
@@ -481,7 +481,7 @@ impl Segment {
     fn copy_content(&self, key: ShmKey, flags: libc::c_int) -> Result<ShmId, Errno> {
         const CHUNK: usize = 1 << 20;
         let len = self.mapping.len();
-        let id = os::shmget(key, len, flags)?;
+        let id = sys::shmget(key, len, flags)?;
         let copied = Mapping::attach_sysv(id, len, true).and_then(|copy| {
             let mut chunk = vec![0u8; CHUNK.min(len)];
             let mut at = 0;
@@ -496,7 +496,7 @@ impl Segment {
             Ok(())
         });
         if let Err(e) = copied {
-            let _ = os::shm_remove(id);
+            let _ = sys::shm_remove(id);
             return Err(e);
         }
         Ok(id)
@@ -535,7 +535,7 @@ fn create_or_attach_key(
     exclusive: bool,
 ) -> anyhow::Result<(Segment, bool)> {
     for _ in 0..16 {
-        let (id, created) = match os::shmget(key, size, flags) {
+        let (id, created) = match sys::shmget(key, size, flags) {
             Ok(id) => {
                 if key == ShmKey::PRIVATE {
                     // What ipcmk prints, so scripts can pick the id up.
@@ -629,7 +629,7 @@ fn lookup_key(target: &Target, key: ShmKey) -> anyhow::Result<ShmId> {
             "key 0x00000000 is IPC_PRIVATE and names no existing segment; address it by id instead (-i, ipcs -m lists them)",
         ));
     }
-    os::shmget(key, 0, 0).map_err(|e| open_error(target, e))
+    sys::shmget(key, 0, 0).map_err(|e| open_error(target, e))
 }
 
 /// Refuses, before anything exists, to create the per-user default with a
@@ -847,7 +847,7 @@ fn create_by_rename(
         "{SHM_DIR}/.shm-tools-new-{}-{}-{}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed),
-        crate::format::now_ns()
+        crate::layout::now_ns()
     );
     let flags =
         OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;

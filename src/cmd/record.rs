@@ -43,7 +43,7 @@ pub fn to_json_line(seq: u64, time_ns: Option<u64>, content: &[u8]) -> String {
     let time = time_ns.map_or(Value::Null, |ns| {
         // ns / 10^9 is below 2^35: no i64 overflow.
         let secs = i64::try_from(ns / 1_000_000_000).unwrap_or(i64::MAX);
-        Value::from(crate::info::format_utc(secs))
+        Value::from(crate::cmd::info::format_utc(secs))
     });
     let mut line = String::with_capacity(content.len() + 96);
     // Fields in the order a person reads them; writing to a String cannot fail.

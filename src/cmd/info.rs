@@ -19,12 +19,12 @@ use nix::sys::stat::{FileStat, Mode, SFlag};
 
 use crate::address::{Address, Target};
 use crate::error::{Kind, failure, kind_of};
-use crate::format::Layout;
-use crate::format::framed::{self, Framed};
-use crate::format::log::{self, Log};
-use crate::format::ring::{self, Ring};
-use crate::os::{ShmId, ShmKey, SysvStat};
+use crate::layout::Layout;
+use crate::layout::log::{self, Log};
+use crate::layout::ring::{self, Ring};
+use crate::layout::snapshot::{self, Snapshot};
 use crate::segment::{Access, Segment, Stat, timed_out};
+use crate::sys::{ShmId, ShmKey, SysvStat};
 use crate::usage::{Identity, Scan};
 use crate::users::{group_name, user_name};
 use crate::wait::{self, Deadline, Holder};
@@ -102,7 +102,7 @@ pub fn sysv_fields(target: &Target, id: ShmId, stat: &SysvStat) -> Vec<Field> {
         time_field("attach_time", stat.atime),
         time_field("detach_time", stat.dtime),
         time_field("change_time", stat.ctime),
-        field("removed", json!(stat.mode & crate::os::SHM_DEST != 0)),
+        field("removed", json!(stat.mode & crate::sys::SHM_DEST != 0)),
     ]);
     fields
 }
@@ -161,11 +161,11 @@ pub fn stale_because(segment: &Segment) -> anyhow::Result<Option<&'static str>> 
         Stat::Posix(_) => false,
     };
     Ok(match Layout::detect(map) {
-        Layout::Ring => {
+        Layout::Stream => {
             let ring = Ring::open(map, segment.target())?;
             ring.stale_because(ring.holders()?.0)?
         }
-        Layout::Framed if !attached => (Framed::open(map, segment.target())?.lock_holder()?
+        Layout::Snapshot if !attached => (Snapshot::open(map, segment.target())?.lock_holder()?
             == Holder::Died)
             .then_some("a writer died holding its write lock and nobody has written since"),
         Layout::Log if !attached => (Log::open(map, segment.target())?.writer()?.0 == Holder::Died)
@@ -219,14 +219,14 @@ fn unreadable(target: &Target) -> Option<Vec<Field>> {
         }
         Target::Key { key, .. } => {
             let (id, stat) = sysv_table().into_iter().find(|(_, s)| s.key == *key)?;
-            if !matches!(crate::os::shm_stat(id), Err(Errno::EACCES | Errno::EPERM)) {
+            if !matches!(crate::sys::shm_stat(id), Err(Errno::EACCES | Errno::EPERM)) {
                 return None;
             }
             fields.extend(sysv_fields(target, id, &stat));
         }
         Target::Id(want) => {
             let (id, stat) = sysv_table().into_iter().find(|(id, _)| id == want)?;
-            if !matches!(crate::os::shm_stat(id), Err(Errno::EACCES | Errno::EPERM)) {
+            if !matches!(crate::sys::shm_stat(id), Err(Errno::EACCES | Errno::EPERM)) {
                 return None;
             }
             fields.extend(sysv_fields(target, id, &stat));
@@ -295,8 +295,8 @@ fn layout_fields(segment: &Segment) -> anyhow::Result<Vec<Field>> {
     let layout = Layout::detect(map);
     let mut fields = vec![field("layout", json!(layout.name()))];
     match layout {
-        Layout::Framed => {
-            let framed = Framed::open(map, segment.target())?;
+        Layout::Snapshot => {
+            let framed = Snapshot::open(map, segment.target())?;
             let version = framed.published()?;
             #[allow(
                 clippy::cast_possible_wrap,
@@ -304,7 +304,7 @@ fn layout_fields(segment: &Segment) -> anyhow::Result<Vec<Field>> {
             )]
             let written = (version.mtime_ns / 1_000_000_000) as i64;
             fields.extend([
-                field("format_version", json!(framed::VERSION)),
+                field("format_version", json!(snapshot::VERSION)),
                 field("capacity", json!(framed.capacity())),
                 field("content_length", json!(version.len)),
                 field("versions", json!(version.seq)),
@@ -321,7 +321,7 @@ fn layout_fields(segment: &Segment) -> anyhow::Result<Vec<Field>> {
                 field("lock", json!(lock_state(framed.lock_holder()?))),
             ]);
         }
-        Layout::Ring => {
+        Layout::Stream => {
             let ring = Ring::open(map, segment.target())?;
             let (in_flight, consumed) = ring.fill()?;
             let (writer, reader) = ring.peers()?;

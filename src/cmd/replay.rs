@@ -1,5 +1,5 @@
 //! `shm-write --replay FILE`: appends the records of a recording (the JSON
-//! lines `shm-read --follow --json` prints, see [`crate::record`]) to a
+//! lines `shm-read --follow --json` prints, see [`crate::cmd::record`]) to a
 //! log, as far apart in time as they were recorded, scaled by `--speed`.
 //!
 //! Contract: each record goes in exactly (binary content included), as one
@@ -22,11 +22,11 @@ use anyhow::Context;
 
 use crate::address::Target;
 use crate::cli::MAX_DURATION;
+use crate::cmd::lines::{DEFAULT_LOG_SIZE, LinesOptions, open_log};
+use crate::cmd::record::{self, Record};
 use crate::error::kind_of;
 use crate::error::{Kind, failure};
-use crate::format::log::{Log, RECORD_HEADER, RECORD_TIME};
-use crate::log::{DEFAULT_LOG_SIZE, LinesOptions, open_log};
-use crate::record::{self, Record};
+use crate::layout::log::{Log, RECORD_HEADER, RECORD_TIME};
 use crate::segment::{Access, Segment};
 
 /// How fast a replay goes.
@@ -117,7 +117,7 @@ fn max_record_ahead(target: &Target, opts: &LinesOptions) -> Option<usize> {
         Err(e) if kind_of(&e) == Some(Kind::NotFound) => {
             // A new log is of the current version: records with times.
             let size = opts.size.unwrap_or(DEFAULT_LOG_SIZE);
-            crate::format::log::capacity_for(size)
+            crate::layout::log::capacity_for(size)
                 .and_then(|capacity| capacity.checked_sub(RECORD_HEADER + RECORD_TIME))
         }
         Err(_) => None,

@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 
 use crate::address::Target;
 use crate::error::{Kind, failure};
-use crate::format::Layout;
-use crate::format::prefix::Prefix;
-use crate::os::{Mapping, ROBUST_LOCK_SIZE};
+use crate::layout::Layout;
+use crate::layout::prefix::Prefix;
+use crate::sys::{Mapping, ROBUST_LOCK_SIZE};
 use crate::wait::{self, Deadline, Holder, RECHECK, RobustGuard};
 
 /// The first eight bytes of a log.
@@ -254,7 +254,7 @@ impl<'a> Log<'a> {
     pub fn for_writing(map: &'a Mapping, target: &'a Target) -> anyhow::Result<Log<'a>> {
         match Layout::detect(map) {
             Layout::Log => return Log::open(map, target),
-            Layout::Framed => {
+            Layout::Snapshot => {
                 return Err(failure(
                     Kind::Failed,
                     format!(
@@ -265,7 +265,7 @@ impl<'a> Log<'a> {
                     ),
                 ));
             }
-            Layout::Ring => {
+            Layout::Stream => {
                 return Err(failure(
                     Kind::Failed,
                     format!(
@@ -797,7 +797,7 @@ impl<'a> Log<'a> {
         let Holder::Alive(tid) = word else {
             return Ok(SlotState::Free);
         };
-        let locked = crate::os::ofd_locked(file, follower_lock(slot), 1).map_err(|e| {
+        let locked = crate::sys::ofd_locked(file, follower_lock(slot), 1).map_err(|e| {
             anyhow::Error::new(e).context(format!(
                 "cannot ask the kernel about the follower locks of {}",
                 self.target
@@ -936,7 +936,7 @@ impl<'a> Log<'a> {
                 // position only while the lock is held).
                 if let Some(file) = self.file {
                     let locked =
-                        crate::os::ofd_lock(file, follower_lock(slot), 1).map_err(|e| {
+                        crate::sys::ofd_lock(file, follower_lock(slot), 1).map_err(|e| {
                             anyhow::Error::new(e)
                                 .context(format!("cannot take a follower lock on {}", self.target))
                         })?;
@@ -1145,7 +1145,7 @@ impl Drop for Slot<'_> {
     fn drop(&mut self) {
         if let Some((file, at)) = self.proof {
             // Closing the file (at exit) would release it too.
-            let _ = crate::os::ofd_unlock(file, at, 1);
+            let _ = crate::sys::ofd_unlock(file, at, 1);
         }
     }
 }
@@ -1324,7 +1324,7 @@ impl<'w> WaitingSign<'w> {
         let tid = log.word32(OFF_WAITING_TID)?;
         log.word64(OFF_WAITING_NEEDS)?
             .store(needs, Ordering::SeqCst);
-        tid.store(crate::os::current_tid(), Ordering::SeqCst);
+        tid.store(crate::sys::current_tid(), Ordering::SeqCst);
         Ok(WaitingSign { tid })
     }
 }

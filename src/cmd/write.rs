@@ -4,19 +4,19 @@
 use std::io::Read;
 
 use crate::address::{Address, Target};
+use crate::cmd::lines::LinesOptions;
 use crate::error::{Kind, failure, kind_of};
-use crate::format::framed::{self, Framed, Publish};
-use crate::format::{Layout, raw};
-use crate::log::LinesOptions;
-use crate::os;
+use crate::layout::snapshot::{self, Publish, Snapshot};
+use crate::layout::{Layout, cstring};
 use crate::segment::{Access, Create, Segment};
+use crate::sys;
 
 /// Segments are never created smaller than this, so a classic reader's
 /// `shmget(key, 1024, ...)` finds them big enough.
 pub const MIN_SIZE: usize = 4096;
 
 /// Default size for `--lines`, whose input length is not known up front.
-pub const LINES_SIZE: usize = crate::log::DEFAULT_LOG_SIZE;
+pub const LINES_SIZE: usize = crate::cmd::lines::DEFAULT_LOG_SIZE;
 
 /// Everything `shm-write` can be asked in snapshot and lines mode.
 #[derive(Debug, Clone)]
@@ -44,7 +44,7 @@ pub struct WriteOptions {
     /// of input lines, paced as recorded.
     pub replay: Option<std::path::PathBuf>,
     /// With `replay`: how fast.
-    pub speed: crate::replay::Speed,
+    pub speed: crate::cmd::replay::Speed,
 }
 
 /// Runs `shm-write`, reading `input` (stdin).
@@ -58,9 +58,9 @@ pub fn write(opts: &WriteOptions, input: &mut dyn Read) -> anyhow::Result<()> {
             delimiter: if opts.zero_terminated { 0 } else { b'\n' },
         };
         if let Some(recording) = &opts.replay {
-            return crate::replay::replay(&target, &lines, recording, opts.speed);
+            return crate::cmd::replay::replay(&target, &lines, recording, opts.speed);
         }
-        return crate::log::write_lines(&target, lines, input);
+        return crate::cmd::lines::write_lines(&target, lines, input);
     }
     let data = read_all(input).map_err(|e| match e.kind() {
         std::io::ErrorKind::OutOfMemory => failure(
@@ -105,7 +105,7 @@ fn read_all(input: &mut dyn Read) -> std::io::Result<Vec<u8>> {
             data.try_reserve(data.capacity().max(STEP))
                 .map_err(out_of_memory)?;
         }
-        os::advise_huge_pages(data.spare_capacity_mut());
+        sys::advise_huge_pages(data.spare_capacity_mut());
         let room = data.capacity() - data.len();
         let n = Read::take(&mut *input, room as u64).read_to_end(&mut data)?;
         if n < room {
@@ -133,7 +133,7 @@ pub fn default_size(len: usize, raw: bool) -> usize {
     let needed = if raw {
         len.saturating_add(1)
     } else {
-        framed::size_for(len).unwrap_or(usize::MAX)
+        snapshot::size_for(len).unwrap_or(usize::MAX)
     };
     needed.max(MIN_SIZE).div_ceil(4096).saturating_mul(4096)
 }
@@ -179,7 +179,7 @@ impl<'o> Writer<'o> {
         }
         // Another writer may grow it between our mapping it and looking.
         while let Err(e) = writer.publish(first) {
-            if !(framed::is_grown(&e) && writer.segment.remap_if_grown()?) {
+            if !(snapshot::is_grown(&e) && writer.segment.remap_if_grown()?) {
                 return Err(e);
             }
         }
@@ -213,8 +213,10 @@ impl<'o> Writer<'o> {
             let target = self.segment.target();
             let kept = match (self.opts.append, Layout::detect(map)) {
                 (false, _) => Vec::new(),
-                (true, Layout::Framed) if !self.opts.raw => Framed::open(map, target)?.read()?.data,
-                (true, Layout::Foreign) if self.opts.raw => raw::read_c_string(map, target)?,
+                (true, Layout::Snapshot) if !self.opts.raw => {
+                    Snapshot::open(map, target)?.read()?.data
+                }
+                (true, Layout::Foreign) if self.opts.raw => cstring::read_c_string(map, target)?,
                 // Refused with its own message by the publish.
                 (true, _) => return Ok(()),
             };
@@ -239,9 +241,9 @@ impl<'o> Writer<'o> {
                     let map = self.segment.mapping();
                     let target = self.segment.target();
                     if self.opts.raw {
-                        raw::write_c_string(map, target, &kept, false)?;
+                        cstring::write_c_string(map, target, &kept, false)?;
                     } else {
-                        Framed::for_writing(map, target)?.publish(&kept, Publish::Replace)?;
+                        Snapshot::for_writing(map, target)?.publish(&kept, Publish::Replace)?;
                     }
                 }
                 return Ok(());
@@ -264,7 +266,7 @@ impl<'o> Writer<'o> {
         }
         if self.opts.raw {
             refuse_raw_over_ours(map, target)?;
-            return raw::write_c_string(map, target, data, self.opts.append);
+            return cstring::write_c_string(map, target, data, self.opts.append);
         }
         let how = if self.opts.append {
             Publish::Append
@@ -272,8 +274,10 @@ impl<'o> Writer<'o> {
             Publish::Replace
         };
         let framed = match target {
-            Target::Name(_) => Framed::for_writing(map, target)?,
-            Target::Key { .. } | Target::Id(_) => Framed::for_publishing(map, target, data.len())?,
+            Target::Name(_) => Snapshot::for_writing(map, target)?,
+            Target::Key { .. } | Target::Id(_) => {
+                Snapshot::for_publishing(map, target, data.len())?
+            }
         };
         // Faulting in the slot's pages one by one under the lock costs more
         // than the copy; done beforehand, in one call, it does not hold the
@@ -296,7 +300,7 @@ fn fits(size: usize, len: usize, raw: bool) -> bool {
     if raw {
         len <= size
     } else {
-        framed::capacity_for(size).is_some_and(|capacity| capacity >= len)
+        snapshot::capacity_for(size).is_some_and(|capacity| capacity >= len)
     }
 }
 
@@ -306,8 +310,8 @@ fn size_too_small(target: &Target, size: usize, len: usize, raw: bool) -> anyhow
         (size, len)
     } else {
         (
-            framed::capacity_for(size).unwrap_or(0),
-            framed::size_for(len).unwrap_or(usize::MAX),
+            snapshot::capacity_for(size).unwrap_or(0),
+            snapshot::size_for(len).unwrap_or(usize::MAX),
         )
     };
     let layout = if raw {
@@ -320,7 +324,7 @@ fn size_too_small(target: &Target, size: usize, len: usize, raw: bool) -> anyhow
         format!(
             "--size {size} holds at most {holds} bytes {layout}, but the input is {len} bytes; \
              {target} was not created; give a --size of {} or more",
-            framed::suggest_size(needed)
+            snapshot::suggest_size(needed)
         ),
     )
 }
@@ -340,11 +344,11 @@ fn refuse_log(target: &Target) -> anyhow::Error {
 
 /// `--raw` writes from offset 0 with no header: over one of our layouts it
 /// would destroy the header and leave a foreign segment, so it is refused.
-fn refuse_raw_over_ours(map: &crate::os::Mapping, target: &Target) -> anyhow::Result<()> {
+fn refuse_raw_over_ours(map: &crate::sys::Mapping, target: &Target) -> anyhow::Result<()> {
     let what = match Layout::detect(map) {
         Layout::Foreign => return Ok(()),
-        Layout::Framed => "a shm-tools snapshot (written by shm-write without --raw)",
-        Layout::Ring => "the ring of a `shm-write --stream`",
+        Layout::Snapshot => "a shm-tools snapshot (written by shm-write without --raw)",
+        Layout::Stream => "the ring of a `shm-write --stream`",
         Layout::Log => "a log (written by shm-write --lines)",
     };
     Err(failure(
@@ -368,6 +372,6 @@ mod tests {
         assert_eq!(default_size(4096, true), 8192);
         let size = default_size(1 << 20, false);
         assert_eq!(size % 4096, 0);
-        assert!(framed::capacity_for(size).unwrap() >= 1 << 20);
+        assert!(snapshot::capacity_for(size).unwrap() >= 1 << 20);
     }
 }

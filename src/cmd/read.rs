@@ -7,14 +7,14 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::address::{Address, Target};
+use crate::cmd::follow::{Ended, Stop};
+use crate::cmd::hex;
 use crate::error::{Kind, failure, kind_of};
-use crate::follow::{Ended, Stop};
-use crate::format::framed::{Framed, is_grown};
-use crate::format::ring::Ring;
-use crate::format::{self, Layout, raw};
-use crate::hex;
-use crate::os::AccessError;
+use crate::layout::ring::Ring;
+use crate::layout::snapshot::{Snapshot, is_grown};
+use crate::layout::{self, Layout, cstring};
 use crate::segment::{Access, Segment, timed_out};
+use crate::sys::AccessError;
 use crate::wait::{self, Deadline, RECHECK};
 
 /// Everything `shm-read` can be asked in snapshot mode.
@@ -55,7 +55,7 @@ pub struct ReadOptions {
     pub follow_for: Option<Duration>,
 }
 
-/// Runs `shm-read` in snapshot or follow mode (`--info` is [`crate::info::show`]), writing to `out`.
+/// Runs `shm-read` in snapshot or follow mode (`--info` is [`crate::cmd::info::show`]), writing to `out`.
 ///
 /// With `remove`, the segment is removed once what is to be printed has
 /// been copied out of it and before it is written to `out`, so a reader of
@@ -122,7 +122,7 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
         Stop::never()
     };
     if reads_records {
-        return crate::log::read_log(&segment, log_options(opts, stop), out).map_err(|e| {
+        return crate::cmd::lines::read_log(&segment, log_options(opts, stop), out).map_err(|e| {
             // An I/O error without context can only be a write to stdout:
             // named as the snapshot and stream paths name theirs.
             if e.downcast_ref::<std::io::Error>().is_some() {
@@ -256,8 +256,8 @@ fn name_segment(err: anyhow::Error, target: &Target) -> anyhow::Error {
     }
 }
 
-fn log_options(opts: &ReadOptions, stop: Stop) -> crate::log::LogReadOptions {
-    crate::log::LogReadOptions {
+fn log_options(opts: &ReadOptions, stop: Stop) -> crate::cmd::lines::LogReadOptions {
+    crate::cmd::lines::LogReadOptions {
         follow: opts.follow,
         new: opts.new,
         tail: opts.tail,
@@ -287,8 +287,8 @@ fn settled_layout(segment: &Segment, follow: bool) -> Layout {
 
 fn describe_layout(layout: Layout) -> &'static str {
     match layout {
-        Layout::Framed => "a snapshot (written by shm-write without --lines)",
-        Layout::Ring => "a stream (shm-write --stream): read it with shm-read --stream",
+        Layout::Snapshot => "a snapshot (written by shm-write without --lines)",
+        Layout::Stream => "a stream (shm-write --stream): read it with shm-read --stream",
         Layout::Log => "a log",
         Layout::Foreign => "not written by shm-tools",
     }
@@ -303,17 +303,17 @@ fn content(segment: &Segment, opts: &ReadOptions) -> anyhow::Result<Vec<u8>> {
     let skip = skip(opts.offset);
     if opts.all {
         let start = skip.min(map.len());
-        let mut all = format::zeroed((map.len() - start).min(limit), segment.target())?;
+        let mut all = layout::zeroed((map.len() - start).min(limit), segment.target())?;
         map.read(start, &mut all)?;
         return Ok(all);
     }
     let mut data = match Layout::detect(map) {
-        Layout::Framed if !opts.raw => {
-            Framed::open(map, segment.target())?
+        Layout::Snapshot if !opts.raw => {
+            Snapshot::open(map, segment.target())?
                 .read_span(skip, limit)?
                 .data
         }
-        Layout::Ring if !opts.raw => {
+        Layout::Stream if !opts.raw => {
             let mut held = Ring::open(map, segment.target())?.peek()?;
             held.drain(..skip.min(held.len()));
             held
@@ -322,20 +322,20 @@ fn content(segment: &Segment, opts: &ReadOptions) -> anyhow::Result<Vec<u8>> {
             // The C string's bytes from `skip` on, up to its NUL.
             let end = map.find_nul(0)?.unwrap_or(map.len());
             let start = skip.min(end);
-            let mut part = format::zeroed((end - start).min(limit), segment.target())?;
+            let mut part = layout::zeroed((end - start).min(limit), segment.target())?;
             map.read(start, &mut part)?;
             part
         }
         _ if limit < map.len() => {
             // The C string's first `limit` bytes: no need to find its end.
-            let mut prefix = format::zeroed(limit, segment.target())?;
+            let mut prefix = layout::zeroed(limit, segment.target())?;
             map.read(0, &mut prefix)?;
             if let Some(nul) = prefix.iter().position(|&b| b == 0) {
                 prefix.truncate(nul);
             }
             prefix
         }
-        _ => raw::read_c_string(map, segment.target())?,
+        _ => cstring::read_c_string(map, segment.target())?,
     };
     data.truncate(limit);
     Ok(data)
@@ -361,8 +361,8 @@ fn wait_for_content(
     let map = segment.mapping();
     loop {
         match Layout::detect(map) {
-            Layout::Framed => {
-                let framed = Framed::open(map, segment.target())?;
+            Layout::Snapshot => {
+                let framed = Snapshot::open(map, segment.target())?;
                 if framed.seq()? != 0 {
                     return Ok(());
                 }
@@ -370,7 +370,7 @@ fn wait_for_content(
             }
             // A log is there to be followed, from its first record on.
             Layout::Log => return Ok(()),
-            Layout::Ring => {
+            Layout::Stream => {
                 if !Ring::open(map, segment.target())?.peek()?.is_empty() {
                     return Ok(());
                 }
@@ -408,9 +408,9 @@ fn follow(
 ) -> anyhow::Result<()> {
     let map = segment.mapping();
     let layout = Layout::detect(map);
-    if layout != Layout::Framed || opts.raw || opts.all {
+    if layout != Layout::Snapshot || opts.raw || opts.all {
         let what = match layout {
-            Layout::Ring => {
+            Layout::Stream => {
                 "a stream (shm-write --stream); drain it with shm-read --stream instead".to_owned()
             }
             _ => format!(
@@ -442,7 +442,7 @@ fn follow_mapped(
     stop: &mut Stop,
 ) -> anyhow::Result<()> {
     let map = segment.mapping();
-    let framed = Framed::open(map, segment.target())?;
+    let framed = Snapshot::open(map, segment.target())?;
     let seq_word = framed.seq_word()?;
     // A version that keeps changing under the copy is retried only until
     // the follow's end: the stop check at the top of the loop then decides.
@@ -475,7 +475,7 @@ fn follow_mapped(
             }
             to_stdout(segment.target(), "the content of", out, |out| {
                 if opts.json {
-                    let line = crate::record::to_json_line(
+                    let line = crate::cmd::record::to_json_line(
                         u64::from(version.seq),
                         Some(version.mtime_ns),
                         &version.data,

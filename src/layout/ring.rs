@@ -22,9 +22,9 @@ use nix::errno::Errno;
 
 use crate::address::Target;
 use crate::error::{Kind, failure};
-use crate::format::Layout;
-use crate::format::prefix::Prefix;
-use crate::os::{Mapping, ROBUST_LOCK_SIZE};
+use crate::layout::Layout;
+use crate::layout::prefix::Prefix;
+use crate::sys::{Mapping, ROBUST_LOCK_SIZE};
 use crate::wait::{self, Deadline, Holder, RECHECK, RobustGuard};
 
 /// The first eight bytes of a stream ring.
@@ -190,7 +190,7 @@ impl<'a> Ring<'a> {
         // bytes of a segment that is not ours (a snapshot, a C program's
         // data) are that segment's content, and a refused writer must leave
         // them exactly as they were.
-        if Layout::detect(map) == Layout::Ring {
+        if Layout::detect(map) == Layout::Stream {
             return Ring::take_over(map, target, &remove_first);
         }
         // Zero but for the writer's claim: blank, or a ring being set up
@@ -212,7 +212,7 @@ impl<'a> Ring<'a> {
         if !blank()? {
             // The magic is stored last and never cleared: a ring finished
             // since we looked is a ring.
-            if Layout::detect(map) == Layout::Ring {
+            if Layout::detect(map) == Layout::Stream {
                 return Ring::take_over(map, target, &remove_first);
             }
             // A ring another writer is setting up right now (it holds the
@@ -223,7 +223,7 @@ impl<'a> Ring<'a> {
             // Its data may have come after the look above: the magic is
             // stored before the first byte of data, so a ring seen holding
             // data shows its magic when looked at again.
-            if !setting_up && Layout::detect(map) == Layout::Ring {
+            if !setting_up && Layout::detect(map) == Layout::Stream {
                 return Ring::take_over(map, target, &remove_first);
             }
             return Err(match Holder::at(map, OFF_WRITER_CLAIM)? {
@@ -421,7 +421,7 @@ impl<'a> Ring<'a> {
     /// Validates the header of a segment whose magic says it is a ring.
     pub fn open(map: &'a Mapping, target: &'a Target) -> anyhow::Result<Ring<'a>> {
         let layout = Layout::detect(map);
-        if layout != Layout::Ring {
+        if layout != Layout::Stream {
             // Suggest what works on what is there: a stream writer refuses
             // any segment that is not blank.
             let what = match layout {
@@ -431,7 +431,7 @@ impl<'a> Ring<'a> {
                     target.command("shm-read"),
                     target.command("shm-read -F")
                 ),
-                Layout::Framed => format!(
+                Layout::Snapshot => format!(
                     "is a snapshot (made by shm-write), not a stream: read it with {}",
                     target.command("shm-read")
                 ),

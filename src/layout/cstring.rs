@@ -4,7 +4,7 @@
 
 use crate::address::Target;
 use crate::error::{Kind, failure};
-use crate::os::Mapping;
+use crate::sys::Mapping;
 
 /// The C string at offset 0: up to the first NUL, or the whole segment.
 pub fn read_c_string(map: &Mapping, target: &Target) -> anyhow::Result<Vec<u8>> {

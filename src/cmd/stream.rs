@@ -22,11 +22,11 @@ use indicatif::HumanBytes;
 use nix::errno::Errno;
 
 use crate::address::{Address, Target};
+use crate::cmd::progress::{Meter, Progress};
 use crate::error::{Kind, Outcome, failure, kind_of, outcome};
-use crate::format::Layout;
-use crate::format::ring::{self, Ring, Side};
+use crate::layout::Layout;
+use crate::layout::ring::{self, Ring, Side};
 use crate::notice::notice;
-use crate::progress::{Meter, Progress};
 use crate::segment::{Access, Create, Segment};
 use crate::wait::{Deadline, Holder};
 
@@ -144,7 +144,7 @@ pub fn read_stream(
                     |segment| {
                         let map = segment.mapping();
                         match Layout::detect(map) {
-                            Layout::Ring => Ok(true),
+                            Layout::Stream => Ok(true),
                             // Blank: a writer is still setting it up.
                             _ if map.is_zero(0, map.len().min(64))? => Ok(false),
                             // Anything else is not going to become a stream: say so.
