@@ -6,8 +6,6 @@
 
 use std::fmt;
 
-use nix::errno::Errno;
-
 /// Which documented exit code a failure maps to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -74,28 +72,6 @@ pub enum Outcome {
     QuietBrokenPipe,
     /// Print the error and exit with this code.
     Exit(u8),
-}
-
-/// Classifies an error for the binaries' `main`.
-#[must_use]
-pub fn outcome(err: &anyhow::Error) -> Outcome {
-    for cause in err.chain() {
-        if let Some(f) = cause.downcast_ref::<Failure>() {
-            return Outcome::Exit(f.kind.exit_code());
-        }
-        if let Some(io) = cause.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::BrokenPipe
-        {
-            return Outcome::QuietBrokenPipe;
-        }
-        if let Some(&e) = cause.downcast_ref::<Errno>() {
-            return match e {
-                Errno::EPIPE => Outcome::QuietBrokenPipe,
-                _ => Outcome::Exit(Kind::Failed.exit_code()),
-            };
-        }
-    }
-    Outcome::Exit(Kind::Failed.exit_code())
 }
 
 /// Refuses to run when stdin was closed at start (`<&-`): the runtime then

@@ -13,8 +13,9 @@ use clap::{Args, Parser};
 use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
 
 use crate::address::{Address, CLASSIC_PROJ_ID, PosixName, parse_id, parse_key, parse_proj_id};
+use crate::cmd::explain::outcome;
 pub use crate::cmd::progress::Progress;
-use crate::error::{Outcome, outcome};
+use crate::error::Outcome;
 use crate::sys::{ShmId, ShmKey};
 
 pub mod assets;

@@ -18,7 +18,8 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::{FileStat, Mode, SFlag};
 
 use crate::address::{Address, Target};
-use crate::error::{Kind, failure, kind_of};
+use crate::cmd::explain::kind_of;
+use crate::error::{Kind, failure};
 use crate::layout::Layout;
 use crate::layout::log::{self, Log};
 use crate::layout::ring::{self, Ring};

@@ -1,5 +1,6 @@
 //! What the two tools do, one module a command or a shared piece of one.
 
+pub mod explain;
 pub mod follow;
 pub mod hex;
 pub mod info;

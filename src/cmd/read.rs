@@ -7,9 +7,10 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::address::{Address, Target};
+use crate::cmd::explain::kind_of;
 use crate::cmd::follow::{Ended, Stop};
 use crate::cmd::hex;
-use crate::error::{Kind, failure, kind_of};
+use crate::error::{Kind, failure};
 use crate::layout::ring::Ring;
 use crate::layout::snapshot::{Snapshot, is_grown};
 use crate::layout::{self, Layout, cstring};

@@ -22,9 +22,9 @@ use anyhow::Context;
 
 use crate::address::Target;
 use crate::cli::MAX_DURATION;
+use crate::cmd::explain::kind_of;
 use crate::cmd::lines::{DEFAULT_LOG_SIZE, LinesOptions, open_log};
 use crate::cmd::record::{self, Record};
-use crate::error::kind_of;
 use crate::error::{Kind, failure};
 use crate::layout::log::{Log, RECORD_HEADER, RECORD_TIME};
 use crate::segment::{Access, Segment};

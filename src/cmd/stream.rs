@@ -22,8 +22,9 @@ use indicatif::HumanBytes;
 use nix::errno::Errno;
 
 use crate::address::{Address, Target};
+use crate::cmd::explain::{kind_of, outcome};
 use crate::cmd::progress::{Meter, Progress};
-use crate::error::{Kind, Outcome, failure, kind_of, outcome};
+use crate::error::{Kind, Outcome, failure};
 use crate::layout::Layout;
 use crate::layout::ring::{self, Ring, Side};
 use crate::notice::notice;

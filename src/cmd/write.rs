@@ -4,8 +4,9 @@
 use std::io::Read;
 
 use crate::address::{Address, Target};
+use crate::cmd::explain::kind_of;
 use crate::cmd::lines::LinesOptions;
-use crate::error::{Kind, failure, kind_of};
+use crate::error::{Kind, failure};
 use crate::layout::snapshot::{self, Publish, Snapshot};
 use crate::layout::{Layout, cstring};
 use crate::segment::{Access, Create, Segment};
