@@ -267,7 +267,12 @@ impl<'o> Writer<'o> {
         }
         if self.opts.raw {
             refuse_raw_over_ours(map, target)?;
-            return cstring::write_c_string(map, target, data, self.opts.append);
+            return Ok(cstring::write_c_string(
+                map,
+                target,
+                data,
+                self.opts.append,
+            )?);
         }
         let how = if self.opts.append {
             Publish::Append

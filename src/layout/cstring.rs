@@ -2,12 +2,12 @@
 //! remains, as `strcpy`/`printf("%s")` in C programs and most other tools
 //! use a segment. It has no header, so a write is not atomic.
 
+use super::LayoutError;
 use crate::address::Target;
-use crate::error::{Kind, failure};
 use crate::sys::Mapping;
 
 /// The C string at offset 0: up to the first NUL, or the whole segment.
-pub fn read_c_string(map: &Mapping, target: &Target) -> anyhow::Result<Vec<u8>> {
+pub fn read_c_string(map: &Mapping, target: &Target) -> Result<Vec<u8>, LayoutError> {
     let end = map.find_nul(0)?.unwrap_or(map.len());
     let mut data = super::zeroed(end, target)?;
     map.read(0, &mut data)?;
@@ -21,28 +21,23 @@ pub fn write_c_string(
     target: &Target,
     data: &[u8],
     append: bool,
-) -> anyhow::Result<()> {
+) -> Result<(), LayoutError> {
     let start = if append {
-        map.find_nul(0)?.ok_or_else(|| {
-            failure(
-                Kind::Failed,
-                format!("{target} is full (its C string has no terminating NUL); nothing can be appended"),
-            )
-        })?
+        map.find_nul(0)?
+            .ok_or_else(|| LayoutError::NoRoomToAppend {
+                target: target.clone(),
+            })?
     } else {
         0
     };
     let room = map.len() - start;
     if data.len() > room {
-        return Err(failure(
-            Kind::Failed,
-            format!(
-                "input is {} bytes but {target} has room for {room} (segment of {} bytes); \
-                 write less, or remove it and write again with a larger --size",
-                data.len(),
-                map.len()
-            ),
-        ));
+        return Err(LayoutError::TooLarge {
+            target: target.clone(),
+            len: data.len(),
+            room,
+            size: map.len(),
+        });
     }
     map.write(start, data)?;
     if start + data.len() < map.len() {

@@ -51,7 +51,7 @@ const PREFIX: Prefix = Prefix {
     magic: MAGIC,
     version: VERSION,
     header_size: HEADER_SIZE,
-    remedy: "read it with --all, or remove it and start the log again",
+    layout: super::Layout::Log,
 };
 const OFF_WRITER_PID: usize = 28;
 const OFF_LOCK: usize = 32;

@@ -6,6 +6,7 @@
 //! byte-level layouts are documented in docs/FORMAT.md.
 
 pub mod cstring;
+mod error;
 pub mod log;
 mod prefix;
 pub mod ring;
@@ -14,8 +15,9 @@ pub mod snapshot;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::address::Target;
-use crate::error::{Kind, failure};
 use crate::sys::Mapping;
+
+pub use error::LayoutError;
 
 /// Which layout a segment holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +69,7 @@ pub fn snapshot_content(map: &Mapping, target: &Target, raw: bool) -> anyhow::Re
         Layout::Snapshot if !raw => Ok(snapshot::Snapshot::open(map, target)?.read()?.data),
         Layout::Stream if !raw => ring::Ring::open(map, target)?.peek(),
         Layout::Log if !raw => log::Log::open(map, target)?.contents(),
-        _ => cstring::read_c_string(map, target),
+        _ => Ok(cstring::read_c_string(map, target)?),
     }
 }
 
@@ -108,22 +110,16 @@ pub fn check_image(image: &[u8]) -> anyhow::Result<Vec<u8>> {
 /// than this process may allocate (`ulimit -v`, `prlimit --as`) is then a
 /// one-line error naming `target`, with its content unchanged, instead of
 /// an abort.
-pub fn reserve(buf: &mut Vec<u8>, more: usize, target: &Target) -> anyhow::Result<()> {
-    buf.try_reserve(more).map_err(|_| {
-        failure(
-            Kind::Failed,
-            format!(
-                "cannot copy {} bytes of {target}: this process may not have that much memory \
-                 (ulimit -v); its content is unchanged",
-                buf.len().saturating_add(more)
-            ),
-        )
+pub fn reserve(buf: &mut Vec<u8>, more: usize, target: &Target) -> Result<(), LayoutError> {
+    buf.try_reserve(more).map_err(|_| LayoutError::OutOfMemory {
+        target: target.clone(),
+        bytes: buf.len().saturating_add(more),
     })
 }
 
 /// A buffer of `len` zero bytes to copy segment content into, reserved
 /// through [`reserve`].
-pub fn zeroed(len: usize, target: &Target) -> anyhow::Result<Vec<u8>> {
+pub fn zeroed(len: usize, target: &Target) -> Result<Vec<u8>, LayoutError> {
     let mut buf = Vec::new();
     reserve(&mut buf, len, target)?;
     buf.resize(len, 0);

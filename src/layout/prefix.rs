@@ -5,8 +5,8 @@
 
 use std::sync::atomic::Ordering;
 
+use super::{Layout, LayoutError};
 use crate::address::Target;
-use crate::error::{Kind, failure};
 use crate::sys::Mapping;
 
 const OFF_MAGIC: usize = 0;
@@ -23,19 +23,17 @@ pub(crate) struct Prefix {
     pub version: u32,
     /// Bytes before the data area.
     pub header_size: usize,
-    /// How to recover from a bad header, for the error message.
-    pub remedy: &'static str,
+    /// Whose prefix it is, for the error messages.
+    pub layout: Layout,
 }
 
 impl Prefix {
-    fn corrupt(&self, target: &Target, what: &str) -> anyhow::Error {
-        failure(
-            Kind::Failed,
-            format!(
-                "{target} has a corrupt shm-tools header ({what}); {}",
-                self.remedy
-            ),
-        )
+    fn corrupt(&self, target: &Target, what: &str) -> LayoutError {
+        LayoutError::Corrupt {
+            target: target.clone(),
+            layout: self.layout,
+            what: what.to_owned(),
+        }
     }
 
     /// Checks the prefix; returns the capacity, which is non-zero and at
@@ -45,7 +43,7 @@ impl Prefix {
         map: &Mapping,
         target: &Target,
         max_capacity: Option<usize>,
-    ) -> anyhow::Result<usize> {
+    ) -> Result<usize, LayoutError> {
         Ok(self
             .check_versions(map, target, max_capacity, &[self.version])?
             .0)
@@ -60,7 +58,7 @@ impl Prefix {
         target: &Target,
         max_capacity: Option<usize>,
         versions: &[u32],
-    ) -> anyhow::Result<(usize, u32)> {
+    ) -> Result<(usize, u32), LayoutError> {
         let mut magic = [0u8; 8];
         map.read(OFF_MAGIC, &mut magic)?;
         if magic != self.magic {
@@ -80,20 +78,12 @@ impl Prefix {
         }
         let version = map.atomic_u32(OFF_VERSION)?.load(Ordering::Acquire);
         if !versions.contains(&version) {
-            let readable = versions
-                .iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(" and ");
-            let plural = if versions.len() > 1 { "s" } else { "" };
-            return Err(failure(
-                Kind::Failed,
-                format!(
-                    "{target} uses shm-tools layout version {version}, this shm-tools reads version{plural} \
-                     {readable}; use a matching shm-tools, or {}",
-                    self.remedy
-                ),
-            ));
+            return Err(LayoutError::Version {
+                target: target.clone(),
+                layout: self.layout,
+                found: version,
+                readable: versions.to_vec(),
+            });
         }
         let header_size = map.atomic_u32(OFF_HEADER_SIZE)?.load(Ordering::Relaxed);
         if usize::try_from(header_size).ok() != Some(self.header_size) {
@@ -117,7 +107,7 @@ impl Prefix {
 
     /// Writes version, header size and capacity, then the magic with
     /// release ordering.
-    pub(crate) fn write(&self, map: &Mapping, capacity: usize) -> anyhow::Result<()> {
+    pub(crate) fn write(&self, map: &Mapping, capacity: usize) -> Result<(), LayoutError> {
         map.atomic_u32(OFF_VERSION)?
             .store(self.version, Ordering::Relaxed);
         let header_size = u32::try_from(self.header_size).expect("headers are small");
@@ -131,7 +121,7 @@ impl Prefix {
     }
 
     /// Whether the magic is already in place.
-    pub(crate) fn present(&self, map: &Mapping) -> anyhow::Result<bool> {
+    pub(crate) fn present(&self, map: &Mapping) -> Result<bool, LayoutError> {
         Ok(map.atomic_u64(OFF_MAGIC)?.load(Ordering::Acquire) == u64::from_ne_bytes(self.magic))
     }
 }

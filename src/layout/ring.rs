@@ -39,7 +39,7 @@ const PREFIX: Prefix = Prefix {
     magic: MAGIC,
     version: VERSION,
     header_size: HEADER_SIZE,
-    remedy: "remove it and start the stream again",
+    layout: super::Layout::Stream,
 };
 const OFF_WRITER_PID: usize = 24;
 const OFF_READER_PID: usize = 28;

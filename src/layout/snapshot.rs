@@ -31,7 +31,7 @@ const PREFIX: Prefix = Prefix {
     magic: MAGIC,
     version: VERSION,
     header_size: HEADER_SIZE,
-    remedy: "read it with --raw or --all, or remove it and write again",
+    layout: super::Layout::Snapshot,
 };
 /// The capacity (u64), part of the prefix; it changes when a segment grows.
 const OFF_CAPACITY: usize = 16;

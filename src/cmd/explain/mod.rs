@@ -9,6 +9,8 @@
 //! - the exit code comes from a typed kind found in the error's chain,
 //!   never from the text of a message.
 
+mod layout;
+
 use nix::errno::Errno;
 
 use crate::error::{Failure, Kind, Outcome};
@@ -37,7 +39,7 @@ fn classify(cause: &(dyn std::error::Error + 'static)) -> Option<Kind> {
             )*
         };
     }
-    first_of!(Failure);
+    first_of!(Failure, crate::layout::LayoutError);
     None
 }
 
