@@ -36,7 +36,7 @@ const NOT_RUN: &[(&str, &str)] = &[
     ),
     (
         "cp target/assets/bash/* ~/.local/share/bash-completion/completions/",
-        "user installation; tests/friction2.rs checks the generated names",
+        "user installation; tests/hints_and_filters.rs checks the generated names",
     ),
     ("cp target/assets/zsh/* ~/.zfunc/", "user installation"),
     (
@@ -51,7 +51,7 @@ const NOT_RUN: &[(&str, &str)] = &[
     (
         "shm-read --list --stale --remove",
         "removes every stale segment of this user on the machine, other tests' included; \
-         tests/friction.rs and tests/friction2.rs run it in private namespaces",
+         tests/usability.rs and tests/hints_and_filters.rs run it in private namespaces",
     ),
 ];
 

@@ -1,4 +1,4 @@
-//! Segments that grow (issue #10): a POSIX segment, the default one
+//! Segments that grow: a POSIX segment, the default one
 //! included, grows in place when the input does not fit; readers and
 //! followers that mapped the old size remap and never see a torn version;
 //! a System V segment is replaced by key with --replace; a segment

@@ -3,7 +3,7 @@
 //! how many bytes it discarded); a reader that finds a ring whose reader
 //! died before it began to read takes its place. Everything else stays
 //! refused, and of two racers for one dead place exactly one wins while
-//! the other changes nothing. (Across PID namespaces: trust_liveness.rs,
+//! the other changes nothing. (Across PID namespaces: liveness.rs,
 //! killed_stream_writer_that_was_pid_1_of_its_namespace_is_taken_over.)
 
 mod common;

@@ -1,4 +1,4 @@
-//! The rough edges of issue #18: hints that fit what was asked for, an
+//! Hints and filters: hints that fit what was asked for, an
 //! interactive writer that says what it does, scoped `--list` filters and
 //! removal, `--offset`, what `--list` shows, progress that ticks, Python's
 //! SharedMemory, and the generated man pages and completions.

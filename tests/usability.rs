@@ -1,7 +1,6 @@
-//! The rough edges of issue #11 (and #8's memory use of --info/--list):
-//! stray arguments, human durations, metadata of segments one may not
-//! read, completion, man pages, progress into files, the examples, and
-//! one-line usage errors.
+//! Usability: stray arguments, human durations, the memory --info and
+//! --list use, metadata of segments one may not read, completion, man
+//! pages, progress into files, the examples, and one-line usage errors.
 
 mod common;
 
