@@ -1,8 +1,11 @@
-//! Errors a user can act on, and the exit code each one maps to.
+//! The exit codes, and the command layer's own failures.
 //!
-//! Library code returns `anyhow::Result`. Failures that decide the exit code
-//! carry a [`Failure`] whose message is already the whole story (what went
-//! wrong, naming the segment, and what to do); everything else is exit 1.
+//! Contract:
+//! - [`Kind`] is the documented exit code classes; every typed error of
+//!   the layers below maps to one (see `cmd::explain`);
+//! - [`Failure`] is a failure the command layer itself finds, with a
+//!   complete one-line message (what went wrong, naming the segment, what
+//!   to do); anything unclassified is exit 1.
 
 use std::fmt;
 
