@@ -143,30 +143,16 @@ const SCOPED_REMOVAL: &str = r#"
 /// segments are there to remove.
 #[test]
 fn list_filters_and_scoped_stale_removal() {
-    if !is_root() || Command::new("setpriv").arg("--version").output().is_err() {
+    if !setpriv_available() {
         eprintln!("skipped: needs root and setpriv");
         return;
     }
-    let out = run_limited(
-        Command::new("unshare")
-            .args(["--ipc", "--mount", "sh", "-c", SCOPED_REMOVAL])
-            .env("W", env!("CARGO_BIN_EXE_shm-write"))
-            .env("R", env!("CARGO_BIN_EXE_shm-read")),
-        b"",
-        Duration::from_secs(30),
-    );
-    if out.code() == Some(77) || out.stderr.contains("Operation not permitted") {
-        eprintln!("skipped: private IPC/mount namespaces not permitted here\n{out}");
+    let Some(out) = in_private_ipc_and_mount(SCOPED_REMOVAL) else {
         return;
-    }
-    out.ok();
+    };
     let text = out.stdout_str();
     let section = |name: &str| -> Vec<String> {
-        let start = text.find(&format!("== {name}\n")).expect("section") + name.len() + 4;
-        let end = text[start..]
-            .find("\n== ")
-            .map_or(text.len(), |e| start + e);
-        text[start..end].lines().map(str::to_owned).collect()
+        section(&text, name).lines().map(str::to_owned).collect()
     };
     let rows = |name: &str| -> Vec<String> {
         section(name)
@@ -370,11 +356,7 @@ err = p.communicate(timeout=20)[1]
 sys.stdout.write(err.decode())
 sys.exit(p.returncode)
 "#;
-    let out = Command::new("python3")
-        .args(["-c", TYPIST, typed, env!("CARGO_BIN_EXE_shm-write")])
-        .args(args)
-        .output()
-        .ok()?;
+    let out = python3(TYPIST, &[&[typed, tool_path("shm-write")], args].concat())?;
     Some((
         out.status.code()?,
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -485,11 +467,9 @@ while True:
 sys.stdout.buffer.write(b"%d\n" % p.returncode + seen)
 "#;
     let seg = Seg::name();
-    let Ok(out) = Command::new("python3")
-        .args(["-c", TERMINAL, env!("CARGO_BIN_EXE_shm-write")])
-        .args(seg.with(&["--stream", "--progress"]))
-        .output()
-    else {
+    let progress = seg.with(&["--stream", "--progress"]);
+    let args = [vec![tool_path("shm-write")], strs(&progress)].concat();
+    let Some(out) = python3(TERMINAL, &args) else {
         eprintln!("skipped: no python3 for a pty");
         return;
     };
@@ -523,11 +503,9 @@ p.wait(timeout=10)
 sys.stdout.write("alive\n" if alive else "died %d\n" % p.returncode)
 "#;
     let seg = Seg::name();
-    let Ok(out) = Command::new("python3")
-        .args(["-c", TERMINAL, env!("CARGO_BIN_EXE_shm-write")])
-        .args(seg.with(&["--stream", "--progress"]))
-        .output()
-    else {
+    let progress = seg.with(&["--stream", "--progress"]);
+    let args = [vec![tool_path("shm-write")], strs(&progress)].concat();
+    let Some(out) = python3(TERMINAL, &args) else {
         eprintln!("skipped: no python3 for a pty");
         return;
     };

@@ -6,14 +6,12 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-const BOUND: Duration = Duration::from_secs(30);
 
 /// Whether `unshare --pid --fork` works here (it needs root or user
 /// namespaces); tests that need it skip with this reason otherwise.
@@ -34,10 +32,7 @@ fn unshare_unavailable() -> Option<&'static str> {
 fn in_new_pid_namespace(tool: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new("unshare");
     cmd.args(["--pid", "--fork", "--kill-child", "--"]);
-    cmd.arg(match tool {
-        "shm-write" => env!("CARGO_BIN_EXE_shm-write"),
-        _ => env!("CARGO_BIN_EXE_shm-read"),
-    });
+    cmd.arg(tool_path(tool));
     cmd.args(args);
     cmd
 }
@@ -62,35 +57,6 @@ fn kill_in_namespace(live: &mut Live) {
     live.kill();
 }
 
-/// Waits until `--info --json` of `seg` satisfies `ready`.
-fn wait_for_info(seg: &Seg, what: &str, ready: impl Fn(&serde_json::Value) -> bool) {
-    let started = Instant::now();
-    loop {
-        if seg.exists() {
-            let out = read(&strs(&seg.with(&["--info", "--json"])));
-            if out.code() == Some(0)
-                && serde_json::from_slice(&out.stdout).is_ok_and(|info| ready(&info))
-            {
-                return;
-            }
-        }
-        assert!(started.elapsed() < BOUND, "{what} never happened");
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Runs `child` to its end in a thread, feeding it `stdin`.
-fn finish_in_thread(
-    child: Child,
-    line: String,
-    stdin: Vec<u8>,
-) -> thread::JoinHandle<(Output, Instant)> {
-    thread::spawn(move || {
-        let out = finish(child, line, &stdin, BOUND);
-        (out, Instant::now())
-    })
-}
-
 /// Two `--stream` writers start at once on an address nobody uses, each
 /// with more input than the ring holds; then a reader comes. Exactly one
 /// writer may win; the loser must change nothing (it used to remove the
@@ -103,52 +69,17 @@ fn two_writers_race_for_one_new_ring(make: fn() -> Seg) {
             random_bytes(200_000, 2 * round + 2),
         ];
         let args = seg.with(&["--stream", "-s", "64K"]);
-        // Each writer's shell waits for a newline on stdin, then becomes
-        // shm-write: both are released within microseconds of each other.
-        let mut children: Vec<(Child, String)> = (0..2)
-            .map(|_| {
-                let mut cmd = Command::new("sh");
-                cmd.args(["-c", "read gate && exec \"$0\" \"$@\""])
-                    .arg(env!("CARGO_BIN_EXE_shm-write"))
-                    .args(&args);
-                let line = describe(&cmd);
-                (spawn(&mut cmd), line)
-            })
-            .collect();
-        thread::sleep(Duration::from_millis(30));
-        for (child, _) in &mut children {
-            child.stdin.as_mut().unwrap().write_all(b"\n").unwrap();
-        }
-        let writers: Vec<_> = children
-            .into_iter()
-            .zip(&data)
-            .map(|((child, line), d)| finish_in_thread(child, line, d.clone()))
-            .collect();
+        let writers = released_together("shm-write", &args, data.to_vec());
         // The reader comes once the race is decided (the loser has ended),
         // so a loser that removed the ring would leave it nothing to find.
-        let started = Instant::now();
-        while !writers.iter().any(thread::JoinHandle::is_finished) {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "round {round}: neither writer ended"
-            );
-            thread::sleep(Duration::from_millis(2));
-        }
+        until_one_ends(&writers, &format!("round {round}: the writers"));
         let reader = run_limited(
             &mut read_cmd(&strs(&seg.with(&["--stream", "--timeout", "10s"]))),
             b"",
             BOUND,
         );
-        let outs: Vec<Output> = writers.into_iter().map(|w| w.join().unwrap().0).collect();
-        let winners: Vec<usize> = (0..2).filter(|&i| outs[i].code() == Some(0)).collect();
-        assert_eq!(
-            winners.len(),
-            1,
-            "round {round}: not exactly one winner\n{}\n{}\nreader: {reader}",
-            outs[0],
-            outs[1]
-        );
-        let (winner, loser) = (winners[0], 1 - winners[0]);
+        let outs = outputs(writers);
+        let (winner, loser) = one_winner(&outs, &format!("round {round} (reader: {reader})"));
         reader.ok();
         assert!(
             reader.stdout == data[winner],
@@ -306,13 +237,7 @@ fn reader_outside_ends_promptly_when_a_pid_1_writer_is_killed_mid_stream() {
     ]))));
     reader.wait_stdout(BOUND, "10000 bytes", |o| o.len() == 10_000);
     kill_in_namespace(&mut writer);
-    let killed = Instant::now();
-    let out = reader.finish(Duration::from_secs(10));
-    assert!(
-        killed.elapsed() < Duration::from_secs(3),
-        "reader took {:?}",
-        killed.elapsed()
-    );
+    let out = reader.finish_promptly(Instant::now());
     out.expect_code(1)
         .stderr_has(&["died after 10000 bytes", "incomplete"]);
     assert!(!seg.exists(), "the reader removes a broken ring");
@@ -323,20 +248,7 @@ fn reader_outside_ends_promptly_when_a_pid_1_writer_is_killed_mid_stream() {
 #[test]
 fn a_stream_whose_both_ends_died_shows_both_dead() {
     let seg = Seg::name();
-    let mut writer = Live::start(&mut write_cmd(&strs(&seg.with(&["--stream", "-s", "64K"]))));
-    // Less than ring and pipe hold together, so sending never blocks.
-    writer.send(&vec![5u8; 100_000]);
-    let mut reader = Live::start(&mut read_cmd(&strs(&seg.with(&["--stream", "--wait"]))));
-    reader.wait_stdout(BOUND, "some bytes", |o| !o.is_empty());
-    for pid in [writer.pid(), reader.pid()] {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap());
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
-    }
-    writer.kill();
-    reader.kill();
-    wait_for_info(&seg, "both deaths on record", |i| {
-        i["stream_state"] == "writer and reader died"
-    });
+    ring_whose_both_ends_died(&seg);
     read(&strs(&seg.with(&["--stream"])))
         .expect_code(1)
         .stderr_has(&["previous reader died"]);
@@ -484,27 +396,22 @@ fn a_refused_stream_writer_changes_nothing() {
     let content: Vec<u8> = (0..400u32).map(|i| b'A' + (i % 26) as u8).collect();
     write(&strs(&seg.with(&["-s", "4096"])), &content).ok();
     write(&strs(&seg.args), &content).ok();
-    let path = std::path::PathBuf::from("/dev/shm").join(seg.name_value().unwrap());
-    let before = std::fs::read(&path).unwrap();
+    let before = seg.image();
     let refused = write(&strs(&seg.with(&["--stream"])), b"hi\n");
     refused.expect_code(1).stderr_has(&["already holds data"]);
     assert!(!refused.stderr.contains("died"), "{refused}");
-    assert_eq!(
-        std::fs::read(&path).unwrap(),
-        before,
-        "the refused writer changed the segment"
-    );
+    assert_eq!(seg.image(), before, "the refused writer changed the segment");
     assert_eq!(read(&strs(&seg.args)).ok().stdout, content);
 
     // Foreign bytes whose would-be claim word reads as free.
     let foreign = Seg::name();
-    let path = std::path::PathBuf::from("/dev/shm").join(foreign.name_value().unwrap());
+    let path = foreign.dev_shm_path();
     let mut image = vec![0xaa_u8; 4096];
     image[200..204].fill(0);
     std::fs::write(&path, &image).unwrap();
     write(&strs(&foreign.with(&["--stream"])), b"hi\n").expect_code(1);
     assert_eq!(
-        std::fs::read(&path).unwrap(),
+        foreign.image(),
         image,
         "the refused writer changed foreign bytes"
     );

@@ -14,45 +14,11 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::thread;
-use std::time::{Duration, Instant};
 
 use common::*;
 
-const BOUND: Duration = Duration::from_secs(30);
 const READ: &str = env!("CARGO_BIN_EXE_shm-read");
 const WRITE: &str = env!("CARGO_BIN_EXE_shm-write");
-
-/// Waits until `--info --json` of `seg` satisfies `ready`.
-fn wait_for_info(seg: &Seg, what: &str, ready: impl Fn(&serde_json::Value) -> bool) {
-    let started = Instant::now();
-    loop {
-        if seg.exists() {
-            let out = read(&strs(&seg.with(&["--info", "--json"])));
-            if out.code() == Some(0)
-                && serde_json::from_slice(&out.stdout).is_ok_and(|info| ready(&info))
-            {
-                return;
-            }
-        }
-        assert!(started.elapsed() < BOUND, "{what} never happened");
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// A ring of `size` at `seg` whose writer sent 3 bytes and was killed
-/// before any reader came: stale, and a takeover candidate.
-fn ring_of_a_killed_writer(seg: &Seg, size: &str) {
-    let mut writer = Live::start(&mut write_cmd(&strs(&seg.with(&["--stream", "-s", size]))));
-    writer.send(b"OLD");
-    wait_for_info(seg, "the first writer's bytes", |i| {
-        i["bytes_in_flight"] == 3
-    });
-    writer.kill();
-    wait_for_info(seg, "the writer's death", |i| {
-        i["stream_state"] == "writer died"
-    });
-}
 
 /// A scratch directory for the files the stopped side's helpers write.
 struct Scratch(PathBuf);
@@ -114,7 +80,7 @@ fn stopped_at(
 fn a_writer_that_comes_between_the_last_stale_check_and_the_unlink_is_refused() {
     let seg = Seg::name();
     let name = seg.name_value().unwrap().to_owned();
-    ring_of_a_killed_writer(&seg, "64K");
+    ring_of_a_killed_writer(&seg, "64K", b"OLD");
     let scratch = Scratch::new(&seg);
     let script = format!(
         "{READ} --info --json -n {name} > {info}; \
@@ -158,7 +124,7 @@ fn a_writer_that_comes_between_the_last_stale_check_and_the_unlink_is_refused() 
 fn a_writer_that_opened_a_ring_before_its_removal_streams_into_a_new_one() {
     let seg = Seg::name();
     let name = seg.name_value().unwrap().to_owned();
-    ring_of_a_killed_writer(&seg, "68K");
+    ring_of_a_killed_writer(&seg, "68K", b"OLD");
     let scratch = Scratch::new(&seg);
     std::fs::write(scratch.path("input"), "NEW\n").unwrap();
     let script = format!(

@@ -9,11 +9,8 @@ mod common;
 use std::fs::File;
 use std::process::{Command, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
 
 use common::*;
-
-const BOUND: Duration = Duration::from_secs(30);
 
 fn dev_full() -> File {
     File::options()
@@ -32,35 +29,10 @@ fn with_stderr_full(cmd: &mut Command, stdin: &[u8]) -> Output {
     finish(child, line, stdin, BOUND)
 }
 
-/// Waits until `--info --json` of `seg` satisfies `ready`.
-fn wait_for_info(seg: &Seg, what: &str, ready: impl Fn(&serde_json::Value) -> bool) {
-    let started = Instant::now();
-    loop {
-        if seg.exists() {
-            let out = read(&strs(&seg.with(&["--info", "--json"])));
-            if out.code() == Some(0)
-                && serde_json::from_slice(&out.stdout).is_ok_and(|info| ready(&info))
-            {
-                return;
-            }
-        }
-        assert!(started.elapsed() < BOUND, "{what} never happened");
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
 #[test]
 fn a_writer_taking_over_a_dead_writers_ring_with_stderr_full_streams() {
     let seg = Seg::name();
-    let mut first = Live::start(&mut write_cmd(&strs(&seg.with(&["--stream", "-s", "64K"]))));
-    first.send(b"OLD");
-    wait_for_info(&seg, "the first writer's bytes", |i| {
-        i["bytes_in_flight"] == 3
-    });
-    first.kill();
-    wait_for_info(&seg, "the writer's death", |i| {
-        i["stream_state"] == "writer died"
-    });
+    ring_of_a_killed_writer(&seg, "64K", b"OLD");
     let taker = with_stderr_full(&mut write_cmd(&strs(&seg.with(&["--stream"]))), b"NEW\n");
     assert_eq!(taker.code(), Some(0), "{taker}");
     let out = read(&strs(&seg.with(&["--stream"])));
@@ -71,16 +43,7 @@ fn a_writer_taking_over_a_dead_writers_ring_with_stderr_full_streams() {
 #[test]
 fn a_reader_taking_over_a_dead_readers_place_with_stderr_full_drains_the_stream() {
     let seg = Seg::name();
-    let mut writer = Live::start(&mut write_cmd(&strs(&seg.with(&["--stream", "-s", "64K"]))));
-    wait_for_info(&seg, "the ring", |i| i["stream_state"] == "streaming");
-    let mut dead = Live::start(&mut read_cmd(&strs(&seg.with(&["--stream"]))));
-    wait_for_info(&seg, "the first reader's claim", |i| {
-        !i["reader_pid"].is_null()
-    });
-    dead.kill();
-    wait_for_info(&seg, "the reader's death", |i| {
-        i["stream_state"] == "reader died"
-    });
+    let mut writer = ring_whose_reader_died_before_reading(&seg);
     let data = random_bytes(100_000, 16);
     let mut cmd = read_cmd(&strs(&seg.with(&["--stream"])));
     cmd.stdin(Stdio::null())
@@ -119,11 +82,8 @@ os.write(master, b"typed\n\x04")
 sys.exit(p.wait(timeout=20))
 "#;
     let seg = Seg::name();
-    let Ok(out) = Command::new("python3")
-        .args(["-c", TYPIST, env!("CARGO_BIN_EXE_shm-write")])
-        .args(&seg.args)
-        .output()
-    else {
+    let args = [vec![tool_path("shm-write")], strs(&seg.args)].concat();
+    let Some(out) = python3(TYPIST, &args) else {
         eprintln!("skipped: no python3 for a pty");
         return;
     };

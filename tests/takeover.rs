@@ -8,78 +8,18 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::io::Read;
+use std::process::{Command, Stdio};
 
 use common::*;
 
-const BOUND: Duration = Duration::from_secs(30);
 /// Data capacity of a 64K ring.
 const RING_64K: usize = 64 * 1024 - 256;
-
-/// Waits until `--info --json` of `seg` satisfies `ready`.
-fn wait_for_info(seg: &Seg, what: &str, ready: impl Fn(&serde_json::Value) -> bool) {
-    let started = Instant::now();
-    loop {
-        if seg.exists() {
-            let out = read(&strs(&seg.with(&["--info", "--json"])));
-            if out.code() == Some(0)
-                && serde_json::from_slice(&out.stdout).is_ok_and(|info| ready(&info))
-            {
-                return;
-            }
-        }
-        assert!(started.elapsed() < BOUND, "{what} never happened");
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// A ring of `size` at `seg` whose writer sent `sent` bytes and was
-/// killed (SIGKILL) before any reader came.
-fn ring_of_a_killed_writer(seg: &Seg, size: &str, sent: usize) {
-    let mut writer = Live::start(&mut write_cmd(&strs(&seg.with(&["--stream", "-s", size]))));
-    writer.send(&random_bytes(sent, 99));
-    wait_for_info(seg, "the first writer's bytes", |i| {
-        i["bytes_in_flight"] == sent
-    });
-    writer.kill();
-    wait_for_info(seg, "the writer's death", |i| {
-        i["stream_state"] == "writer died"
-    });
-}
-
-/// The bytes of a POSIX test segment, as another process sees them.
-fn image(seg: &Seg) -> Vec<u8> {
-    std::fs::read(std::path::Path::new("/dev/shm").join(seg.name_value().unwrap())).unwrap()
-}
-
-/// `sh -c 'read gate && exec TOOL ARGS'`: started now, released by a
-/// newline on stdin, so racers start within microseconds of each other.
-fn gated(tool: &str, args: &[String], stdout: Stdio) -> (Child, String) {
-    let mut cmd = Command::new("sh");
-    cmd.args(["-c", "read gate && exec \"$0\" \"$@\""])
-        .arg(match tool {
-            "shm-write" => env!("CARGO_BIN_EXE_shm-write"),
-            _ => env!("CARGO_BIN_EXE_shm-read"),
-        })
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(stdout)
-        .stderr(Stdio::piped());
-    let line = describe(&cmd);
-    (cmd.spawn().expect("spawn sh"), line)
-}
-
-fn finish_in_thread(child: Child, line: String, stdin: Vec<u8>) -> thread::JoinHandle<Output> {
-    thread::spawn(move || finish(child, line, &stdin, BOUND))
-}
 
 #[test]
 fn a_writer_takes_over_a_ring_whose_writer_was_killed_before_any_reader_came() {
     for seg in [Seg::name(), Seg::key()] {
-        ring_of_a_killed_writer(&seg, "64K", 1000);
+        ring_of_a_killed_writer(&seg, "64K", &random_bytes(1000, 99));
         let next = write(&strs(&seg.with(&["--stream"])), b"second try\n");
         next.ok().stderr_has(&[
             "shm-write: took over",
@@ -120,13 +60,13 @@ fn a_live_writer_keeps_its_ring() {
     let mut first = Live::start(&mut write_cmd(&strs(&seg.with(&["--stream", "-s", "64K"]))));
     first.send(b"first ");
     wait_for_info(&seg, "the first bytes", |i| i["bytes_in_flight"] == 6);
-    let before = image(&seg);
+    let before = seg.image();
     let second = write(&strs(&seg.with(&["--stream"])), b"second");
     second
         .expect_code(1)
         .stderr_has(&["already has a live stream writer", "one writer"]);
     assert!(!second.stderr.contains("took over"), "{second}");
-    assert_eq!(image(&seg), before, "the refused writer changed the ring");
+    assert_eq!(seg.image(), before, "the refused writer changed the ring");
     first.send(b"stream\n");
     first.close_stdin();
     let out = read(&strs(&seg.with(&["--stream"])));
@@ -144,7 +84,7 @@ fn a_ring_a_reader_is_draining_is_not_taken_over() {
     let seg = Seg::name();
     // More than a pipe holds (64 KiB), so the reader blocks.
     let sent = 200_000;
-    ring_of_a_killed_writer(&seg, "256K", sent);
+    ring_of_a_killed_writer(&seg, "256K", &random_bytes(sent, 99));
     // Nobody reads its stdout yet: it fills the pipe and blocks.
     let mut reader = Command::new(env!("CARGO_BIN_EXE_shm-read"))
         .args(seg.with(&["--stream"]))
@@ -154,13 +94,13 @@ fn a_ring_a_reader_is_draining_is_not_taken_over() {
         .spawn()
         .unwrap();
     wait_for_info(&seg, "the reader's claim", |i| !i["reader_pid"].is_null());
-    let before = image(&seg);
+    let before = seg.image();
     let refused = write(&strs(&seg.with(&["--stream"])), b"new");
     refused
         .expect_code(1)
         .stderr_has(&["whose writer died", "live stream reader", "is reading"]);
     assert!(!refused.stderr.contains("took over"), "{refused}");
-    assert_eq!(image(&seg), before, "the refused writer changed the ring");
+    assert_eq!(seg.image(), before, "the refused writer changed the ring");
 
     let mut got = Vec::new();
     reader.stdout.take().unwrap().read_to_end(&mut got).unwrap();
@@ -183,29 +123,17 @@ fn a_ring_a_reader_is_draining_is_not_taken_over() {
 #[test]
 fn a_dead_writers_ring_that_a_reader_began_to_read_is_not_taken_over() {
     let seg = Seg::name();
-    let mut writer = Live::start(&mut write_cmd(&strs(&seg.with(&["--stream", "-s", "64K"]))));
-    writer.send(&vec![5u8; 100_000]);
-    let mut reader = Live::start(&mut read_cmd(&strs(&seg.with(&["--stream", "--wait"]))));
-    reader.wait_stdout(BOUND, "some bytes", |o| !o.is_empty());
-    for pid in [writer.pid(), reader.pid()] {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap());
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
-    }
-    writer.kill();
-    reader.kill();
-    wait_for_info(&seg, "both deaths", |i| {
-        i["stream_state"] == "writer and reader died"
-    });
-    let before = image(&seg);
+    ring_whose_both_ends_died(&seg);
+    let before = seg.image();
     let refused = write(&strs(&seg.with(&["--stream"])), b"new");
     refused
         .expect_code(1)
         .stderr_has(&["after a reader began to read it", "shm-read --remove"]);
-    assert_eq!(image(&seg), before, "the refused writer changed the ring");
+    assert_eq!(seg.image(), before, "the refused writer changed the ring");
     read(&strs(&seg.with(&["--stream"])))
         .expect_code(1)
         .stderr_has(&["previous reader died"]);
-    assert_eq!(image(&seg), before, "the refused reader changed the ring");
+    assert_eq!(seg.image(), before, "the refused reader changed the ring");
 }
 
 /// Two writers released at once onto one dead ring, each with more input
@@ -220,43 +148,17 @@ fn two_writers_racing_to_take_over_one_dead_ring_one_wins_and_nothing_is_lost() 
         } else {
             Seg::key()
         };
-        ring_of_a_killed_writer(&seg, "64K", 500);
+        ring_of_a_killed_writer(&seg, "64K", &random_bytes(500, 99));
         let data = [
             random_bytes(200_000, 2 * round + 1),
             random_bytes(200_000, 2 * round + 2),
         ];
-        let mut children: Vec<(Child, String)> = (0..2)
-            .map(|_| gated("shm-write", &seg.with(&["--stream"]), Stdio::piped()))
-            .collect();
-        thread::sleep(Duration::from_millis(20));
-        for (child, _) in &mut children {
-            child.stdin.as_mut().unwrap().write_all(b"\n").unwrap();
-        }
-        let writers: Vec<_> = children
-            .into_iter()
-            .zip(&data)
-            .map(|((child, line), d)| finish_in_thread(child, line, d.clone()))
-            .collect();
+        let writers = released_together("shm-write", &seg.with(&["--stream"]), data.to_vec());
         // The reader comes once the race is decided (the loser has ended).
-        let started = Instant::now();
-        while !writers.iter().any(thread::JoinHandle::is_finished) {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "round {round}: neither writer ended"
-            );
-            thread::sleep(Duration::from_millis(2));
-        }
+        until_one_ends(&writers, &format!("round {round}: the writers"));
         let reader = run_limited(&mut read_cmd(&strs(&seg.with(&["--stream"]))), b"", BOUND);
-        let outs: Vec<Output> = writers.into_iter().map(|w| w.join().unwrap()).collect();
-        let winners: Vec<usize> = (0..2).filter(|&i| outs[i].code() == Some(0)).collect();
-        assert_eq!(
-            winners.len(),
-            1,
-            "round {round}: not exactly one winner\n{}\n{}\nreader: {reader}",
-            outs[0],
-            outs[1]
-        );
-        let (winner, loser) = (winners[0], 1 - winners[0]);
+        let outs = outputs(writers);
+        let (winner, loser) = one_winner(&outs, &format!("round {round} (reader: {reader})"));
         reader.ok();
         assert!(
             reader.stdout == data[winner],
@@ -279,16 +181,7 @@ fn two_writers_racing_to_take_over_one_dead_ring_one_wins_and_nothing_is_lost() 
 #[test]
 fn a_reader_takes_over_from_a_reader_killed_before_it_read_anything() {
     let seg = Seg::key();
-    let mut writer = Live::start(&mut write_cmd(&strs(&seg.with(&["--stream", "-s", "64K"]))));
-    wait_for_info(&seg, "the ring", |i| i["stream_state"] == "streaming");
-    let mut first = Live::start(&mut read_cmd(&strs(&seg.with(&["--stream"]))));
-    wait_for_info(&seg, "the first reader's claim", |i| {
-        !i["reader_pid"].is_null()
-    });
-    first.kill();
-    wait_for_info(&seg, "the reader's death", |i| {
-        i["stream_state"] == "reader died"
-    });
+    let mut writer = ring_whose_reader_died_before_reading(&seg);
     // The writer sees the dead reader's claim before this chunk, and goes on.
     let data = random_bytes(150_000, 5);
     writer.send(&data[..1000]);
@@ -327,51 +220,17 @@ fn two_readers_racing_to_take_over_one_dead_readers_place_one_wins() {
         } else {
             Seg::key()
         };
-        let mut writer = Live::start(&mut write_cmd(&strs(&seg.with(&["--stream", "-s", "64K"]))));
-        wait_for_info(&seg, "the ring", |i| i["stream_state"] == "streaming");
-        let mut first = Live::start(&mut read_cmd(&strs(&seg.with(&["--stream"]))));
-        wait_for_info(&seg, "the first reader's claim", |i| {
-            !i["reader_pid"].is_null()
-        });
-        first.kill();
-        wait_for_info(&seg, "the reader's death", |i| {
-            i["stream_state"] == "reader died"
-        });
-        let mut children: Vec<(Child, String)> = (0..2)
-            .map(|_| gated("shm-read", &seg.with(&["--stream"]), Stdio::piped()))
-            .collect();
-        thread::sleep(Duration::from_millis(20));
-        for (child, _) in &mut children {
-            child.stdin.as_mut().unwrap().write_all(b"\n").unwrap();
-        }
-        let readers: Vec<_> = children
-            .into_iter()
-            .map(|(child, line)| finish_in_thread(child, line, Vec::new()))
-            .collect();
+        let mut writer = ring_whose_reader_died_before_reading(&seg);
+        let readers = released_together("shm-read", &seg.with(&["--stream"]), vec![Vec::new(); 2]);
         // More than the ring holds; the stream stays open until the loser
         // has decided, so the winner is still reading then.
         let data = random_bytes(RING_64K * 3, round);
         writer.send(&data);
-        let started = Instant::now();
-        while !readers.iter().any(thread::JoinHandle::is_finished) {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "round {round}: neither reader ended"
-            );
-            thread::sleep(Duration::from_millis(2));
-        }
+        until_one_ends(&readers, &format!("round {round}: the readers"));
         let wrote = writer.finish(BOUND);
-        let outs: Vec<Output> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+        let outs = outputs(readers);
         wrote.ok();
-        let winners: Vec<usize> = (0..2).filter(|&i| outs[i].code() == Some(0)).collect();
-        assert_eq!(
-            winners.len(),
-            1,
-            "round {round}: not exactly one winner\n{}\n{}",
-            outs[0],
-            outs[1]
-        );
-        let (winner, loser) = (winners[0], 1 - winners[0]);
+        let (winner, loser) = one_winner(&outs, &format!("round {round}"));
         assert!(
             outs[winner].stdout == data,
             "round {round}: the winner got {} bytes",
@@ -392,16 +251,7 @@ fn two_readers_racing_to_take_over_one_dead_readers_place_one_wins() {
 #[test]
 fn a_finished_stream_whose_reader_died_before_reading_waits_for_the_next() {
     let seg = Seg::name();
-    let mut writer = Live::start(&mut write_cmd(&strs(&seg.with(&["--stream", "-s", "64K"]))));
-    wait_for_info(&seg, "the ring", |i| i["stream_state"] == "streaming");
-    let mut first = Live::start(&mut read_cmd(&strs(&seg.with(&["--stream"]))));
-    wait_for_info(&seg, "the first reader's claim", |i| {
-        !i["reader_pid"].is_null()
-    });
-    first.kill();
-    wait_for_info(&seg, "the reader's death", |i| {
-        i["stream_state"] == "reader died"
-    });
+    let mut writer = ring_whose_reader_died_before_reading(&seg);
     writer.send(b"all of it\n");
     writer.finish(BOUND).ok();
     let listed = info(&seg);

@@ -122,20 +122,9 @@ fn timeouts_are_reported_humanly() {
         .stderr_has(&["timed out after 10ms waiting"]);
 }
 
-fn setpriv_available() -> bool {
-    is_root()
-        && Command::new("setpriv")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-}
-
 /// `shm-read ARGS` as user nobody, and its pid (setpriv execs it).
-fn as_nobody(args: &[&str]) -> (Output, i32) {
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(env!("CARGO_BIN_EXE_shm-read"))
-        .args(args);
+fn read_as_nobody(args: &[&str]) -> (Output, i32) {
+    let mut cmd = as_nobody("shm-read", args);
     let child = spawn(&mut cmd);
     let pid = i32::try_from(child.id()).unwrap();
     (
@@ -160,7 +149,7 @@ fn metadata_of_a_segment_one_may_not_read() {
         write(&strs(&seg.args), b"secret").ok();
         let sysv = seg.key_value().is_some();
         let mut pids = Vec::new();
-        let (out, pid) = as_nobody(&strs(&seg.with(&["--info", "--json"])));
+        let (out, pid) = read_as_nobody(&strs(&seg.with(&["--info", "--json"])));
         pids.push(pid);
         out.ok();
         let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -183,7 +172,7 @@ fn metadata_of_a_segment_one_may_not_read() {
             assert_eq!(meta["kind"], "posix");
         }
 
-        let (text, pid) = as_nobody(&strs(&seg.with(&["--info"])));
+        let (text, pid) = read_as_nobody(&strs(&seg.with(&["--info"])));
         pids.push(pid);
         let text = text.ok().stdout_str();
         assert!(
@@ -192,7 +181,7 @@ fn metadata_of_a_segment_one_may_not_read() {
         );
         assert!(!text.contains("secret"));
 
-        let (listing, pid) = as_nobody(&["--list"]);
+        let (listing, pid) = read_as_nobody(&["--list"]);
         pids.push(pid);
         let listing = listing.ok().stdout_str();
         let address = if sysv {
@@ -466,27 +455,11 @@ fn stale_segments_are_marked_listed_and_removed() {
         echo "== remove"; "$R" --list --stale --remove; echo "exit $?"
         echo "== after"; "$R" --list
     "#;
-    let out = run_limited(
-        Command::new("unshare")
-            .args(["--ipc", "--mount", "sh", "-c", script])
-            .env("W", env!("CARGO_BIN_EXE_shm-write"))
-            .env("R", env!("CARGO_BIN_EXE_shm-read")),
-        b"",
-        Duration::from_secs(30),
-    );
-    if out.code() == Some(77) || out.stderr.contains("Operation not permitted") {
-        eprintln!("skipped: private IPC/mount namespaces not permitted here\n{out}");
+    let Some(out) = in_private_ipc_and_mount(script) else {
         return;
-    }
-    out.ok();
-    let text = out.stdout_str();
-    let section = |name: &str| -> String {
-        let start = text.find(&format!("== {name}\n")).expect("section") + name.len() + 4;
-        let end = text[start..]
-            .find("\n== ")
-            .map_or(text.len(), |e| start + e);
-        text[start..end].to_owned()
     };
+    let text = out.stdout_str();
+    let section = |name: &str| section(&text, name);
     let all = section("all");
     assert!(all.contains("writer died; STALE"), "{out}");
     assert!(all.contains("write lock holder died; STALE"), "{out}");

@@ -70,13 +70,18 @@ impl std::fmt::Display for Output {
     }
 }
 
-pub fn bin(name: &str) -> Command {
-    let path = match name {
+/// The path of the binary built for this test (`shm-write`, `shm-read`),
+/// or `name` itself for any other program.
+pub fn tool_path(name: &str) -> &str {
+    match name {
         "shm-write" => env!("CARGO_BIN_EXE_shm-write"),
         "shm-read" => env!("CARGO_BIN_EXE_shm-read"),
         other => other,
-    };
-    Command::new(path)
+    }
+}
+
+pub fn bin(name: &str) -> Command {
+    Command::new(tool_path(name))
 }
 
 pub fn write_cmd(args: &[&str]) -> Command {
@@ -315,6 +320,40 @@ impl Seg {
         }
     }
 
+    /// Where a POSIX test segment's object is, in /dev/shm.
+    pub fn dev_shm_path(&self) -> PathBuf {
+        PathBuf::from("/dev/shm").join(self.name_value().expect("a POSIX test segment"))
+    }
+
+    /// The bytes of a POSIX test segment, as another process sees them.
+    pub fn image(&self) -> Vec<u8> {
+        std::fs::read(self.dev_shm_path()).expect("read the object")
+    }
+
+    /// Writes `bytes` at `offset` of a POSIX test segment's object, as a
+    /// forger with write access could.
+    pub fn poke(&self, offset: u64, bytes: &[u8]) {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.dev_shm_path())
+            .expect("open the object");
+        file.write_at(bytes, offset).expect("write the object");
+    }
+
+    /// A writable mapping of the whole of a POSIX test segment's object, for
+    /// changing its words atomically while the tools run.
+    pub fn map_writable(&self) -> sys::Mapping {
+        use std::os::fd::AsFd;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.dev_shm_path())
+            .expect("open the object");
+        let size = usize::try_from(file.metadata().expect("fstat").len()).expect("size");
+        sys::Mapping::map_fd(file.as_fd(), size, true).expect("map the object")
+    }
+
     /// Whether the segment exists now.
     pub fn exists(&self) -> bool {
         match &self.what {
@@ -387,6 +426,49 @@ pub fn info(seg: &Seg) -> serde_json::Value {
     let out = read(&strs(&seg.with(&["--info", "--json"])));
     out.ok();
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("bad JSON: {e}\n{out}"))
+}
+
+/// `shm-read --info --json` for the segment, parsed, or None where that
+/// fails (the segment is not there yet, or is being made).
+pub fn info_if_any(seg: &Seg) -> Option<serde_json::Value> {
+    let out = read(&strs(&seg.with(&["--info", "--json"])));
+    (out.code() == Some(0))
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
+
+/// How long a test waits for a state that its own steps bring about.
+pub const BOUND: Duration = Duration::from_secs(30);
+
+/// Polls `done` every 5 ms, panicking if it is not true within `limit`:
+/// tests wait for states, never for guessed times.
+pub fn until(what: &str, limit: Duration, done: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < limit,
+            "{what} did not happen within {limit:?}"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits (up to [`BOUND`]) until `--info --json` of `seg` satisfies
+/// `ready`: how a test sees a peer's claim, death or progress on record.
+pub fn wait_for_info(seg: &Seg, what: &str, ready: impl Fn(&serde_json::Value) -> bool) {
+    until(what, BOUND, || {
+        seg.exists() && info_if_any(seg).is_some_and(|info| ready(&info))
+    });
+}
+
+/// `count` numbered lines, `{prefix}{n}` each, newline-terminated: input
+/// whose every line says where it belongs.
+pub fn numbered(prefix: &str, count: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for n in 0..count {
+        out.extend_from_slice(format!("{prefix}{n}\n").as_bytes());
+    }
+    out
 }
 
 /// A running tool whose stdout and stderr are collected as they arrive,
@@ -487,6 +569,35 @@ impl Live {
         let _ = self.child.wait();
     }
 
+    /// Stops the tool with SIGSTOP (Ctrl-Z), so it holds what it holds.
+    pub fn stop(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Lets a stopped tool go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.pid()).expect("pid"));
+        nix::sys::signal::kill(pid, signal)
+            .unwrap_or_else(|e| panic!("{signal} to {}: {e}", self.line));
+    }
+
+    /// Finishes a tool whose peer died at `since`: it must end within 3 s
+    /// of that (a dead peer is noticed promptly, never waited out).
+    pub fn finish_promptly(self, since: Instant) -> Output {
+        let line = self.line.clone();
+        let out = self.finish(Duration::from_secs(10));
+        assert!(
+            since.elapsed() < Duration::from_secs(3),
+            "{line} took {:?}",
+            since.elapsed()
+        );
+        out
+    }
+
     /// Waits for exit within `limit` (killing and panicking after it).
     pub fn finish(mut self, limit: Duration) -> Output {
         self.close_stdin();
@@ -552,41 +663,10 @@ pub fn compile_classic(dir: &Path) -> Option<(PathBuf, PathBuf)> {
     Some((writer, reader))
 }
 
-/// Runs `script` with `sh` in a mount namespace whose /dev/shm is a 1 MiB
-/// tmpfs (a full /dev/shm), with $SHM_WRITE and $SHM_READ naming the
-/// binaries; returns its stdout and stderr, or None (with the reason
-/// printed) where such a namespace is not permitted. Panics if the script
-/// fails.
-pub fn in_small_dev_shm(script: &str) -> Option<String> {
-    let setup = "mount --make-rprivate / && mount -t tmpfs -o size=1M tmpfs /dev/shm";
-    match Command::new("unshare")
-        .args(["-m", "sh", "-c", setup])
-        .output()
-    {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => {
-            eprintln!(
-                "skipped: cannot mount a small /dev/shm: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-            return None;
-        }
-        Err(e) => {
-            eprintln!("skipped: no unshare: {e}");
-            return None;
-        }
-    }
-    let out = Command::new("unshare")
-        .args(["-m", "sh", "-c", &format!("{setup} && {script}")])
-        .env("SHM_WRITE", env!("CARGO_BIN_EXE_shm-write"))
-        .env("SHM_READ", env!("CARGO_BIN_EXE_shm-read"))
-        .output()
-        .expect("unshare");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "script failed: {text}");
-    Some(text)
-}
+mod rings;
+mod scopes;
+
+#[allow(unused_imports, reason = "each test binary uses its own subset")]
+pub use rings::*;
+#[allow(unused_imports, reason = "each test binary uses its own subset")]
+pub use scopes::*;
