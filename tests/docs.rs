@@ -363,23 +363,14 @@ fn live_chat() {
             thread::sleep(Duration::from_millis(300));
             assert!(!chat.exists());
         }
-        let mut writer = scene.start(writer_doc);
-        until("the writer creates the log", || {
-            read(&strs(&chat.args)).code() == Some(0)
-        });
+        let writer = scene.start(writer_doc);
+        until(
+            "the writer creates the log",
+            Duration::from_secs(10),
+            || read(&strs(&chat.args)).code() == Some(0),
+        );
         let follower = early.unwrap_or_else(|| scene.start(follower_doc));
-        thread::sleep(Duration::from_millis(100));
-        writer.send(b"hi there\n");
-        follower.wait_stdout(Duration::from_secs(10), "first line", |o| {
-            o == b"hi there\n"
-        });
-        writer.send(b"how are you?\n");
-        follower.wait_stdout(Duration::from_secs(10), "second line", |o| {
-            o == b"hi there\nhow are you?\n"
-        });
-        writer.finish(Duration::from_secs(10)).ok();
-        read(&strs(&chat.with(&["--remove"]))).ok();
-        follower.finish(Duration::from_secs(10)).ok();
+        chat_two_lines(writer, follower, chat);
     }
 }
 
@@ -390,9 +381,11 @@ fn many_writers_one_log() {
     scene.run("echo 'job 7 done' | shm-write --lines -n events", b"");
     let errors = scene.start("shm-read -F --new -n events | grep ERROR");
     let lossless = scene.start("shm-read -F --lossless -n events");
-    until("the lossless follower attaches", || {
-        info_opt(events).is_some_and(|i| i["lossless_followers"] == 1)
-    });
+    until(
+        "the lossless follower attaches",
+        Duration::from_secs(10),
+        || info_if_any(events).is_some_and(|i| i["lossless_followers"] == 1),
+    );
     thread::sleep(Duration::from_millis(200));
     scene.run("echo 'job 7 done' | shm-write --lines -n events", b"");
     write(
@@ -444,18 +437,6 @@ fn stream_between_pipelines() {
             "{listing}"
         );
         assert!(!backup.exists());
-    }
-}
-
-/// Polls `done` for up to ten seconds.
-fn until(what: &str, done: impl Fn() -> bool) {
-    let started = std::time::Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{what} did not happen"
-        );
-        thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -725,8 +706,8 @@ fn finding_and_removing_leftovers() {
         writer.env("SHM_TOOLS_TEST_HOLD_LOCK_MS", "30000");
         let mut child = spawn(&mut writer);
         drop(child.stdin.take());
-        until("the writer holds the lock", || {
-            info_opt(seg).is_some_and(|i| i["lock"] == "held")
+        until("the writer holds the lock", Duration::from_secs(10), || {
+            info_if_any(seg).is_some_and(|i| i["lock"] == "held")
         });
         child.kill().unwrap();
         child.wait().unwrap();
@@ -761,14 +742,6 @@ fn finding_and_removing_leftovers() {
         run(&mut scene.sh_replacing(doc, &[("SHMID", &id)]), b"").ok();
         assert!(!scene.key.exists(), "{doc} did not remove it");
     }
-}
-
-/// --info as JSON, or None while the segment is missing or unreadable.
-fn info_opt(seg: &Seg) -> Option<serde_json::Value> {
-    let out = read(&strs(&seg.with(&["--info", "--json"])));
-    (out.code() == Some(0))
-        .then(|| serde_json::from_slice(&out.stdout).ok())
-        .flatten()
 }
 
 #[test]
@@ -987,15 +960,21 @@ fn recording_and_replaying_a_log() {
     let mirror = scene.name("mirror");
     let copy = scene
         .start("shm-read -F --json -n events | shm-write --lines --replay - --speed max -n mirror");
-    until("the mirror has the history", || {
-        read(&strs(&mirror.args)).stdout == recorded
-    });
+    until(
+        "the mirror has the history",
+        Duration::from_secs(10),
+        || read(&strs(&mirror.args)).stdout == recorded,
+    );
     write(&strs(&events.with(&["--lines"])), b"live\n").ok();
-    until("the mirror has the new record", || {
-        read(&strs(&mirror.args))
-            .stdout
-            .ends_with(b"binary\nlive\n")
-    });
+    until(
+        "the mirror has the new record",
+        Duration::from_secs(10),
+        || {
+            read(&strs(&mirror.args))
+                .stdout
+                .ends_with(b"binary\nlive\n")
+        },
+    );
     // The copy ends when the log it follows is removed.
     read(&strs(&events.with(&["--remove"]))).ok();
     copy.finish(Duration::from_secs(10)).ok();

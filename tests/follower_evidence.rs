@@ -6,32 +6,18 @@
 
 mod common;
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
 use common::*;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-fn poke(seg: &Seg, offset: u64, bytes: &[u8]) {
-    let path = format!("/dev/shm/{}", seg.name_value().unwrap());
-    let file = OpenOptions::new().write(true).open(path).unwrap();
-    file.write_at(bytes, offset).unwrap();
-}
-
-fn numbered(count: usize) -> Vec<u8> {
-    (0..count)
-        .flat_map(|n| format!("line {n}\n").into_bytes())
-        .collect()
-}
-
 /// Slot 0's lock word (256 + 8) naming tid 999999, its position (256 + 16)
 /// at the tail: a follower that has read nothing, if lock words were
 /// believed.
 fn forge_slot(seg: &Seg) {
-    poke(seg, 256 + 8, &999_999u32.to_ne_bytes());
-    poke(seg, 256 + 16, &0u64.to_ne_bytes());
+    seg.poke(256 + 8, &999_999u32.to_ne_bytes());
+    seg.poke(256 + 16, &0u64.to_ne_bytes());
 }
 
 #[test]
@@ -54,7 +40,7 @@ fn a_forged_slot_of_a_posix_log_holds_no_writer_and_info_says_it_is_not_live() {
     // Enough to wrap the log many times over: not held back at all.
     let out = run_limited(
         &mut write_cmd(&strs(&seg.with(&["--lines"]))),
-        &numbered(2000),
+        &numbered("line ", 2000),
         Duration::from_secs(10),
     );
     out.ok();
@@ -76,7 +62,7 @@ fn a_real_lossless_follower_shows_as_live_by_its_lock_and_holds_writers() {
     assert_eq!(slots.len(), 1, "{info}");
     assert_eq!(slots[0]["live"], true, "{info}");
     assert_eq!(slots[0]["evidence"], "follower lock held", "{info}");
-    let lines = numbered(3000);
+    let lines = numbered("line ", 3000);
     write(&strs(&seg.with(&["--lines"])), &lines).ok();
     follower.wait_stdout(LIMIT, "every line", |out| out.len() == lines.len());
     assert_eq!(follower.stdout_now(), lines);
@@ -89,24 +75,21 @@ fn a_real_lossless_follower_shows_as_live_by_its_lock_and_holds_writers() {
 /// waiting for it; it gives up after 10 s with one line, exit 1.
 #[test]
 fn a_stale_write_lock_is_reported_even_with_a_stopped_follower_behind() {
-    use nix::sys::signal::{Signal, kill};
-    use nix::unistd::Pid;
     let seg = Seg::name();
     write(&strs(&seg.with(&["--lines"])), b"first\n").ok();
     let mut follower = Live::start(&mut read_cmd(&strs(&seg.with(&["--follow", "--lossless"]))));
     follower.wait_stdout(LIMIT, "the first line", |out| out == b"first\n");
-    let pid = Pid::from_raw(i32::try_from(follower.pid()).unwrap());
-    kill(pid, Signal::SIGSTOP).unwrap();
+    follower.stop();
     write(&strs(&seg.with(&["--lines"])), b"second\n").ok();
     // The write lock's word (offset 40): tid 999999.
-    poke(&seg, 40, &999_999u32.to_ne_bytes());
+    seg.poke(40, &999_999u32.to_ne_bytes());
     let started = Instant::now();
     let out = run_limited(
         &mut write_cmd(&strs(&seg.with(&["--lines"]))),
         b"third\n",
         LIMIT,
     );
-    let _ = kill(pid, Signal::SIGCONT);
+    follower.resume();
     follower.kill();
     out.expect_code(1);
     assert!(
@@ -124,34 +107,21 @@ fn a_stale_write_lock_is_reported_even_with_a_stopped_follower_behind() {
 /// says the holder may be stopped after 10 s, instead of waiting forever.
 #[test]
 fn a_writer_stopped_holding_the_lock_is_reported_despite_a_follower_behind() {
-    use nix::sys::signal::{Signal, kill};
-    use nix::unistd::Pid;
     let seg = Seg::name();
     write(&strs(&seg.with(&["--lines"])), b"first\n").ok();
     let mut follower = Live::start(&mut read_cmd(&strs(&seg.with(&["--follow", "--lossless"]))));
     follower.wait_stdout(LIMIT, "the first line", |out| out == b"first\n");
-    let follower_pid = Pid::from_raw(i32::try_from(follower.pid()).unwrap());
-    kill(follower_pid, Signal::SIGSTOP).unwrap();
+    follower.stop();
     write(&strs(&seg.with(&["--lines"])), b"second\n").ok();
-    let mut cmd = write_cmd(&strs(&seg.with(&["--lines"])));
-    cmd.env("SHM_TOOLS_TEST_SLOW_APPEND_US", "3000000");
-    let mut holder = Live::start(&mut cmd);
-    holder.send(b"third\n");
-    let started = Instant::now();
-    while info(&seg)["lock_holder_pid"].is_null() {
-        assert!(started.elapsed() < LIMIT, "the writer never took the lock");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let holder_pid = Pid::from_raw(i32::try_from(holder.pid()).unwrap());
-    kill(holder_pid, Signal::SIGSTOP).unwrap();
+    let mut holder = log_writer_stopped_holding_the_lock(&seg, b"third\n");
     let started = Instant::now();
     let out = run_limited(
         &mut write_cmd(&strs(&seg.with(&["--lines"]))),
         b"fourth\n",
         LIMIT,
     );
-    let _ = kill(holder_pid, Signal::SIGCONT);
-    let _ = kill(follower_pid, Signal::SIGCONT);
+    holder.resume();
+    follower.resume();
     holder.kill();
     follower.kill();
     out.expect_code(1);

@@ -400,7 +400,11 @@ fn a_refused_stream_writer_changes_nothing() {
     let refused = write(&strs(&seg.with(&["--stream"])), b"hi\n");
     refused.expect_code(1).stderr_has(&["already holds data"]);
     assert!(!refused.stderr.contains("died"), "{refused}");
-    assert_eq!(seg.image(), before, "the refused writer changed the segment");
+    assert_eq!(
+        seg.image(),
+        before,
+        "the refused writer changed the segment"
+    );
     assert_eq!(read(&strs(&seg.args)).ok().stdout, content);
 
     // Foreign bytes whose would-be claim word reads as free.

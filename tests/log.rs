@@ -16,15 +16,6 @@ use common::*;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// `count` numbered lines, `{prefix}{n}` each, newline-terminated.
-fn numbered(prefix: &str, count: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    for n in 0..count {
-        out.extend_from_slice(format!("{prefix}{n}\n").as_bytes());
-    }
-    out
-}
-
 fn follower(seg: &Seg, more: &[&str]) -> Live {
     let mut args = seg.with(&["--follow"]);
     args.extend(more.iter().map(|s| (*s).to_owned()));
@@ -34,17 +25,6 @@ fn follower(seg: &Seg, more: &[&str]) -> Live {
 /// Makes an empty log of `size`, so followers can attach before any line.
 fn empty_log(seg: &Seg, size: &str) {
     write(&strs(&seg.with(&["--lines", "-s", size])), b"").ok();
-}
-
-fn until(what: &str, limit: Duration, done: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < limit,
-            "{what} did not happen within {limit:?}"
-        );
-        thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// The path of a POSIX test segment in /dev/shm.
@@ -280,7 +260,7 @@ fn nul_terminated_records_with_z() {
 fn the_chat_order_from_the_readme_works() {
     let seg = Seg::name();
     // Terminal 1: the writer waits for typed lines; the log exists already.
-    let mut writer = Live::start(&mut write_cmd(&strs(&seg.with(&["--lines"]))));
+    let writer = Live::start(&mut write_cmd(&strs(&seg.with(&["--lines"]))));
     until(
         "the writer creates the log",
         Duration::from_secs(10),
@@ -288,18 +268,7 @@ fn the_chat_order_from_the_readme_works() {
     );
     // Terminal 2, before any line is typed.
     let follower = follower(&seg, &[]);
-    thread::sleep(Duration::from_millis(100));
-    writer.send(b"hi there\n");
-    follower.wait_stdout(Duration::from_secs(10), "first line", |o| {
-        o == b"hi there\n"
-    });
-    writer.send(b"how are you?\n");
-    follower.wait_stdout(Duration::from_secs(10), "second line", |o| {
-        o == b"hi there\nhow are you?\n"
-    });
-    writer.finish(Duration::from_secs(10)).ok();
-    read(&strs(&seg.with(&["--remove"]))).ok();
-    follower.finish(Duration::from_secs(10)).ok();
+    chat_two_lines(writer, follower, &seg);
 }
 
 #[test]
@@ -588,10 +557,7 @@ fn lossless_followers_need_a_free_slot_and_write_access() {
     if is_root() {
         let seg = Seg::name();
         write(&strs(&seg.with(&["--lines", "-m", "0644"])), b"hello\n").ok();
-        let mut cmd = Command::new("setpriv");
-        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(env!("CARGO_BIN_EXE_shm-read"))
-            .args(strs(&seg.args));
+        let mut cmd = as_nobody("shm-read", &strs(&seg.args));
         let plain = run(&mut cmd, b"");
         if plain.code() == Some(0) {
             assert_eq!(plain.stdout, b"hello\n");

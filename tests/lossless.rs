@@ -8,31 +8,11 @@ mod common;
 use std::io::Read;
 use std::os::fd::AsFd;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-
-/// `count` numbered lines, `{prefix}{n}` each, newline-terminated.
-fn numbered(prefix: &str, count: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    for n in 0..count {
-        out.extend_from_slice(format!("{prefix}{n}\n").as_bytes());
-    }
-    out
-}
-
-fn until(what: &str, limit: Duration, done: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(
-            started.elapsed() < limit,
-            "{what} did not happen within {limit:?}"
-        );
-        thread::sleep(Duration::from_millis(5));
-    }
-}
 
 /// The lines of `out` that start with `prefix`, which must be exactly
 /// `{prefix}0` to `{prefix}{count - 1}` in order.

@@ -6,7 +6,9 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{BOUND, Live, Output, Seg, describe, finish, read_cmd, strs, tool_path, wait_for_info, write_cmd};
+use super::{
+    BOUND, Live, Output, Seg, describe, finish, read_cmd, strs, tool_path, wait_for_info, write_cmd,
+};
 
 /// A ring of `size` at `seg` whose writer sent `data` and was killed
 /// (SIGKILL) before any reader came: stale, and a takeover candidate.
