@@ -81,21 +81,13 @@ fn os_id(seg: &Seg) -> shm_tools::sys::ShmId {
 
 #[test]
 fn list_marks_what_the_user_cannot_read() {
-    let setpriv = Command::new("setpriv")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !is_root() || !setpriv {
+    if !setpriv_available() {
         eprintln!("skipped: needs root and setpriv to drop to nobody");
         return;
     }
     let seg = Seg::key();
     write(&strs(&seg.args), b"secret").ok();
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(env!("CARGO_BIN_EXE_shm-read"))
-        .arg("--list");
-    let out = run(&mut cmd, b"");
+    let out = run(&mut as_nobody("shm-read", &["--list"]), b"");
     out.ok();
     let listing = out.stdout_str();
     let row = row_for(&listing, &format!("-k {}", seg.args[1]));

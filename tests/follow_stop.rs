@@ -274,17 +274,8 @@ fn scribble_generation(
     started: &std::sync::atomic::AtomicBool,
     stop: &std::sync::atomic::AtomicBool,
 ) {
-    use shm_tools::sys::Mapping;
-    use std::os::fd::AsFd;
     use std::sync::atomic::Ordering;
-    let path = format!("/dev/shm/{}", seg.name_value().unwrap());
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let size = usize::try_from(file.metadata().unwrap().len()).unwrap();
-    let map = Mapping::map_fd(file.as_fd(), size, true).expect("map");
+    let map = seg.map_writable();
     let seq = map.atomic_u32(24).unwrap().load(Ordering::SeqCst);
     let generation = map.atomic_u32(32 + 24 * (seq as usize & 1) + 16).unwrap();
     while !stop.load(Ordering::Relaxed) {

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
@@ -277,11 +276,7 @@ fn another_users_object_is_not_grown() {
     }
     let seg = Seg::name();
     write(&strs(&seg.with(&["-m", "0666"])), b"root's\n").ok();
-    let mut as_nobody = Command::new("setpriv");
-    as_nobody
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(env!("CARGO_BIN_EXE_shm-write"))
-        .args(&seg.args);
+    let mut as_nobody = as_nobody("shm-write", &strs(&seg.args));
     run_limited(&mut as_nobody, &lines(2000), LIMIT)
         .expect_code(1)
         .stderr_has(&["not ours to grow", "content is unchanged"]);

@@ -151,9 +151,8 @@ fn list_filters_and_scoped_stale_removal() {
         return;
     };
     let text = out.stdout_str();
-    let section = |name: &str| -> Vec<String> {
-        section(&text, name).lines().map(str::to_owned).collect()
-    };
+    let section =
+        |name: &str| -> Vec<String> { section(&text, name).lines().map(str::to_owned).collect() };
     let rows = |name: &str| -> Vec<String> {
         section(name)
             .iter()

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -170,23 +169,9 @@ fn readers_never_see_a_torn_or_mixed_version() {
     });
 }
 
-fn setpriv_available() -> bool {
-    is_root()
-        && Command::new("setpriv")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-}
-
-fn as_nobody(tool: &str, args: &[&str], stdin: &[u8]) -> Output {
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
-    cmd.arg(match tool {
-        "shm-write" => env!("CARGO_BIN_EXE_shm-write"),
-        _ => env!("CARGO_BIN_EXE_shm-read"),
-    });
-    cmd.args(args);
-    run(&mut cmd, stdin)
+/// `tool ARGS` as user nobody, fed `stdin`.
+fn run_as_nobody(tool: &str, args: &[&str], stdin: &[u8]) -> Output {
+    run(&mut as_nobody(tool, args), stdin)
 }
 
 #[test]
@@ -197,10 +182,10 @@ fn permission_denied_names_owner_and_mode() {
     }
     for seg in [Seg::key(), Seg::name()] {
         write(&strs(&seg.args), b"private").ok();
-        as_nobody("shm-read", &strs(&seg.args), b"")
+        run_as_nobody("shm-read", &strs(&seg.args), b"")
             .expect_code(1)
             .stderr_has(&["permission denied", "owner root", "mode 0600", &seg.args[1]]);
-        as_nobody("shm-write", &strs(&seg.args), b"intruder")
+        run_as_nobody("shm-write", &strs(&seg.args), b"intruder")
             .expect_code(1)
             .stderr_has(&["permission denied", "owner root"]);
         assert_eq!(read(&strs(&seg.args)).ok().stdout, b"private");
@@ -209,10 +194,12 @@ fn permission_denied_names_owner_and_mode() {
     let shared = Seg::key();
     write(&strs(&shared.with(&["-m", "0644"])), b"for everyone").ok();
     assert_eq!(
-        as_nobody("shm-read", &strs(&shared.args), b"").ok().stdout,
+        run_as_nobody("shm-read", &strs(&shared.args), b"")
+            .ok()
+            .stdout,
         b"for everyone"
     );
-    as_nobody("shm-write", &strs(&shared.args), b"no")
+    run_as_nobody("shm-write", &strs(&shared.args), b"no")
         .expect_code(1)
         .stderr_has(&["permission denied"]);
 }

@@ -42,6 +42,18 @@ fn expect_shrank(out: &Output, seg: &Seg) {
     assert_eq!(out.stderr.lines().count(), 1, "one line\n{out}");
 }
 
+/// `shm-read ARGS > /dev/full`: every write to stdout fails (ENOSPC).
+fn read_into_dev_full(args: &[&str]) -> Output {
+    run(
+        sh(
+            r#"exec "$@" > /dev/full"#,
+            &[env!("CARGO_BIN_EXE_shm-read")],
+        )
+        .args(args),
+        b"",
+    )
+}
+
 fn sh(script: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(script).arg("sh").args(args);
@@ -244,14 +256,7 @@ fn a_full_stdout_names_the_segment() {
     for extra in [&[][..], &["--hex"], &["--info"]] {
         let mut args = strs(&seg.args);
         args.extend_from_slice(extra);
-        let out = run(
-            sh(
-                r#"exec "$@" > /dev/full"#,
-                &[env!("CARGO_BIN_EXE_shm-read")],
-            )
-            .args(&args),
-            b"",
-        );
+        let out = read_into_dev_full(&args);
         out.expect_code(1).stderr_has(&[
             "to stdout",
             &format!("POSIX name /{}", seg.name_value().unwrap()),
@@ -265,14 +270,7 @@ fn a_full_stdout_names_the_segment() {
     args.extend(["--stream", "--wait"]);
     let mut writer = writer;
     writer.send(&vec![b'q'; 1 << 20]);
-    let out = run(
-        sh(
-            r#"exec "$@" > /dev/full"#,
-            &[env!("CARGO_BIN_EXE_shm-read")],
-        )
-        .args(&args),
-        b"",
-    );
+    let out = read_into_dev_full(&args);
     out.expect_code(1).stderr_has(&[
         &format!(
             "cannot write the content of POSIX name /{} to stdout",

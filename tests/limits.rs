@@ -31,14 +31,21 @@ fn one_line(out: &Output, parts: &[&str]) {
     }
 }
 
+/// The script that writes 'old content' at `key`, sets `limit` (a
+/// sysctl `name=value`), tries `--replace` with 20000 bytes (printing
+/// `rc=N`), and prints what the segment holds then.
+fn replace_under(key: &str, limit: &str) -> String {
+    format!(
+        r#"printf 'old content' | $SHM_WRITE -k {key}
+        sysctl -qw {limit}
+        head -c 20000 /dev/zero | $SHM_WRITE -k {key} --replace; echo "rc=$?"
+        $SHM_READ -k {key}"#
+    )
+}
+
 #[test]
 fn replace_under_a_small_shmmax_keeps_the_old_segment() {
-    let out = in_ipc_namespace(
-        r#"printf 'old content' | $SHM_WRITE -k 0x7101
-        sysctl -qw kernel.shmmax=8192
-        head -c 20000 /dev/zero | $SHM_WRITE -k 0x7101 --replace; echo "rc=$?"
-        $SHM_READ -k 0x7101"#,
-    );
+    let out = in_ipc_namespace(&replace_under("0x7101", "kernel.shmmax=8192"));
     assert_eq!(out.stdout_str(), "rc=1\nold content", "{out}");
     one_line(&out, &["kernel.shmmax is 8192", "content is unchanged"]);
 }
@@ -46,15 +53,13 @@ fn replace_under_a_small_shmmax_keeps_the_old_segment() {
 #[test]
 fn replace_with_shmall_used_up_keeps_the_old_segment() {
     // The old segment takes one page of three; the new one needs ten.
-    let out = in_ipc_namespace(
-        r#"printf 'old content' | $SHM_WRITE -k 0x7102
-        sysctl -qw kernel.shmall=3
-        head -c 20000 /dev/zero | $SHM_WRITE -k 0x7102 --replace; echo "rc=$?"
-        $SHM_READ -k 0x7102; echo
+    let out = in_ipc_namespace(&format!(
+        r#"{}; echo
         sysctl -qw kernel.shmall=100
         head -c 20000 /dev/zero | $SHM_WRITE -k 0x7102 --replace; echo "rc=$?"
         $SHM_READ -k 0x7102 | wc -c"#,
-    );
+        replace_under("0x7102", "kernel.shmall=3")
+    ));
     assert_eq!(
         out.stdout_str().split_whitespace().collect::<Vec<_>>(),
         ["rc=1", "old", "content", "rc=0", "20000"],
@@ -65,12 +70,7 @@ fn replace_with_shmall_used_up_keeps_the_old_segment() {
 
 #[test]
 fn replace_with_no_segment_ids_left_keeps_the_old_segment() {
-    let out = in_ipc_namespace(
-        r#"printf 'old content' | $SHM_WRITE -k 0x7103
-        sysctl -qw kernel.shmmni=1
-        head -c 20000 /dev/zero | $SHM_WRITE -k 0x7103 --replace; echo "rc=$?"
-        $SHM_READ -k 0x7103"#,
-    );
+    let out = in_ipc_namespace(&replace_under("0x7103", "kernel.shmmni=1"));
     assert_eq!(out.stdout_str(), "rc=1\nold content", "{out}");
     one_line(
         &out,
@@ -156,16 +156,7 @@ fn a_missing_dev_shm_is_explained() {
 
 /// `shm-write ARGS` as user `uid` (setpriv execs it), fed `stdin`.
 fn write_as(uid: u32, args: &[&str], stdin: &[u8]) -> Output {
-    let mut cmd = Command::new("setpriv");
-    cmd.args([
-        &format!("--reuid={uid}"),
-        &format!("--regid={uid}"),
-        "--clear-groups",
-        "--",
-    ])
-    .arg(env!("CARGO_BIN_EXE_shm-write"))
-    .args(args);
-    run(&mut cmd, stdin)
+    run(&mut as_user(uid, "shm-write", args), stdin)
 }
 
 #[test]
