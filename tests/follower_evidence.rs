@@ -69,6 +69,16 @@ fn a_real_lossless_follower_shows_as_live_by_its_lock_and_holds_writers() {
     follower.kill();
 }
 
+/// A lossless follower of the log `seg` (holding "first"), stopped after
+/// reading it; then "second" is appended, so it is one record behind.
+fn stopped_follower_one_record_behind(seg: &Seg) -> Live {
+    let follower = Live::start(&mut read_cmd(&strs(&seg.with(&["--follow", "--lossless"]))));
+    follower.wait_stdout(LIMIT, "the first line", |out| out == b"first\n");
+    follower.stop();
+    write(&strs(&seg.with(&["--lines"])), b"second\n").ok();
+    follower
+}
+
 /// A follower stopped one record behind, then a lock word naming a tid
 /// that holds nothing (no robust list: the kernel never frees it): the
 /// writer is not held back by the follower, since the holder is not
@@ -77,10 +87,7 @@ fn a_real_lossless_follower_shows_as_live_by_its_lock_and_holds_writers() {
 fn a_stale_write_lock_is_reported_even_with_a_stopped_follower_behind() {
     let seg = Seg::name();
     write(&strs(&seg.with(&["--lines"])), b"first\n").ok();
-    let mut follower = Live::start(&mut read_cmd(&strs(&seg.with(&["--follow", "--lossless"]))));
-    follower.wait_stdout(LIMIT, "the first line", |out| out == b"first\n");
-    follower.stop();
-    write(&strs(&seg.with(&["--lines"])), b"second\n").ok();
+    let mut follower = stopped_follower_one_record_behind(&seg);
     // The write lock's word (offset 40): tid 999999.
     seg.poke(40, &999_999u32.to_ne_bytes());
     let started = Instant::now();
@@ -109,10 +116,7 @@ fn a_stale_write_lock_is_reported_even_with_a_stopped_follower_behind() {
 fn a_writer_stopped_holding_the_lock_is_reported_despite_a_follower_behind() {
     let seg = Seg::name();
     write(&strs(&seg.with(&["--lines"])), b"first\n").ok();
-    let mut follower = Live::start(&mut read_cmd(&strs(&seg.with(&["--follow", "--lossless"]))));
-    follower.wait_stdout(LIMIT, "the first line", |out| out == b"first\n");
-    follower.stop();
-    write(&strs(&seg.with(&["--lines"])), b"second\n").ok();
+    let mut follower = stopped_follower_one_record_behind(&seg);
     let mut holder = log_writer_stopped_holding_the_lock(&seg, b"third\n");
     let started = Instant::now();
     let out = run_limited(

@@ -441,6 +441,18 @@ fn progress_ticks_every_second_and_says_what_it_waits_for() {
     assert!(!writer.stderr.contains('\r') && !writer.stderr.contains('\x1b'));
 }
 
+/// Runs python3 `script`, which starts `shm-write --stream --progress` on
+/// a fresh name (its argv after the script) with stderr on a pty; None
+/// without python3.
+fn progress_writer_under(script: &str) -> Option<std::process::Output> {
+    let seg = Seg::name();
+    let progress = seg.with(&["--stream", "--progress"]);
+    python3(
+        script,
+        &[vec![tool_path("shm-write")], strs(&progress)].concat(),
+    )
+}
+
 /// On a terminal, the progress line is redrawn in place, and SIGINT
 /// (Ctrl-C) erases it before the process dies of the signal, as it did
 /// before. stderr is a pty from python3's pty module.
@@ -465,10 +477,7 @@ while True:
     seen += chunk
 sys.stdout.buffer.write(b"%d\n" % p.returncode + seen)
 "#;
-    let seg = Seg::name();
-    let progress = seg.with(&["--stream", "--progress"]);
-    let args = [vec![tool_path("shm-write")], strs(&progress)].concat();
-    let Some(out) = python3(TERMINAL, &args) else {
+    let Some(out) = progress_writer_under(TERMINAL) else {
         eprintln!("skipped: no python3 for a pty");
         return;
     };
@@ -501,10 +510,7 @@ p.kill()
 p.wait(timeout=10)
 sys.stdout.write("alive\n" if alive else "died %d\n" % p.returncode)
 "#;
-    let seg = Seg::name();
-    let progress = seg.with(&["--stream", "--progress"]);
-    let args = [vec![tool_path("shm-write")], strs(&progress)].concat();
-    let Some(out) = python3(TERMINAL, &args) else {
+    let Some(out) = progress_writer_under(TERMINAL) else {
         eprintln!("skipped: no python3 for a pty");
         return;
     };

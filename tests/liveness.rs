@@ -80,13 +80,7 @@ fn two_writers_race_for_one_new_ring(make: fn() -> Seg) {
         );
         let outs = outputs(writers);
         let (winner, loser) = one_winner(&outs, &format!("round {round} (reader: {reader})"));
-        reader.ok();
-        assert!(
-            reader.stdout == data[winner],
-            "round {round}: the reader got {} bytes, not the winner's stream\nloser: {}",
-            reader.stdout.len(),
-            outs[loser]
-        );
+        assert_got_the_winners_stream(&reader, &data[winner], &outs[loser], round);
         assert!(!seg.exists(), "round {round}: the completed ring remains");
         outs[loser]
             .expect_code(1)

@@ -159,13 +159,7 @@ fn two_writers_racing_to_take_over_one_dead_ring_one_wins_and_nothing_is_lost() 
         let reader = run_limited(&mut read_cmd(&strs(&seg.with(&["--stream"]))), b"", BOUND);
         let outs = outputs(writers);
         let (winner, loser) = one_winner(&outs, &format!("round {round} (reader: {reader})"));
-        reader.ok();
-        assert!(
-            reader.stdout == data[winner],
-            "round {round}: the reader got {} bytes, not the winner's stream\nloser: {}",
-            reader.stdout.len(),
-            outs[loser]
-        );
+        assert_got_the_winners_stream(&reader, &data[winner], &outs[loser], round);
         outs[winner].stderr_has(&["took over", "discarded the 500 unread bytes"]);
         outs[loser]
             .expect_code(1)

@@ -140,3 +140,14 @@ pub fn one_winner(outs: &[Output], context: &str) -> (usize, usize) {
     );
     (winners[0], 1 - winners[0])
 }
+
+/// After a race of two stream writers, the reader that came next got
+/// exactly the winner's stream, `expected`, and nothing of the loser's.
+pub fn assert_got_the_winners_stream(reader: &Output, expected: &[u8], loser: &Output, round: u64) {
+    reader.ok();
+    assert!(
+        reader.stdout == expected,
+        "round {round}: the reader got {} bytes, not the winner's stream\nloser: {loser}",
+        reader.stdout.len(),
+    );
+}
