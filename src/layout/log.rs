@@ -1370,7 +1370,8 @@ impl Drop for Appender<'_, '_> {
 /// Lets crash tests kill a writer mid-append: with
 /// `SHM_TOOLS_TEST_SLOW_APPEND_US` set, each append sleeps that long while
 /// holding the lock, after moving the tail and writing the record but
-/// before publishing it through head. Unset (always, outside tests) it is one cached lookup.
+/// before publishing it through head. Only with the `test-hooks` feature, which `cargo test` enables.
+#[cfg(feature = "test-hooks")]
 fn test_hook_slow_append() {
     static DELAY: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
     let delay = DELAY.get_or_init(|| {
@@ -1381,6 +1382,11 @@ fn test_hook_slow_append() {
         std::thread::sleep(Duration::from_micros(*us));
     }
 }
+
+/// Without the `test-hooks` feature (every build users make) there is no
+/// hook at all.
+#[cfg(not(feature = "test-hooks"))]
+fn test_hook_slow_append() {}
 
 /// What `shm-read --stats` reads of a log: header words and record
 /// headers only, never a payload.

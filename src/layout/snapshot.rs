@@ -834,7 +834,8 @@ impl Snapshot<'_> {
 
 /// Lets crash tests kill a writer while it holds the lock: with
 /// `SHM_TOOLS_TEST_HOLD_LOCK_MS` set, the writer sleeps that long after
-/// taking it. Unset (always, outside tests) it costs one env lookup.
+/// taking it. Only with the `test-hooks` feature, which `cargo test` enables.
+#[cfg(feature = "test-hooks")]
 fn test_hook_hold_lock() {
     if let Some(ms) = std::env::var_os("SHM_TOOLS_TEST_HOLD_LOCK_MS")
         .and_then(|v| v.to_str().and_then(|s| s.parse::<u64>().ok()))
@@ -845,6 +846,11 @@ fn test_hook_hold_lock() {
         std::thread::sleep(Duration::from_millis(ms));
     }
 }
+
+/// Without the `test-hooks` feature (every build users make) there is no
+/// hook at all.
+#[cfg(not(feature = "test-hooks"))]
+fn test_hook_hold_lock() {}
 
 #[cfg(test)]
 mod tests {

@@ -972,7 +972,8 @@ use crate::users::user_name;
 /// Lets tests widen the moment in which a System V key is free during
 /// `--replace`: with `SHM_TOOLS_TEST_REPLACE_GAP_US` set, the replacement
 /// sleeps that long after removing the old segment and before creating
-/// the new one. Unset (always, outside tests) it is one lookup.
+/// the new one. Only with the `test-hooks` feature, which `cargo test` enables.
+#[cfg(feature = "test-hooks")]
 fn test_hook_replace_gap() {
     if let Some(us) = std::env::var_os("SHM_TOOLS_TEST_REPLACE_GAP_US")
         .and_then(|v| v.to_str().and_then(|s| s.parse::<u64>().ok()))
@@ -980,6 +981,11 @@ fn test_hook_replace_gap() {
         std::thread::sleep(Duration::from_micros(us));
     }
 }
+
+/// Without the `test-hooks` feature (every build users make) there is no
+/// hook at all.
+#[cfg(not(feature = "test-hooks"))]
+fn test_hook_replace_gap() {}
 
 /// Owner and creator uid of the segment under `key`, from the
 /// world-readable /proc/sysvipc/shm (no permission on it needed).
