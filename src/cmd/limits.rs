@@ -17,18 +17,10 @@ fn read_number(path: &str) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-fn page_size() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .and_then(|p| u64::try_from(p).ok())
-        .unwrap_or(4096)
-}
-
 /// The limits and their use, as one JSON object.
 #[must_use]
 pub fn limits() -> Value {
-    let page = page_size();
+    let page = crate::sys::page_size() as u64;
     let segments = crate::cmd::info::sysv_table();
     let used_segments = segments.len() as u64;
     let used_pages: u64 = segments
