@@ -611,7 +611,7 @@ impl<'a> Ring<'a> {
     /// Sleeps on `event` until `ready` says go, checking `peer_gone` at
     /// least every [`RECHECK`]. No spinning first: on two busy cores a spin
     /// burns the CPU the copying peer needs, and measured against a ring
-    /// without it (/work/shared/perf/ring.c) no spin we tried paid.
+    /// without it (docs/BENCHMARKS.md) no spin we tried paid.
     fn wait_for(
         &self,
         event: usize,
