@@ -25,7 +25,7 @@ use crate::layout::log::{self, Log};
 use crate::layout::ring::{self, Ring};
 use crate::layout::snapshot::{self, Snapshot};
 use crate::segment::{Access, Segment, Stat, timed_out};
-use crate::sys::{ShmId, ShmKey, SysvStat};
+use crate::sys::{ShmId, SysvStat};
 use crate::usage::{Identity, Scan};
 use crate::users::{group_name, user_name};
 use crate::wait::{self, Deadline, Holder};
@@ -219,18 +219,24 @@ fn unreadable(target: &Target) -> Option<Vec<Field>> {
             fields.extend(posix_fields(&st));
         }
         Target::Key { key, .. } => {
-            let (id, stat) = sysv_table().into_iter().find(|(_, s)| s.key == *key)?;
-            if !matches!(crate::sys::shm_stat(id), Err(Errno::EACCES | Errno::EPERM)) {
+            let row = crate::sysvipc::by_key(*key)?;
+            if !matches!(
+                crate::sys::shm_stat(row.id),
+                Err(Errno::EACCES | Errno::EPERM)
+            ) {
                 return None;
             }
-            fields.extend(sysv_fields(target, id, &stat));
+            fields.extend(sysv_fields(target, row.id, &row.stat));
         }
         Target::Id(want) => {
-            let (id, stat) = sysv_table().into_iter().find(|(id, _)| id == want)?;
-            if !matches!(crate::sys::shm_stat(id), Err(Errno::EACCES | Errno::EPERM)) {
+            let row = crate::sysvipc::by_id(*want)?;
+            if !matches!(
+                crate::sys::shm_stat(row.id),
+                Err(Errno::EACCES | Errno::EPERM)
+            ) {
                 return None;
             }
-            fields.extend(sysv_fields(target, id, &stat));
+            fields.extend(sysv_fields(target, row.id, &row.stat));
         }
     }
     fields.push(Field {
@@ -240,52 +246,6 @@ fn unreadable(target: &Target) -> Option<Vec<Field>> {
     });
     fields.push(field("readable", json!(false)));
     Some(fields)
-}
-
-/// Every System V segment in this IPC namespace, from /proc/sysvipc/shm,
-/// which anyone may read (IPC_STAT needs read permission on the segment).
-/// Columns are found by their header names, so a kernel that adds or
-/// reorders columns is still read correctly.
-#[must_use]
-pub fn sysv_table() -> Vec<(ShmId, SysvStat)> {
-    let Ok(table) = std::fs::read_to_string("/proc/sysvipc/shm") else {
-        return Vec::new();
-    };
-    let mut lines = table.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .map(|h| h.split_whitespace().collect())
-        .unwrap_or_default();
-    let column = |name: &str| header.iter().position(|h| *h == name);
-    lines
-        .filter_map(|line| {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            let get = |name: &str| column(name).and_then(|i| cols.get(i)).copied();
-            let num = |name: &str| get(name)?.parse::<i64>().ok();
-            let small = |name: &str| u32::try_from(num(name)?).ok();
-            let pid = |name: &str| i32::try_from(num(name)?).ok();
-            let key = ShmKey::from_raw(get("key")?.parse().ok()?);
-            let id = ShmId::from_raw(get("shmid")?.parse().ok()?);
-            Some((
-                id,
-                SysvStat {
-                    key,
-                    uid: small("uid")?,
-                    gid: small("gid")?,
-                    cuid: small("cuid")?,
-                    cgid: small("cgid")?,
-                    mode: u32::from_str_radix(get("perms")?, 8).ok()?,
-                    size: get("size")?.parse().ok()?,
-                    atime: num("atime")?,
-                    dtime: num("dtime")?,
-                    ctime: num("ctime")?,
-                    cpid: pid("cpid")?,
-                    lpid: pid("lpid")?,
-                    nattch: get("nattch")?.parse().ok()?,
-                },
-            ))
-        })
-        .collect()
 }
 
 /// What our header says, by layout. Headers only: the content of a
@@ -384,21 +344,6 @@ pub fn identity(fields: &[Field]) -> Option<Identity> {
     }
 }
 
-/// A column of /proc/sysvipc/shm (found by its header name) for segment `id`.
-fn sysv_column(id: ShmId, name: &str) -> Option<u64> {
-    let table = std::fs::read_to_string("/proc/sysvipc/shm").ok()?;
-    let mut lines = table.lines();
-    let header: Vec<&str> = lines.next()?.split_whitespace().collect();
-    let id_at = header.iter().position(|h| *h == "shmid")?;
-    let at = header.iter().position(|h| *h == name)?;
-    lines.find_map(|line| {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        (cols.get(id_at)?.parse::<i32>().ok()? == id.as_raw())
-            .then(|| cols.get(at)?.parse().ok())
-            .flatten()
-    })
-}
-
 /// Who uses the segment that `fields` describe (from `scan`), whether
 /// anyone does, and how much of it is resident in memory: System V from
 /// the kernel's table, POSIX with mincore on `segment`'s mapping (unknown
@@ -447,7 +392,7 @@ pub fn usage_fields(fields: &[Field], segment: Option<&Segment>, scan: &Scan) ->
             let seen: usize = users.iter().map(|u| u.mappings).sum();
             let unseen = nattch.saturating_sub(seen as u64);
             out.push(field("attach_unseen", json!(unseen)));
-            sysv_column(id, "rss")
+            crate::sysvipc::by_id(id).and_then(|row| row.rss)
         }
         Identity::Posix { .. } => segment.and_then(|s| s.mapping().resident_bytes().ok()),
     };

@@ -539,9 +539,9 @@ fn is_ours(pid: u32, (device, inode): &(Option<(u64, u64)>, u64), program: &str)
 type Row = (Option<Target>, Vec<Field>);
 
 fn sysv_rows(scan: &Scan) -> Vec<Row> {
-    info::sysv_table()
+    crate::sysvipc::table()
         .into_iter()
-        .map(|(id, stat)| {
+        .map(|crate::sysvipc::Row { id, stat, .. }| {
             let target = Target::Id(id);
             let mut known = vec![field("segment", json!(target.to_string()))];
             known.extend(info::sysv_fields(&target, id, &stat));

@@ -443,9 +443,9 @@ pub fn watch(address: &Address, opts: StatsOptions, out: &mut dyn Write) -> anyh
 /// Every segment `--list` would show, with its address as `--list` shows
 /// it (`-k KEY`, `-i ID` for a private key, `-n NAME`).
 fn all_targets() -> Vec<(String, Target)> {
-    let mut targets: Vec<(String, Target)> = crate::cmd::info::sysv_table()
+    let mut targets: Vec<(String, Target)> = crate::sysvipc::table()
         .into_iter()
-        .map(|(id, stat)| {
+        .map(|crate::sysvipc::Row { id, stat, .. }| {
             let shown = if stat.key == crate::sys::ShmKey::PRIVATE {
                 format!("-i {id}")
             } else {
