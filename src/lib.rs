@@ -20,6 +20,7 @@ pub mod layout;
 pub mod notice;
 pub mod segment;
 pub mod sys;
+pub mod sysvipc;
 pub mod usage;
 pub mod users;
 pub mod wait;

@@ -301,8 +301,9 @@ fn name_candidates() -> Vec<CompletionCandidate> {
 
 /// Completion for `-k`: the keys of existing System V segments.
 fn key_candidates() -> Vec<CompletionCandidate> {
-    crate::cmd::info::sysv_table()
+    crate::sysvipc::table()
         .into_iter()
+        .map(|row| (row.id, row.stat))
         .filter(|(_, stat)| stat.key != ShmKey::PRIVATE)
         .map(|(id, stat)| {
             CompletionCandidate::new(stat.key.to_string())
@@ -313,8 +314,9 @@ fn key_candidates() -> Vec<CompletionCandidate> {
 
 /// Completion for `-i`: the ids of existing System V segments.
 fn id_candidates() -> Vec<CompletionCandidate> {
-    crate::cmd::info::sysv_table()
+    crate::sysvipc::table()
         .into_iter()
+        .map(|row| (row.id, row.stat))
         .map(|(id, stat)| {
             CompletionCandidate::new(id.to_string()).help(Some(
                 format!("key {}, {} bytes", stat.key, stat.size).into(),

@@ -21,13 +21,13 @@ fn read_number(path: &str) -> Option<u64> {
 #[must_use]
 pub fn limits() -> Value {
     let page = crate::sys::page_size() as u64;
-    let segments = crate::cmd::info::sysv_table();
+    let segments = crate::sysvipc::table();
     let used_segments = segments.len() as u64;
     let used_pages: u64 = segments
         .iter()
-        .map(|(_, s)| (s.size as u64).div_ceil(page))
+        .map(|row| (row.stat.size as u64).div_ceil(page))
         .sum();
-    let largest = segments.iter().map(|(_, s)| s.size as u64).max();
+    let largest = segments.iter().map(|row| row.stat.size as u64).max();
     let shmall = read_number("/proc/sys/kernel/shmall");
     let dev_shm = nix::sys::statvfs::statvfs("/dev/shm").ok().map(|v| {
         let fragment = v.fragment_size();

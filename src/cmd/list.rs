@@ -8,19 +8,20 @@
 //! they hold (so `ipcs -p`/`-t` then show shm-read as the last attacher);
 //! the others are never attached.
 
+mod peers;
+mod removal;
+
 use std::fmt::Write as _;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 
 use indicatif::HumanBytes;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::address::{PosixName, Target};
-use crate::cmd::info::{self, Field, field};
-use crate::error::{Kind, failure};
-use crate::layout::Layout;
-use crate::layout::ring::Ring;
-use crate::segment::{Access, Segment, Stat};
+use crate::cmd::info;
+use crate::cmd::report::{Addressed, Content, LayoutFacts, Listed, Os, SegmentReport, Unused};
+use crate::sys::ShmKey;
 use crate::usage::Scan;
 use crate::users::user_name;
 use crate::wait::Holder;
@@ -61,33 +62,29 @@ impl Filter {
         self.target.is_none() && self.prefix.is_none() && self.owner.is_none()
     }
 
-    /// Whether a listed segment, described by `fields`, matches.
-    fn matches(&self, fields: &[Field]) -> bool {
-        let name = get(fields, "name").map(|f| f.text.as_str());
+    /// Whether a listed segment matches.
+    fn matches(&self, report: &SegmentReport) -> bool {
+        let name = report.name();
         let target = match &self.target {
             None => true,
             Some(Target::Key { key, .. }) => {
-                get(fields, "kind").is_some_and(|f| f.text == "sysv")
-                    && get(fields, "key").is_some_and(|f| f.text == key.to_string())
+                report.sysv_id().is_some() && report.key() == Some(*key)
             }
-            Some(Target::Id(id)) => get(fields, "id").is_some_and(|f| f.json == json!(id.as_raw())),
+            Some(Target::Id(id)) => report.sysv_id() == Some(*id),
             Some(Target::Name(wanted)) => name == Some(wanted.shm_open_name().as_str()),
         };
         let prefix = self.prefix.as_ref().is_none_or(|prefix| {
             name.and_then(|n| n.strip_prefix('/'))
                 .is_some_and(|n| n.starts_with(prefix.trim_start_matches('/')))
         });
-        let owner = self.owner.is_none_or(|uid| owner_of(fields) == Some(uid));
+        let owner = self.owner.is_none_or(|uid| report.uid() == uid);
         target && prefix && owner
     }
 }
 
-/// The owner's uid of a listed segment, as the kernel reports it.
-fn owner_of(fields: &[Field]) -> Option<u32> {
-    get(fields, "uid")
-        .and_then(|f| f.json.as_u64())
-        .and_then(|uid| u32::try_from(uid).ok())
-}
+/// A listed segment: how to address it again (None: no tool can), and
+/// what `--info` says of it.
+type Row = (Option<Target>, SegmentReport);
 
 /// Writes the listing as a table, or as a JSON array of `--info` objects;
 /// with `remove`, removes the stale (or unused) segments instead and says
@@ -96,69 +93,64 @@ pub fn list(opts: &ListOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     let scan = crate::usage::scan();
     let mut rows = sysv_rows(&scan);
     rows.extend(posix_rows(&scan));
-    rows.retain(|(_, fields)| opts.filter.matches(fields));
+    rows.retain(|(_, report)| opts.filter.matches(report));
     if opts.stale {
-        rows.retain(|(_, fields)| get(fields, "stale").is_some_and(|f| f.json == json!(true)));
+        rows.retain(|(_, report)| report.stale().is_some());
     }
     // Without a filter, --remove takes only the caller's own: root would
     // otherwise remove every user's stale segments at once.
     let only = (opts.remove && opts.filter.is_empty() && !opts.all_users)
         .then(|| nix::unistd::geteuid().as_raw());
-    // POSIX objects nobody here uses, but that processes not seen may use.
     let mut unknown = Vec::new();
     if opts.unused {
-        for (_, fields) in &rows {
-            if let Some(unused) = get(fields, "unused")
-                && unused.text.starts_with("unknown (")
-                && only.is_none_or(|me| owner_of(fields) == Some(me))
-            {
-                unknown.push(format!(
-                    "{}: unused {}",
-                    text(fields, "segment"),
-                    unused.text
-                ));
-            }
-        }
-        rows.retain(|(_, fields)| get(fields, "unused").is_some_and(|f| f.json == json!(true)));
+        unknown = unused_unknown(&rows, only);
+        rows.retain(|(_, report)| unused(report) == Some(&Unused::Yes));
     }
     if opts.remove {
-        // Each is checked again right before removal, for all it was listed for.
-        // A stream ring is checked holding its writer's claim: `held` is
-        // that claim as it was found (see remove_if_still).
-        let recheck =
-            |segment: &Segment, held: Option<Holder>| -> anyhow::Result<Option<&'static str>> {
-                let mut reason = None;
-                if opts.stale {
-                    let stale = match held {
-                        Some(writer) => Ring::open(segment.mapping(), segment.target())?
-                            .stale_because(writer)?,
-                        None => info::stale_because(segment)?,
-                    };
-                    let Some(stale) = stale else {
-                        return Ok(None);
-                    };
-                    reason = Some(stale);
-                }
-                if opts.unused {
-                    let Some(unused) = info::unused_because(segment)? else {
-                        return Ok(None);
-                    };
-                    reason = reason.or(Some(unused));
-                }
-                Ok(reason)
-            };
         for line in &unknown {
             writeln!(out, "skipped {line}")?;
         }
-        return remove_stale(&rows, only, &recheck, out);
+        return removal::remove_listed(&rows, only, opts, out);
     }
-    if opts.unused && !scan.every_namespace {
+    if opts.unused {
+        note_unseen_processes(&scan);
+    }
+    if opts.json {
+        let array: Vec<Value> = rows.iter().map(|(_, report)| report.to_json()).collect();
+        writeln!(out, "{}", Value::Array(array))?;
+        return Ok(());
+    }
+    write_table(&rows, out)
+}
+
+fn unused(report: &SegmentReport) -> Option<&Unused> {
+    report.usage.as_ref().map(|usage| &usage.unused)
+}
+
+/// POSIX objects nobody here uses, but that processes not seen may use:
+/// a line for each (of `only`'s, if given).
+fn unused_unknown(rows: &[Row], only: Option<u32>) -> Vec<String> {
+    rows.iter()
+        .filter(|(_, report)| only.is_none_or(|me| report.uid() == me))
+        .filter_map(|(_, report)| match unused(report) {
+            Some(Unused::Unknown(why)) => {
+                Some(format!("{}: unused unknown ({why})", report.segment))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// For `--unused`: says on stderr why no POSIX segment counts as unused,
+/// when not every process could be seen.
+fn note_unseen_processes(scan: &Scan) {
+    if !scan.every_namespace {
         // A note, not data: stdout keeps only the listing.
         crate::notice::notice(format_args!(
             "shm-read: processes of other PID namespaces are not visible here, so no POSIX segment \
              counts as unused; run it in the initial PID namespace (on the host) to find them"
         ));
-    } else if opts.unused && scan.uninspectable > 0 {
+    } else if scan.uninspectable > 0 {
         // A note, not data: stdout keeps only the listing.
         crate::notice::notice(format_args!(
             "shm-read: {} process(es) could not be inspected, so USERS may be incomplete and no POSIX \
@@ -166,13 +158,12 @@ pub fn list(opts: &ListOptions, out: &mut dyn Write) -> anyhow::Result<()> {
             scan.uninspectable
         ));
     }
-    let rows: Vec<Vec<Field>> = rows.into_iter().map(|(_, fields)| fields).collect();
-    if opts.json {
-        let array: Vec<Value> = rows.iter().map(|r| info::to_json(r)).collect();
-        writeln!(out, "{}", Value::Array(array))?;
-        return Ok(());
-    }
-    let table: Vec<[String; 9]> = rows.iter().map(|r| columns(r)).collect();
+}
+
+/// The table: a header, then one aligned row per segment (the last
+/// column, HOLDS, unpadded).
+fn write_table(rows: &[Row], out: &mut dyn Write) -> anyhow::Result<()> {
+    let table: Vec<[String; 9]> = rows.iter().map(|(_, report)| columns(report)).collect();
     let header = [
         "SEGMENT", "ID", "SIZE", "OWNER", "MODE", "NATTCH", "RSS", "USERS", "HOLDS",
     ]
@@ -198,151 +189,18 @@ pub fn list(opts: &ListOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Why a segment listed for removal is still to be removed (None: keep
-/// it), asked again right before the removal; for a stream ring, with the
-/// holder of its writer's claim as found by the remover, who holds it.
-type Recheck<'r> = dyn Fn(&Segment, Option<Holder>) -> anyhow::Result<Option<&'static str>> + 'r;
-
-/// Removes each segment in `rows`: opened again, found stale (or unused:
-/// whatever `recheck` asks) again on what was opened, and removed by
-/// identity (System V by id, POSIX only
-/// while the name still leads to that object), so a segment that someone
-/// took up again since it was listed is left alone. A stream ring is
-/// checked and removed holding its writer's claim ([`remove_if_still`]),
-/// so no writer takes it over in between; for other segments what is left
-/// is the moment between that last check and the removal. One line per segment
-/// on `out`; any failure makes the whole run fail at the end. With `only`,
-/// segments that another uid owns are skipped, each with a line saying how
-/// to include them.
-fn remove_stale(
-    rows: &[(Option<Target>, Vec<Field>)],
-    only: Option<u32>,
-    recheck: &Recheck<'_>,
-    out: &mut dyn Write,
-) -> anyhow::Result<()> {
-    let mut failed = 0;
-    for (target, fields) in rows {
-        if let Some(me) = only
-            && owner_of(fields) != Some(me)
-        {
-            let user = text(fields, "user");
-            writeln!(
-                out,
-                "skipped {}: owned by {user}, not you; give --owner {user} or --all-users to remove it",
-                text(fields, "segment")
-            )?;
-            continue;
-        }
-        let Some(target) = target else {
-            writeln!(
-                out,
-                "not removed: {} (no usable address)",
-                text(fields, "segment")
-            )?;
-            failed += 1;
-            continue;
-        };
-        let removed = open_for_removal(target)
-            .and_then(|(segment, writable)| remove_if_still(&segment, writable, recheck));
-        match removed {
-            Ok(Some(reason)) => writeln!(out, "removed {target}: {reason}")?,
-            Ok(None) => writeln!(out, "kept {target}: in use again")?,
-            Err(e) => {
-                writeln!(out, "not removed: {target}: {e:#}")?;
-                failed += 1;
-            }
-        }
-    }
-    out.flush()?;
-    if failed > 0 {
-        return Err(failure(
-            Kind::Failed,
-            format!(
-                "{failed} segment(s) could not be removed (see above); run as their owner or root"
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// A segment opened again for [`remove_if_still`]: writable where this
-/// user may write it (a stream ring's writer claim is taken before its
-/// removal), read-only otherwise; and which of the two.
-fn open_for_removal(target: &Target) -> anyhow::Result<(Segment, bool)> {
-    match Segment::open(target, Access::ReadWrite) {
-        Ok(segment) => Ok((segment, true)),
-        Err(_) => Segment::open(target, Access::ReadOnly).map(|segment| (segment, false)),
-    }
-}
-
-/// Removes `segment` if `recheck` still gives a reason (returned), or
-/// keeps it (None). A stream ring is rechecked and removed holding its
-/// writer's claim, taken with one compare-and-swap as a taking-over writer
-/// takes it: a writer that comes meanwhile is refused and changes nothing,
-/// and one that took it first (a live claim) keeps it. The claim is given
-/// back as it was found, died mark included, whether or not the ring was
-/// removed; a writer that opened the ring before the removal and claims
-/// it after sees it removed (see stream.rs) and starts a new one.
-fn remove_if_still(
-    segment: &Segment,
-    writable: bool,
-    recheck: &Recheck<'_>,
-) -> anyhow::Result<Option<&'static str>> {
-    let map = segment.mapping();
-    if Layout::detect(map) != Layout::Stream {
-        return match recheck(segment, None)? {
-            Some(reason) => segment.remove().map(|()| Some(reason)),
-            None => Ok(None),
-        };
-    }
-    if !writable {
-        return Err(failure(
-            Kind::Failed,
-            format!(
-                "cannot remove {}: a stream is removed holding its writer's claim, which needs \
-                 write access to it",
-                segment.target()
-            ),
-        ));
-    }
-    let ring = Ring::open(map, segment.target())?;
-    let Some(claim) = ring.hold_writer_claim()? else {
-        return Ok(None);
-    };
-    let found = if claim.previous_owner_died() {
-        Holder::Died
-    } else {
-        Holder::Free
-    };
-    let removed = match recheck(segment, Some(found)) {
-        Ok(Some(reason)) => segment.remove().map(|()| Some(reason)),
-        other => other,
-    };
-    claim.give_back();
-    removed
-}
-
-fn get<'f>(fields: &'f [Field], name: &str) -> Option<&'f Field> {
-    fields.iter().find(|f| f.name == name)
-}
-
-fn text(fields: &[Field], name: &str) -> String {
-    get(fields, name).map_or_else(|| "-".to_owned(), |f| f.text.clone())
-}
-
 /// The USERS column: `PID/COMMAND` of each process using it, `-` for none
 /// seen, and `+N?` for System V attachments by processes not visible here.
-fn users_column(fields: &[Field]) -> String {
-    let mut users: Vec<String> = get(fields, "users")
-        .and_then(|f| f.json.as_array())
-        .map(|users| {
-            users
-                .iter()
-                .map(|u| format!("{}/{}", u["pid"], u["command"].as_str().unwrap_or("?")))
-                .collect()
-        })
-        .unwrap_or_default();
-    if let Some(unseen) = get(fields, "attach_unseen").and_then(|f| f.json.as_u64())
+fn users_column(report: &SegmentReport) -> String {
+    let Some(usage) = &report.usage else {
+        return "-".to_owned();
+    };
+    let mut users: Vec<String> = usage
+        .users
+        .iter()
+        .map(|u| format!("{}/{}", u.pid, u.command))
+        .collect();
+    if let Some(unseen) = usage.attach_unseen
         && unseen > 0
     {
         users.push(format!("+{unseen}?"));
@@ -354,222 +212,183 @@ fn users_column(fields: &[Field]) -> String {
     }
 }
 
-/// A size field for people (`4.00 KiB`); JSON keeps the bytes.
-fn bytes(fields: &[Field], name: &str) -> String {
-    get(fields, name)
-        .and_then(|f| f.json.as_u64())
-        .map_or_else(|| text(fields, name), |n| HumanBytes(n).to_string())
+/// A size for people (`4.00 KiB`).
+fn bytes(n: impl TryInto<u64>) -> String {
+    n.try_into()
+        .map_or_else(|_| "-".to_owned(), |n| HumanBytes(n).to_string())
 }
 
-/// One table row from a segment's fields.
-fn columns(fields: &[Field]) -> [String; 9] {
-    let address = match (get(fields, "name"), get(fields, "key")) {
-        (Some(name), _) => format!("-n {}", name.text.trim_start_matches('/')),
-        (None, Some(key)) if key.text != "0x00000000" => format!("-k {}", key.text),
-        _ => format!("-i {}", text(fields, "id")),
-    };
-    let holds = if get(fields, "readable").is_some_and(|f| f.json == json!(false)) {
-        format!("? ({})", text(fields, "error"))
+/// A time column: `-` when unset.
+fn time(secs: i64) -> String {
+    if secs <= 0 {
+        "-".to_owned()
     } else {
-        // A writer killed while writing; the next writer takes the lock over.
-        let lock = match text(fields, "lock").as_str() {
-            "holder died" => ", write lock holder died",
-            _ => "",
-        };
-        match text(fields, "layout").as_str() {
-            "framed" if text(fields, "versions") == "0" => {
-                format!("framed, nothing published yet{lock}")
-            }
-            // The size is about twice the content room: say why.
-            "framed" => format!(
-                "framed, {} in one of two {} slots, written {}{lock}",
-                bytes(fields, "content_length"),
-                bytes(fields, "capacity"),
-                text(fields, "last_write_time")
-            ),
-            "stream" => format!(
-                "stream, {} in flight, writer {}, reader {}, {}",
-                bytes(fields, "bytes_in_flight"),
-                text(fields, "writer_pid"),
-                text(fields, "reader_pid"),
-                text(fields, "stream_state")
-            ),
-            "log" => format!(
-                "log, {} records ({}) held of {} appended, {} lossless followers",
-                text(fields, "records_held"),
-                bytes(fields, "bytes_held"),
-                text(fields, "records_appended"),
-                text(fields, "lossless_followers")
-            ),
-            "foreign" => format!("foreign, C string of {}", bytes(fields, "content_length")),
-            other => other.to_owned(),
+        info::format_utc(secs)
+    }
+}
+
+/// A stream peer's pid as the table shows it.
+fn peer(peer: crate::cmd::report::Peer) -> String {
+    match (peer.pid, peer.elsewhere) {
+        (None, _) => "-".to_owned(),
+        (Some(pid), true) => format!("{pid} (in another PID namespace)"),
+        (Some(pid), false) => pid.to_string(),
+    }
+}
+
+/// The HOLDS column: what the header says, by layout, and why it is stale.
+fn holds(report: &SegmentReport) -> String {
+    let holds = match &report.content {
+        Content::Readable { layout, .. } => layout_holds(layout),
+        Content::NoPermission | Content::Unknown => {
+            format!("? ({})", report.error.as_deref().unwrap_or("-"))
         }
     };
-    let holds = if get(fields, "stale").is_some_and(|f| f.json == json!(true)) {
-        format!("{holds}; STALE: {}", text(fields, "stale_because"))
-    } else {
-        holds
+    match report.stale() {
+        Some(why) => format!("{holds}; STALE: {why}"),
+        None => holds,
+    }
+}
+
+fn layout_holds(layout: &LayoutFacts) -> String {
+    // A writer killed while writing; the next writer takes the lock over.
+    let lock = |holder: Holder| {
+        if holder == Holder::Died {
+            ", write lock holder died"
+        } else {
+            ""
+        }
     };
+    match layout {
+        LayoutFacts::Snapshot(s) if s.versions == 0 => {
+            format!("framed, nothing published yet{}", lock(s.lock))
+        }
+        // The size is about twice the content room: say why.
+        LayoutFacts::Snapshot(s) => format!(
+            "framed, {} in one of two {} slots, written {}{}",
+            bytes(s.content_length),
+            bytes(s.capacity),
+            time(s.last_write_secs),
+            lock(s.lock)
+        ),
+        LayoutFacts::Stream(s) => format!(
+            "stream, {} in flight, writer {}, reader {}, {}",
+            bytes(s.in_flight),
+            peer(s.writer),
+            peer(s.reader),
+            s.state
+        ),
+        LayoutFacts::Log(l) => format!(
+            "log, {} records ({}) held of {} appended, {} lossless followers",
+            l.summary.held,
+            bytes(l.summary.bytes_held),
+            l.summary.appended,
+            l.lossless_followers
+        ),
+        LayoutFacts::Foreign { content_length } => {
+            format!("foreign, C string of {}", bytes(*content_length))
+        }
+    }
+}
+
+/// One table row from a segment's report.
+fn columns(report: &SegmentReport) -> [String; 9] {
+    let id = report
+        .sysv_id()
+        .map_or_else(|| "-".to_owned(), |id| id.to_string());
+    let address = match (report.name(), report.key()) {
+        (Some(name), _) => format!("-n {}", name.trim_start_matches('/')),
+        (None, Some(key)) if key != ShmKey::PRIVATE => format!("-k {key}"),
+        _ => format!("-i {id}"),
+    };
+    let (size, mode) = match &report.os {
+        Os::Sysv { stat, .. } => (bytes(stat.size), stat.mode),
+        Os::Posix { stat, .. } => (bytes(stat.st_size), stat.st_mode),
+        Os::Listed(listed) => (bytes(listed.size), listed.mode),
+    };
+    let nattch = match &report.os {
+        Os::Sysv { stat, .. } => stat.nattch.to_string(),
+        Os::Posix { .. } | Os::Listed(_) => "-".to_owned(),
+    };
+    let resident = report
+        .usage
+        .as_ref()
+        .and_then(|usage| usage.resident)
+        .map_or_else(|| "-".to_owned(), |b| HumanBytes(b).to_string());
     [
         address,
-        text(fields, "id"),
-        bytes(fields, "size"),
-        text(fields, "user"),
-        text(fields, "mode"),
-        text(fields, "attach_count"),
-        text(fields, "resident"),
-        users_column(fields),
-        holds,
+        id,
+        size,
+        report.user().to_owned(),
+        format!("{:04o}", mode & 0o777),
+        nattch,
+        resident,
+        users_column(report),
+        holds(report),
     ]
 }
 
 /// [`info::report`] for `target`, or, when that fails (a corrupt header,
 /// a segment that vanished meanwhile), `known` plus why not; then who
 /// uses it, from `scan`.
-fn describe_or(target: &Target, mut known: Vec<Field>, scan: &Scan) -> Vec<Field> {
-    match info::report(target) {
-        Ok((mut fields, segment)) => {
-            if get(&fields, "readable").is_some_and(|f| f.json == json!(false)) {
-                fields.push(field("error", json!("no permission")));
+fn describe_or(target: &Target, known: SegmentReport, scan: &Scan) -> SegmentReport {
+    let (mut report, segment) = match info::report(target) {
+        Ok((mut report, segment)) => {
+            if matches!(report.content, Content::NoPermission) {
+                report.error = Some("no permission".to_owned());
             }
             if let Some(segment) = &segment {
-                mark_other_namespace_pids(segment, &mut fields);
+                peers::mark_other_namespace_pids(segment, &mut report);
             }
-            fields.extend(info::usage_fields(&fields, segment.as_ref(), scan));
-            fields
+            (report, segment)
         }
         Err(e) => {
-            known.push(field("readable", json!(false)));
-            known.push(field("error", json!(e.to_string())));
-            known.extend(info::usage_fields(&known, None, scan));
-            known
-        }
-    }
-}
-
-/// Marks, in the text only, a live stream peer's pid that is not a
-/// process of our PID namespace (a writer in a container, say): the ring
-/// stores each side's pid as that side sees it. A pid counts as ours only
-/// if the process it names here has this very segment mapped (by device
-/// and inode, from /proc/PID/maps); an unrelated process, or none, under
-/// that number means the peer lives in another namespace. Liveness itself
-/// is the kernel's record of the claims, not this look.
-fn mark_other_namespace_pids(segment: &Segment, fields: &mut [Field]) {
-    let map = segment.mapping();
-    if Layout::detect(map) != Layout::Stream {
-        return;
-    }
-    let Ok(holders) = Ring::open(map, segment.target()).and_then(|ring| ring.holders()) else {
-        return;
-    };
-    let Some(identity) = mapping_identity(segment) else {
-        return;
-    };
-    for (name, holder, program) in [
-        ("writer_pid", holders.0, "shm-write"),
-        ("reader_pid", holders.1, "shm-read"),
-    ] {
-        let Some(f) = fields.iter_mut().find(|f| f.name == name) else {
-            continue;
-        };
-        let Some(pid) = f.json.as_u64().and_then(|p| u32::try_from(p).ok()) else {
-            continue;
-        };
-        if matches!(holder, Holder::Alive(_)) && !is_ours(pid, &identity, program) {
-            f.text = format!("{pid} (in another PID namespace)");
-        }
-    }
-}
-
-/// How /proc/PID/maps names a mapping of this segment: the device (POSIX:
-/// its tmpfs; System V: any) and inode (System V: the shmid).
-fn mapping_identity(segment: &Segment) -> Option<(Option<(u64, u64)>, u64)> {
-    match segment.stat().ok()? {
-        Stat::Sysv { id, .. } => Some((None, u64::try_from(id.as_raw()).ok()?)),
-        Stat::Posix(st) => Some((
-            Some((
-                nix::sys::stat::major(st.st_dev),
-                nix::sys::stat::minor(st.st_dev),
-            )),
-            st.st_ino,
-        )),
-    }
-}
-
-/// Whether process `pid` of our PID namespace is the peer: it has the
-/// segment mapped. Where its maps are not ours to read (another user's
-/// process, without CAP_SYS_PTRACE), whether it runs `program` (its comm,
-/// which anyone may read) decides: pid 1 or a kernel thread under the
-/// number is not a shm-write.
-fn is_ours(pid: u32, (device, inode): &(Option<(u64, u64)>, u64), program: &str) -> bool {
-    if pid == std::process::id() {
-        // We are neither side; the number is someone else's elsewhere.
-        return false;
-    }
-    let maps = match std::fs::read_to_string(format!("/proc/{pid}/maps")) {
-        Ok(maps) => maps,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
-        Err(_) => {
-            return std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|comm| comm.trim_end() == program);
+            let mut known = known;
+            known.error = Some(e.to_string());
+            (known, None)
         }
     };
-    maps.lines().any(|line| {
-        // address perms offset dev inode path
-        let mut cols = line.split_whitespace().skip(3);
-        let (Some(dev), Some(ino)) = (cols.next(), cols.next()) else {
-            return false;
-        };
-        let path = cols.next().unwrap_or_default();
-        if ino.parse::<u64>().ok() != Some(*inode) {
-            return false;
-        }
-        match device {
-            None => path.starts_with("/SYSV"),
-            Some((major, minor)) => dev.split_once(':').is_some_and(|(ma, mi)| {
-                u64::from_str_radix(ma, 16).ok() == Some(*major)
-                    && u64::from_str_radix(mi, 16).ok() == Some(*minor)
-            }),
-        }
-    })
+    report.usage = Some(info::usage(&report, segment.as_ref(), scan));
+    report
 }
-
-/// A listed segment: how to address it again (None: no tool can), and
-/// what `--info` says of it.
-type Row = (Option<Target>, Vec<Field>);
 
 fn sysv_rows(scan: &Scan) -> Vec<Row> {
-    info::sysv_table()
+    crate::sysvipc::table()
         .into_iter()
-        .map(|(id, stat)| {
-            let target = Target::Id(id);
-            let mut known = vec![field("segment", json!(target.to_string()))];
-            known.extend(info::sysv_fields(&target, id, &stat));
-            let fields = describe_or(&target, known, scan);
-            (Some(target), fields)
+        .map(|row| {
+            let target = Target::Id(row.id);
+            let known = SegmentReport {
+                segment: target.to_string(),
+                addressed: Addressed::Id,
+                os: info::sysv_os(row.id, row.stat),
+                content: Content::Unknown,
+                error: None,
+                usage: None,
+            };
+            let report = describe_or(&target, known, scan);
+            (Some(target), report)
         })
         .collect()
 }
 
-/// A row for an object whose name no tool can address (control
-/// characters, not UTF-8): what the directory says, and how to remove it.
-fn unusable_name_row(shown: &str, meta: &std::fs::Metadata) -> Vec<Field> {
-    vec![
-        field("segment", json!(format!("POSIX name /{shown}"))),
-        field("name", json!(format!("/{shown}"))),
-        field("kind", json!("posix")),
-        field("size", json!(meta.len())),
-        field("mode", json!(format!("{:04o}", meta.mode() & 0o777))),
-        field("uid", json!(meta.uid())),
-        field("user", json!(user_name(meta.uid()))),
-        field("device", json!(meta.dev())),
-        field("inode", json!(meta.ino())),
-        field("readable", json!(false)),
-        field(
-            "error",
-            json!("its name has control characters or is not UTF-8; remove it with rm in /dev/shm"),
-        ),
-    ]
+/// What the directory entry of a POSIX object says, named `name` (`/x`)
+/// with `path` under /dev/shm if it has a usable one.
+fn listed(name: String, path: Option<String>, meta: &std::fs::Metadata) -> SegmentReport {
+    SegmentReport {
+        segment: format!("POSIX name {name}"),
+        addressed: Addressed::Name { name, path },
+        os: Os::Listed(Listed {
+            size: meta.len(),
+            mode: meta.mode(),
+            uid: meta.uid(),
+            user: user_name(meta.uid()),
+            device: meta.dev(),
+            inode: meta.ino(),
+        }),
+        content: Content::Unknown,
+        error: None,
+        usage: None,
+    }
 }
 
 fn posix_rows(scan: &Scan) -> Vec<Row> {
@@ -591,29 +410,23 @@ fn posix_rows(scan: &Scan) -> Vec<Row> {
                 // newline or an escape sequence could forge lines or drive
                 // the terminal.
                 let shown = raw.to_string_lossy().escape_debug().to_string();
-                let mut fields = unusable_name_row(&shown, &meta);
-                fields.extend(info::usage_fields(&fields, None, scan));
-                return Some((shown.clone(), (None, fields)));
+                let mut report = listed(format!("/{shown}"), None, &meta);
+                report.error = Some(
+                    "its name has control characters or is not UTF-8; remove it with rm in /dev/shm"
+                        .to_owned(),
+                );
+                report.usage = Some(info::usage(&report, None, scan));
+                return Some((shown, (None, report)));
             };
-            let known = vec![
-                field(
-                    "segment",
-                    json!(format!("POSIX name {}", name.shm_open_name())),
-                ),
-                field("name", json!(name.shm_open_name())),
-                field("path", json!(name.dev_shm_path().display().to_string())),
-                field("kind", json!("posix")),
-                field("size", json!(meta.len())),
-                field("mode", json!(format!("{:04o}", meta.mode() & 0o777))),
-                field("uid", json!(meta.uid())),
-                field("user", json!(user_name(meta.uid()))),
-                field("device", json!(meta.dev())),
-                field("inode", json!(meta.ino())),
-            ];
+            let known = listed(
+                name.shm_open_name(),
+                Some(name.dev_shm_path().display().to_string()),
+                &meta,
+            );
             let key = name.as_str().to_owned();
             let target = Target::Name(name);
-            let fields = describe_or(&target, known, scan);
-            Some((key, (Some(target), fields)))
+            let report = describe_or(&target, known, scan);
+            Some((key, (Some(target), report)))
         })
         .collect();
     rows.sort_by(|a, b| a.0.cmp(&b.0));

@@ -11,6 +11,7 @@ pub mod progress;
 pub mod read;
 pub mod record;
 pub mod replay;
+pub mod report;
 pub mod stats;
 pub mod stream;
 pub mod write;

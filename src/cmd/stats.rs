@@ -12,11 +12,11 @@
 //! `--list --stats`) until interrupted, `count` lines, or the segment is
 //! removed.
 
-use std::fmt::Write as _;
+mod render;
+
 use std::io::Write;
 use std::time::{Duration, Instant, SystemTime};
 
-use indicatif::HumanBytes;
 use serde_json::{Value, json};
 
 use crate::address::{Address, PosixName, Target};
@@ -26,6 +26,8 @@ use crate::layout::log::{Counters, Log};
 use crate::layout::ring::Ring;
 use crate::layout::snapshot::Snapshot;
 use crate::segment::{Access, Segment};
+
+use render::{Interval, Rates, StatsRow};
 
 /// How often the writer's waiting flag is looked at within an interval.
 pub const SAMPLE: Duration = Duration::from_millis(10);
@@ -111,68 +113,27 @@ impl Watched {
         }
     }
 
-    /// The fields of the interval since the last counts (its length
+    /// What the interval since the last counts measured (its length
     /// measured, whatever the schedule), and starts the next.
-    fn interval(&mut self) -> anyhow::Result<Vec<(&'static str, Value)>> {
+    fn interval(&mut self) -> anyhow::Result<Interval> {
         let now = count(&self.segment)?;
         let taken = Instant::now();
         let secs = (taken - self.at).as_secs_f64();
-        let rate = |n: u64| per_second(n, secs);
-        let waited = fraction(u64::from(self.waiting), u64::from(self.samples));
-        let mut fields = vec![
-            ("interval_s", json!((secs * 1000.0).round() / 1000.0)),
-            ("layout", json!(layout_name(&now))),
-        ];
-        match (&self.last, &now) {
+        let (went_back, rates) = match (&self.last, &now) {
             (
                 Counted::Snapshot { versions: a, .. },
                 Counted::Snapshot {
                     versions: b,
                     length,
                 },
-            ) => {
-                // The 32-bit count wraps; a step of more than half its
-                // range is a count that went back (forged or reset): 0.
-                let step = b.wrapping_sub(*a);
-                let went_back = step > u32::MAX / 2;
-                let versions = if went_back { 0 } else { u64::from(step) };
-                fields.extend([
-                    ("counter_went_back", json!(went_back)),
-                    ("versions", json!(versions)),
-                    ("versions_per_s", json!(rate(versions))),
-                    ("content_length", json!(length)),
-                ]);
-            }
+            ) => snapshot_rates(*a, *b, *length, secs),
             (
                 Counted::Log { counters: a, .. },
                 Counted::Log {
                     counters: b,
                     capacity,
                 },
-            ) => {
-                let went_back = b.appended < a.appended || b.head < a.head || b.oldest < a.oldest;
-                let records = b.appended.saturating_sub(a.appended);
-                let bytes = b.head.saturating_sub(a.head);
-                let overwritten = b.oldest.saturating_sub(a.oldest);
-                let followers: Vec<Value> = b
-                    .followers
-                    .iter()
-                    .map(|f| json!({"tid": f.tid, "lag_records": f.records, "lag_bytes": f.bytes}))
-                    .collect();
-                fields.extend([
-                    ("counter_went_back", json!(went_back)),
-                    ("records", json!(records)),
-                    ("records_per_s", json!(rate(records))),
-                    ("bytes", json!(bytes)),
-                    ("bytes_per_s", json!(rate(bytes))),
-                    ("records_held", json!(b.appended.saturating_sub(b.oldest))),
-                    ("fill", json!(fraction(b.head - b.tail, *capacity))),
-                    ("overwritten", json!(overwritten)),
-                    ("overwritten_per_s", json!(rate(overwritten))),
-                    ("writer_waited", json!(waited)),
-                    ("lossless_followers", Value::Array(followers)),
-                ]);
-            }
+            ) => log_rates(a, b, *capacity, secs),
             (
                 Counted::Ring {
                     head: h0, tail: t0, ..
@@ -182,20 +143,8 @@ impl Watched {
                     tail,
                     capacity,
                 },
-            ) => {
-                let written = head.saturating_sub(*h0);
-                let read = tail.saturating_sub(*t0);
-                fields.extend([
-                    ("counter_went_back", json!(head < h0 || tail < t0)),
-                    ("bytes", json!(written)),
-                    ("bytes_per_s", json!(rate(written))),
-                    ("bytes_read_per_s", json!(rate(read))),
-                    ("bytes_in_flight", json!(head - tail)),
-                    ("fill", json!(fraction(head - tail, *capacity))),
-                    ("writer_waited", json!(waited)),
-                ]);
-            }
-            (Counted::Foreign, Counted::Foreign) => {}
+            ) => ring_rates((*h0, *t0), (*head, *tail), *capacity, secs),
+            (Counted::Foreign, Counted::Foreign) => (false, Rates::Foreign),
             _ => {
                 return Err(failure(
                     Kind::Failed,
@@ -205,13 +154,75 @@ impl Watched {
                     ),
                 ));
             }
-        }
+        };
+        let interval = Interval {
+            secs,
+            went_back,
+            waited: fraction(u64::from(self.waiting), u64::from(self.samples)),
+            rates,
+        };
         self.last = now;
         self.at = taken;
         self.samples = 0;
         self.waiting = 0;
-        Ok(fields)
+        Ok(interval)
     }
+}
+
+/// A snapshot's versions between counts `a` and `b`, and whether the
+/// count went back.
+fn snapshot_rates(a: u32, b: u32, length: usize, secs: f64) -> (bool, Rates) {
+    // The 32-bit count wraps; a step of more than half its
+    // range is a count that went back (forged or reset): 0.
+    let step = b.wrapping_sub(a);
+    let went_back = step > u32::MAX / 2;
+    let versions = if went_back { 0 } else { u64::from(step) };
+    let rates = Rates::Snapshot {
+        versions,
+        versions_per_s: per_second(versions, secs),
+        content_length: length,
+    };
+    (went_back, rates)
+}
+
+/// A log's records and bytes between counters `a` and `b`.
+fn log_rates(a: &Counters, b: &Counters, capacity: u64, secs: f64) -> (bool, Rates) {
+    let went_back = b.appended < a.appended || b.head < a.head || b.oldest < a.oldest;
+    let records = b.appended.saturating_sub(a.appended);
+    let bytes = b.head.saturating_sub(a.head);
+    let overwritten = b.oldest.saturating_sub(a.oldest);
+    let rates = Rates::Log {
+        records,
+        records_per_s: per_second(records, secs),
+        bytes,
+        bytes_per_s: per_second(bytes, secs),
+        records_held: b.appended.saturating_sub(b.oldest),
+        fill: fraction(b.head - b.tail, capacity),
+        overwritten,
+        overwritten_per_s: per_second(overwritten, secs),
+        followers: b.followers.clone(),
+    };
+    (went_back, rates)
+}
+
+/// A stream's bytes written and read between positions `(h0, t0)` and
+/// `(head, tail)`.
+fn ring_rates(
+    (h0, t0): (u64, u64),
+    (head, tail): (u64, u64),
+    capacity: u64,
+    secs: f64,
+) -> (bool, Rates) {
+    let written = head.saturating_sub(h0);
+    let read = tail.saturating_sub(t0);
+    let rates = Rates::Stream {
+        bytes: written,
+        bytes_per_s: per_second(written, secs),
+        read_per_s: per_second(read, secs),
+        in_flight: head - tail,
+        fill: fraction(head - tail, capacity),
+    };
+    (head < h0 || tail < t0, rates)
 }
 
 /// `n` per second over `secs`, to a tenth.
@@ -263,121 +274,6 @@ fn clock() -> String {
     crate::cmd::info::format_utc(secs)[11..19].to_owned()
 }
 
-fn num(fields: &[(&str, Value)], name: &str) -> Value {
-    fields
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map_or(Value::Null, |(_, v)| v.clone())
-}
-
-fn bytes_rate(v: &Value) -> String {
-    v.as_f64().map_or_else(
-        || "-".to_owned(),
-        |b| {
-            #[allow(
-                clippy::cast_possible_truncation,
-                clippy::cast_sign_loss,
-                reason = "a non-negative rate to print"
-            )]
-            let b = b as u64;
-            format!("{}/s", HumanBytes(b))
-        },
-    )
-}
-
-fn percent(v: &Value) -> String {
-    v.as_f64()
-        .map_or_else(|| "-".to_owned(), |f| format!("{:.1}%", f * 100.0))
-}
-
-fn plain(v: &Value) -> String {
-    match v {
-        Value::Null => "-".to_owned(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// A rate cell, marked when a header counter went back in the interval
-/// (its delta is shown as 0, never as a wrapped-around huge number).
-fn rate_cell(f: &[(&str, Value)], rate: String) -> String {
-    if num(f, "counter_went_back") == json!(true) {
-        format!("{rate} (counter went back)")
-    } else {
-        rate
-    }
-}
-
-fn followers_text(v: &Value) -> String {
-    let Some(list) = v.as_array() else {
-        return "-".to_owned();
-    };
-    if list.is_empty() {
-        return "-".to_owned();
-    }
-    list.iter()
-        .map(|f| match f["lag_records"].as_u64() {
-            Some(n) => format!("{}:{n}", f["tid"]),
-            None => format!("{}:{}B", f["tid"], f["lag_bytes"]),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// The text columns for one layout: header, and each cell from the fields.
-type Column = (&'static str, usize, fn(&[(&str, Value)]) -> String);
-
-fn text_columns(layout: &str) -> Vec<Column> {
-    match layout {
-        "framed" => vec![
-            ("VERSIONS/S", 12, |f| {
-                rate_cell(f, plain(&num(f, "versions_per_s")))
-            }),
-            ("LENGTH", 12, |f| {
-                num(f, "content_length")
-                    .as_u64()
-                    .map_or_else(|| "-".to_owned(), |b| HumanBytes(b).to_string())
-            }),
-        ],
-        "log" => vec![
-            ("RECORDS/S", 11, |f| {
-                rate_cell(f, plain(&num(f, "records_per_s")))
-            }),
-            ("BYTES/S", 14, |f| bytes_rate(&num(f, "bytes_per_s"))),
-            ("HELD", 10, |f| plain(&num(f, "records_held"))),
-            ("FILL", 7, |f| percent(&num(f, "fill"))),
-            ("OVERWRITTEN/S", 14, |f| plain(&num(f, "overwritten_per_s"))),
-            ("WAITED", 7, |f| percent(&num(f, "writer_waited"))),
-            ("LOSSLESS(TID:LAG)", 0, |f| {
-                followers_text(&num(f, "lossless_followers"))
-            }),
-        ],
-        "stream" => vec![
-            ("BYTES/S", 14, |f| {
-                rate_cell(f, bytes_rate(&num(f, "bytes_per_s")))
-            }),
-            ("READ/S", 14, |f| bytes_rate(&num(f, "bytes_read_per_s"))),
-            ("IN-FLIGHT", 12, |f| {
-                num(f, "bytes_in_flight")
-                    .as_u64()
-                    .map_or_else(|| "-".to_owned(), |b| HumanBytes(b).to_string())
-            }),
-            ("FILL", 7, |f| percent(&num(f, "fill"))),
-            ("WAITED", 0, |f| percent(&num(f, "writer_waited"))),
-        ],
-        _ => Vec::new(),
-    }
-}
-
-fn text_line(cells: impl IntoIterator<Item = (String, usize)>) -> String {
-    let mut line = String::new();
-    for (cell, width) in cells {
-        // Writing to a String cannot fail.
-        let _ = write!(line, "{cell:width$}  ");
-    }
-    line.trim_end().to_owned()
-}
-
 /// How `--stats` runs.
 #[derive(Debug, Clone, Copy)]
 pub struct StatsOptions {
@@ -406,11 +302,11 @@ pub fn watch(address: &Address, opts: StatsOptions, out: &mut dyn Write) -> anyh
     }
     let mut watched = Watched::new(segment)?;
     let layout = layout_name(&watched.last);
-    let columns = text_columns(layout);
+    let columns = render::text_columns(layout);
     if !opts.json {
         let header = std::iter::once(("TIME".to_owned(), 8))
             .chain(columns.iter().map(|(h, w, _)| ((*h).to_owned(), *w)));
-        writeln!(out, "{}", text_line(header))?;
+        writeln!(out, "{}", render::text_line(header))?;
         out.flush()?;
     }
     let mut lines = 0;
@@ -422,17 +318,22 @@ pub fn watch(address: &Address, opts: StatsOptions, out: &mut dyn Write) -> anyh
         if watched.segment.is_removed() {
             return Ok(());
         }
-        let fields = watched.interval()?;
+        let interval = watched.interval()?;
         if opts.json {
             let mut object = serde_json::Map::new();
             object.insert("time".into(), json!(clock()));
             object.insert("segment".into(), json!(target.to_string()));
-            object.extend(fields.into_iter().map(|(n, v)| (n.to_owned(), v)));
+            object.extend(
+                interval
+                    .json_fields()
+                    .into_iter()
+                    .map(|(n, v)| (n.to_owned(), v)),
+            );
             writeln!(out, "{}", Value::Object(object))?;
         } else {
             let cells = std::iter::once((clock(), 8))
-                .chain(columns.iter().map(|(_, w, cell)| (cell(&fields), *w)));
-            writeln!(out, "{}", text_line(cells))?;
+                .chain(columns.iter().map(|(_, w, cell)| (cell(&interval), *w)));
+            writeln!(out, "{}", render::text_line(cells))?;
         }
         out.flush()?;
         lines += 1;
@@ -443,9 +344,9 @@ pub fn watch(address: &Address, opts: StatsOptions, out: &mut dyn Write) -> anyh
 /// Every segment `--list` would show, with its address as `--list` shows
 /// it (`-k KEY`, `-i ID` for a private key, `-n NAME`).
 fn all_targets() -> Vec<(String, Target)> {
-    let mut targets: Vec<(String, Target)> = crate::cmd::info::sysv_table()
+    let mut targets: Vec<(String, Target)> = crate::sysvipc::table()
         .into_iter()
-        .map(|(id, stat)| {
+        .map(|crate::sysvipc::Row { id, stat, .. }| {
             let shown = if stat.key == crate::sys::ShmKey::PRIVATE {
                 format!("-i {id}")
             } else {
@@ -497,52 +398,17 @@ pub fn watch_all(opts: StatsOptions, out: &mut dyn Write) -> anyhow::Result<()> 
             .collect();
         due = (due + opts.interval).max(Instant::now());
         sample_until(&mut live, due);
-        let mut rows: Vec<StatsRow> = Vec::new();
-        for (target, w) in &mut watched {
-            let row = match w {
-                // Another process truncating one segment is that row's
-                // outcome ("shrank ..."), not a failure of the whole run.
-                Ok(w) => match w.interval() {
-                    Ok(fields) => w
-                        .segment
-                        .mapping()
-                        .take_truncation()
-                        .map_or(Ok(fields), |t| Err(t.to_string())),
-                    Err(e) => Err(w
-                        .segment
-                        .mapping()
-                        .take_truncation()
-                        .map_or_else(|| format!("{e:#}"), |t| t.to_string())),
-                },
-                Err(e) => Err(e.clone()),
-            };
-            rows.push((target.clone(), row));
-        }
+        let rows: Vec<StatsRow> = watched
+            .iter_mut()
+            .map(|(shown, w)| (shown.clone(), measure(w)))
+            .collect();
         if opts.json {
-            let array: Vec<Value> = rows
-                .into_iter()
-                .map(|(segment, row)| {
-                    let mut object = serde_json::Map::new();
-                    object.insert("segment".into(), json!(segment));
-                    object.insert("time".into(), json!(clock()));
-                    match row {
-                        Ok(fields) => {
-                            object.extend(fields.into_iter().map(|(n, v)| (n.to_owned(), v)));
-                        }
-                        Err(e) => {
-                            object.insert("layout".into(), Value::Null);
-                            object.insert("error".into(), json!(e));
-                        }
-                    }
-                    Value::Object(object)
-                })
-                .collect();
-            writeln!(out, "{}", Value::Array(array))?;
+            writeln!(out, "{}", render::table_json(rows, clock))?;
         } else {
             if tables > 0 {
                 writeln!(out)?;
             }
-            write_table(&rows, out)?;
+            render::write_table(&rows, out)?;
         }
         out.flush()?;
         tables += 1;
@@ -550,51 +416,23 @@ pub fn watch_all(opts: StatsOptions, out: &mut dyn Write) -> anyhow::Result<()> 
     Ok(())
 }
 
-type StatsRow = (String, Result<Vec<(&'static str, Value)>, String>);
-
-/// The `--list --stats` table: one rate and one fill column whatever the
-/// layout, aligned to the widest cell.
-fn write_table(rows: &[StatsRow], out: &mut dyn Write) -> anyhow::Result<()> {
-    let header = ["SEGMENT", "LAYOUT", "RATE", "BYTES/S", "FILL", "WAITED"].map(String::from);
-    let table: Vec<[String; 6]> = rows
-        .iter()
-        .map(|(segment, row)| match row {
-            Err(e) => [
-                segment.clone(),
-                "?".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                e.clone(),
-            ],
-            Ok(f) => {
-                let layout = plain(&num(f, "layout"));
-                let rate = match layout.as_str() {
-                    "framed" => format!("{} versions/s", plain(&num(f, "versions_per_s"))),
-                    "log" => format!("{} records/s", plain(&num(f, "records_per_s"))),
-                    _ => "-".into(),
-                };
-                let rate = rate_cell(f, rate);
-                [
-                    segment.clone(),
-                    layout,
-                    rate,
-                    bytes_rate(&num(f, "bytes_per_s")),
-                    percent(&num(f, "fill")),
-                    percent(&num(f, "writer_waited")),
-                ]
-            }
-        })
-        .collect();
-    let mut widths = [0; 6];
-    for row in std::iter::once(&header).chain(&table) {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
+/// One `--list --stats` row's interval, or why there is none. Another
+/// process truncating one segment is that row's outcome ("shrank ..."),
+/// not a failure of the whole run.
+fn measure(watched: &mut Result<Watched, String>) -> Result<Interval, String> {
+    match watched {
+        Ok(w) => match w.interval() {
+            Ok(interval) => w
+                .segment
+                .mapping()
+                .take_truncation()
+                .map_or(Ok(interval), |t| Err(t.to_string())),
+            Err(e) => Err(w
+                .segment
+                .mapping()
+                .take_truncation()
+                .map_or_else(|| format!("{e:#}"), |t| t.to_string())),
+        },
+        Err(e) => Err(e.clone()),
     }
-    for row in std::iter::once(&header).chain(&table) {
-        let cells = row.iter().cloned().zip(widths);
-        writeln!(out, "{}", text_line(cells))?;
-    }
-    Ok(())
 }
