@@ -10,14 +10,9 @@ use crate::cmd::read::{ReadOptions, read};
 use crate::cmd::stats::StatsOptions;
 use crate::cmd::stream::read_stream;
 
-const EXAMPLES: &str = "\
-Examples:
-  Two terminals, like the classic writer.c / reader.c:
-    $ echo 'hello from terminal 1' | shm-write
-    $ shm-read
-    hello from terminal 1
-
-  Read what the classic writer.c left (ftok(\"shmfile\", 65)), then remove it
+const EXAMPLES: &str = concat!(
+    examples_opening!(),
+    "  Read what the classic writer.c left (ftok(\"shmfile\", 65)), then remove it
   as reader.c does:
     $ shm-read -f shmfile --remove
 
@@ -57,7 +52,8 @@ Examples:
     $ shm-read -n events --info                  # users: pid and command
     $ shm-read --list --unused --remove
     $ shm-read --limits
-";
+"
+);
 
 /// Dump a System V or POSIX shared memory segment to stdout.
 ///

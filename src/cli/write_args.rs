@@ -10,14 +10,9 @@ use crate::cmd::replay::Speed;
 use crate::cmd::stream::write_stream;
 use crate::cmd::write::{WriteOptions, write};
 
-const EXAMPLES: &str = "\
-Examples:
-  Two terminals, like the classic writer.c / reader.c:
-    $ echo 'hello from terminal 1' | shm-write
-    $ shm-read
-    hello from terminal 1
-
-  Talk to the classic C programs (ftok(\"shmfile\", 65), a C string):
+const EXAMPLES: &str = concat!(
+    examples_opening!(),
+    "  Talk to the classic C programs (ftok(\"shmfile\", 65), a C string):
     $ touch shmfile
     $ echo 'hi, reader.c' | shm-write --raw -f shmfile
 
@@ -43,7 +38,8 @@ Examples:
   Keys and ids as ipcs shows them:
     $ shm-write -k 0x1234 -s 1M < picture.png
     $ ipcs -m
-";
+"
+);
 
 /// Publish stdin into a System V or POSIX shared memory segment.
 ///
