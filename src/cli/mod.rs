@@ -18,6 +18,21 @@ pub use crate::cmd::progress::Progress;
 use crate::error::Outcome;
 use crate::sys::{ShmId, ShmKey};
 
+/// The start of both tools' `--help` examples: the two-terminal pair that
+/// the classic writer.c / reader.c are.
+macro_rules! examples_opening {
+    () => {
+        "\
+Examples:
+  Two terminals, like the classic writer.c / reader.c:
+    $ echo 'hello from terminal 1' | shm-write
+    $ shm-read
+    hello from terminal 1
+
+"
+    };
+}
+
 pub mod assets;
 pub mod read_args;
 pub mod write_args;

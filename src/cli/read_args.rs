@@ -4,20 +4,16 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Parser};
 
+use crate::address::Address;
 use crate::cli::{Progress, SegmentArgs, parse_duration, parse_owner};
 use crate::cmd::list::{Filter, ListOptions, list};
-use crate::cmd::read::{ReadOptions, read};
+use crate::cmd::read::{DumpOptions, Find, FollowOptions};
 use crate::cmd::stats::StatsOptions;
 use crate::cmd::stream::read_stream;
 
-const EXAMPLES: &str = "\
-Examples:
-  Two terminals, like the classic writer.c / reader.c:
-    $ echo 'hello from terminal 1' | shm-write
-    $ shm-read
-    hello from terminal 1
-
-  Read what the classic writer.c left (ftok(\"shmfile\", 65)), then remove it
+const EXAMPLES: &str = concat!(
+    examples_opening!(),
+    "  Read what the classic writer.c left (ftok(\"shmfile\", 65)), then remove it
   as reader.c does:
     $ shm-read -f shmfile --remove
 
@@ -57,7 +53,8 @@ Examples:
     $ shm-read -n events --info                  # users: pid and command
     $ shm-read --list --unused --remove
     $ shm-read --limits
-";
+"
+);
 
 /// Dump a System V or POSIX shared memory segment to stdout.
 ///
@@ -259,11 +256,64 @@ fn parse_count(raw: &str) -> Result<u64, String> {
     }
 }
 
+/// What `shm-read` was asked to do, each with only the options it uses.
+/// Every check across flags that clap cannot express is made once, in
+/// [`ReadArgs::mode`].
+#[derive(Debug, Clone)]
+pub enum ReadMode {
+    /// `--limits`: the machine's limits (as JSON with `json`).
+    Limits {
+        /// Print JSON.
+        json: bool,
+    },
+    /// `--list`: every segment, filtered, maybe removing stale or unused ones.
+    List(ListOptions),
+    /// `--list --stats`: a table of every segment's rates.
+    StatsAll(StatsOptions),
+    /// `--stats`: one segment's rates.
+    Stats(Address, StatsOptions),
+    /// `--stream`: drain a ring to stdout.
+    Stream {
+        /// Which segment.
+        address: Address,
+        /// Wait for the writer.
+        wait: bool,
+        /// Bound on that wait.
+        timeout: Option<Duration>,
+        /// Show progress on stderr.
+        progress: Option<Progress>,
+    },
+    /// `--info`: the segment's metadata.
+    Info {
+        /// Which segment, and whether to wait for it.
+        find: Find,
+        /// Print JSON.
+        json: bool,
+        /// Remove the segment afterwards.
+        remove: bool,
+    },
+    /// Print what the segment holds now.
+    Dump(DumpOptions),
+    /// `--follow` (or `--next`): every new version or record.
+    Follow(FollowOptions),
+}
+
+/// A usage error (exit 2) made of `message`.
+fn usage(message: impl Into<String>) -> anyhow::Error {
+    crate::error::failure(crate::error::Kind::Usage, message.into())
+}
+
 impl ReadArgs {
     /// Does what the command line asks, writing data to stdout.
     pub fn execute(&self) -> anyhow::Result<()> {
+        self.mode()?.run()
+    }
+
+    /// What the command line asks for, once every flag that does not go
+    /// with the others has been refused (exit 2).
+    pub fn mode(&self) -> anyhow::Result<ReadMode> {
         if self.limits {
-            return crate::cmd::limits::show(self.json, &mut std::io::stdout().lock());
+            return Ok(ReadMode::Limits { json: self.json });
         }
         let follow = self.follow || self.next;
         let stats = self.stats.map(|interval| StatsOptions {
@@ -278,70 +328,76 @@ impl ReadArgs {
             } else {
                 "--for DURATION ends a follow after that long (--timeout bounds a --wait)"
             };
-            return Err(crate::error::failure(
-                crate::error::Kind::Usage,
-                format!("{flag}; give --follow (-F) too; try 'shm-read --help'"),
-            ));
+            return Err(usage(format!(
+                "{flag}; give --follow (-F) too; try 'shm-read --help'"
+            )));
         }
         if self.list {
-            return self.execute_list(stats);
+            return self.list_mode(stats);
         }
         let address = self.segment.address(self.stream)?;
         if let Some(stats) = stats {
-            return crate::cmd::stats::watch(&address, stats, &mut std::io::stdout().lock());
+            return Ok(ReadMode::Stats(address, stats));
         }
         if self.stream {
-            return read_stream(&address, self.wait, self.timeout, self.progress);
+            return Ok(ReadMode::Stream {
+                address,
+                wait: self.wait,
+                timeout: self.timeout,
+                progress: self.progress,
+            });
         }
         if self.json && !self.info && !follow {
-            return Err(crate::error::failure(
-                crate::error::Kind::Usage,
+            return Err(usage(
                 "--json goes with --info, --list, --follow, --stats or --limits",
             ));
         }
-        if self.info {
-            return crate::cmd::info::show(
-                &address,
-                self.wait,
-                self.timeout,
-                self.json,
-                self.remove,
-                &mut std::io::stdout().lock(),
-            );
-        }
-        let opts = ReadOptions {
+        let find = Find {
             address,
-            raw: self.raw,
-            all: self.all,
-            bytes: self.bytes,
-            offset: self.offset,
-            hex: self.hex,
             wait: self.wait,
             timeout: self.timeout,
-            remove: self.remove,
-            follow,
-            json: self.json,
-            new: self.new || self.next,
-            tail: self.tail,
-            lossless: self.lossless,
-            count: if self.next { Some(1) } else { self.count },
-            follow_for: self.follow_for,
         };
-        read(&opts, &mut std::io::stdout().lock())
+        Ok(if self.info {
+            ReadMode::Info {
+                find,
+                json: self.json,
+                remove: self.remove,
+            }
+        } else if follow {
+            ReadMode::Follow(FollowOptions {
+                find,
+                bytes: self.bytes,
+                json: self.json,
+                new: self.new || self.next,
+                tail: self.tail,
+                lossless: self.lossless,
+                count: if self.next { Some(1) } else { self.count },
+                follow_for: self.follow_for,
+            })
+        } else {
+            ReadMode::Dump(DumpOptions {
+                find,
+                raw: self.raw,
+                all: self.all,
+                bytes: self.bytes,
+                offset: self.offset,
+                hex: self.hex,
+                remove: self.remove,
+                tail: self.tail,
+            })
+        })
     }
 
     /// `--list` and what goes with it: filters, --stale/--unused removal,
     /// --stats for every segment.
-    fn execute_list(&self, stats: Option<StatsOptions>) -> anyhow::Result<()> {
+    fn list_mode(&self, stats: Option<StatsOptions>) -> anyhow::Result<ReadMode> {
         if self.remove && !self.stale && !self.unused {
-            return Err(crate::error::failure(
-                crate::error::Kind::Usage,
+            return Err(usage(
                 "--list --remove removes only stale or unused segments: give --stale or --unused too (shm-read --list --stale --remove)",
             ));
         }
         if self.all_users && !(self.remove && (self.stale || self.unused)) {
-            return Err(crate::error::failure(
-                crate::error::Kind::Usage,
+            return Err(usage(
                 "--all-users goes with --list --stale --remove or --list --unused --remove (a listing shows every user's segments anyway)",
             ));
         }
@@ -361,21 +417,43 @@ impl ReadArgs {
         };
         if let Some(stats) = stats {
             if self.stale || self.unused || named || self.prefix.is_some() || self.owner.is_some() {
-                return Err(crate::error::failure(
-                    crate::error::Kind::Usage,
+                return Err(usage(
                     "--list --stats shows every segment: it does not go with --stale, --unused or a filter; for one segment, give shm-read -n NAME --stats",
                 ));
             }
-            return crate::cmd::stats::watch_all(stats, &mut std::io::stdout().lock());
+            return Ok(ReadMode::StatsAll(stats));
         }
-        let opts = ListOptions {
+        Ok(ReadMode::List(ListOptions {
             json: self.json,
             stale: self.stale,
             remove: self.remove,
             unused: self.unused,
             filter,
             all_users: self.all_users,
-        };
-        list(&opts, &mut std::io::stdout().lock())
+        }))
+    }
+}
+
+impl ReadMode {
+    /// Runs the command, writing data to stdout.
+    pub fn run(&self) -> anyhow::Result<()> {
+        let out = &mut std::io::stdout().lock();
+        match self {
+            ReadMode::Limits { json } => crate::cmd::limits::show(*json, out),
+            ReadMode::List(opts) => list(opts, out),
+            ReadMode::StatsAll(stats) => crate::cmd::stats::watch_all(*stats, out),
+            ReadMode::Stats(address, stats) => crate::cmd::stats::watch(address, *stats, out),
+            ReadMode::Stream {
+                address,
+                wait,
+                timeout,
+                progress,
+            } => read_stream(address, *wait, *timeout, *progress),
+            ReadMode::Info { find, json, remove } => {
+                crate::cmd::info::show(&find.address, find.wait, find.timeout, *json, *remove, out)
+            }
+            ReadMode::Dump(opts) => crate::cmd::read::dump(opts, out),
+            ReadMode::Follow(opts) => crate::cmd::read::follow(opts, out),
+        }
     }
 }

@@ -5,19 +5,16 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::address::Address;
 use crate::cli::{Progress, SegmentArgs, parse_mode, parse_size};
-use crate::cmd::replay::Speed;
+use crate::cmd::lines::{LinesOptions, write_lines};
+use crate::cmd::replay::{Speed, replay};
 use crate::cmd::stream::write_stream;
-use crate::cmd::write::{WriteOptions, write};
+use crate::cmd::write::{SnapshotOptions, write_snapshot};
 
-const EXAMPLES: &str = "\
-Examples:
-  Two terminals, like the classic writer.c / reader.c:
-    $ echo 'hello from terminal 1' | shm-write
-    $ shm-read
-    hello from terminal 1
-
-  Talk to the classic C programs (ftok(\"shmfile\", 65), a C string):
+const EXAMPLES: &str = concat!(
+    examples_opening!(),
+    "  Talk to the classic C programs (ftok(\"shmfile\", 65), a C string):
     $ touch shmfile
     $ echo 'hi, reader.c' | shm-write --raw -f shmfile
 
@@ -43,7 +40,8 @@ Examples:
   Keys and ids as ipcs shows them:
     $ shm-write -k 0x1234 -s 1M < picture.png
     $ ipcs -m
-";
+"
+);
 
 /// Publish stdin into a System V or POSIX shared memory segment.
 ///
@@ -148,37 +146,107 @@ fn parse_speed(raw: &str) -> Result<Speed, String> {
     }
 }
 
-impl WriteArgs {
+/// What `shm-write` was asked to do, each with only the options it uses.
+#[derive(Debug, Clone)]
+pub enum WriteMode {
+    /// Publish all of stdin as the snapshot's new content (the default).
+    Snapshot(SnapshotOptions),
+    /// `--lines` (`-z`): append each input line to a log as one record.
+    Lines(Address, LinesOptions),
+    /// `--replay FILE`: append a recording's records to a log, paced as recorded.
+    Replay {
+        /// Which log.
+        address: Address,
+        /// How the log is created and what ends a record.
+        lines: LinesOptions,
+        /// The recording (`-`: stdin).
+        recording: PathBuf,
+        /// How fast.
+        speed: Speed,
+    },
+    /// `--stream`: carry stdin through a ring to one reader.
+    Stream {
+        /// Which segment.
+        address: Address,
+        /// Ring size when creating.
+        size: Option<usize>,
+        /// Permission bits when creating.
+        mode: u32,
+        /// Show progress on stderr.
+        progress: Option<Progress>,
+    },
+}
+
+impl WriteMode {
+    /// Which segment.
+    fn address(&self) -> &Address {
+        match self {
+            WriteMode::Snapshot(opts) => &opts.address,
+            WriteMode::Lines(address, _)
+            | WriteMode::Replay { address, .. }
+            | WriteMode::Stream { address, .. } => address,
+        }
+    }
+
+    /// Runs the command, reading stdin.
+    pub fn run(&self) -> anyhow::Result<()> {
+        match self {
+            WriteMode::Snapshot(opts) => write_snapshot(opts, &mut std::io::stdin().lock()),
+            WriteMode::Lines(address, lines) => {
+                write_lines(&address.resolve()?, *lines, &mut std::io::stdin().lock())
+            }
+            WriteMode::Replay {
+                address,
+                lines,
+                recording,
+                speed,
+            } => replay(&address.resolve()?, lines, recording, *speed),
+            WriteMode::Stream {
+                address,
+                size,
+                mode,
+                progress,
+            } => write_stream(address, *size, *mode, *progress),
+        }
+    }
+
     /// On a terminal, stdin is someone typing: say (on stderr) what their
     /// lines become and how to end, as a prompt would, instead of
     /// waiting silently for the end of input.
-    fn say_what_is_read(&self, address: &crate::address::Address) {
-        let Ok(target) = address.resolve() else {
+    fn say_what_is_read(&self) {
+        let Ok(target) = self.address().resolve() else {
             return;
         };
-        let what = if self.replay.is_some() {
-            format!(
+        let what = match self {
+            WriteMode::Replay { .. } => format!(
                 "each line you type is a record in JSON (as shm-read --follow --json prints), \
                  appended to {target}; Ctrl-D to finish"
-            )
-        } else if self.lines || self.zero_terminated {
-            format!("each line you type is appended to {target} as one record; Ctrl-D to finish")
-        } else if self.stream {
-            format!("what you type streams through {target} to its reader; Ctrl-D to finish")
-        } else {
-            let how = if self.append {
-                "is appended to"
-            } else {
-                "becomes the content of"
-            };
-            format!(
-                "reading stdin: what you type {how} {target} when you press Ctrl-D \
-                 (Ctrl-C leaves it as it was)"
-            )
+            ),
+            WriteMode::Lines(..) => {
+                format!(
+                    "each line you type is appended to {target} as one record; Ctrl-D to finish"
+                )
+            }
+            WriteMode::Stream { .. } => {
+                format!("what you type streams through {target} to its reader; Ctrl-D to finish")
+            }
+            WriteMode::Snapshot(opts) => {
+                let how = if opts.append {
+                    "is appended to"
+                } else {
+                    "becomes the content of"
+                };
+                format!(
+                    "reading stdin: what you type {how} {target} when you press Ctrl-D \
+                     (Ctrl-C leaves it as it was)"
+                )
+            }
         };
         crate::notice::notice(format_args!("shm-write: {what}"));
     }
+}
 
+impl WriteArgs {
     /// Whether this command reads stdin (`--replay FILE` does not).
     #[must_use]
     pub fn reads_stdin(&self) -> bool {
@@ -187,28 +255,51 @@ impl WriteArgs {
             .is_none_or(|file| file.as_os_str() == "-")
     }
 
-    /// Does what the command line asks.
-    pub fn execute(&self) -> anyhow::Result<()> {
+    /// What the command line asks for.
+    pub fn mode(&self) -> anyhow::Result<WriteMode> {
         let address = self.segment.address(self.stream)?;
-        if self.reads_stdin() && std::io::stdin().is_terminal() {
-            self.say_what_is_read(&address);
-        }
         if self.stream {
-            return write_stream(&address, self.size, self.mode, self.progress);
+            return Ok(WriteMode::Stream {
+                address,
+                size: self.size,
+                mode: self.mode,
+                progress: self.progress,
+            });
         }
-        let opts = WriteOptions {
+        let lines = LinesOptions {
+            size: self.size,
+            mode: self.mode,
+            exclusive: self.exclusive,
+            delimiter: if self.zero_terminated { 0 } else { b'\n' },
+        };
+        if let Some(recording) = &self.replay {
+            return Ok(WriteMode::Replay {
+                address,
+                lines,
+                recording: recording.clone(),
+                speed: self.speed.unwrap_or(Speed::Factor(1.0)),
+            });
+        }
+        if self.lines || self.zero_terminated {
+            return Ok(WriteMode::Lines(address, lines));
+        }
+        Ok(WriteMode::Snapshot(SnapshotOptions {
             address,
             size: self.size,
             mode: self.mode,
             exclusive: self.exclusive,
             append: self.append,
             raw: self.raw,
-            lines: self.lines,
-            zero_terminated: self.zero_terminated,
             replace: self.replace,
-            replay: self.replay.clone(),
-            speed: self.speed.unwrap_or(Speed::Factor(1.0)),
-        };
-        write(&opts, &mut std::io::stdin().lock())
+        }))
+    }
+
+    /// Does what the command line asks.
+    pub fn execute(&self) -> anyhow::Result<()> {
+        let mode = self.mode()?;
+        if self.reads_stdin() && std::io::stdin().is_terminal() {
+            mode.say_what_is_read();
+        }
+        mode.run()
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod explain;
 pub mod follow;
+pub mod grow;
 pub mod hex;
 pub mod info;
 pub mod limits;
@@ -14,4 +15,5 @@ pub mod replay;
 pub mod report;
 pub mod stats;
 pub mod stream;
+pub mod versions;
 pub mod write;

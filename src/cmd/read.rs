@@ -8,22 +8,41 @@ use anyhow::Context;
 
 use crate::address::{Address, Target};
 use crate::cmd::explain::kind_of;
-use crate::cmd::follow::{Ended, Stop};
+use crate::cmd::follow::Stop;
+use crate::cmd::grow::remapping;
 use crate::cmd::hex;
+use crate::cmd::lines::LogReadOptions;
 use crate::error::{Kind, failure};
 use crate::layout::ring::Ring;
-use crate::layout::snapshot::{Snapshot, is_grown};
-use crate::layout::{self, Layout, cstring};
+use crate::layout::snapshot::Snapshot;
+use crate::layout::{self, Layout, Span};
 use crate::segment::{Access, Segment, timed_out};
 use crate::sys::AccessError;
 use crate::wait::{self, Deadline, RECHECK};
 
-/// Everything `shm-read` can be asked in snapshot mode.
+/// Where to find the segment, and whether to wait for it.
 #[derive(Debug, Clone)]
-pub struct ReadOptions {
+pub struct Find {
     /// Which segment.
     pub address: Address,
-    /// Read as a C string even if the segment is framed.
+    /// Wait until the segment exists and holds content.
+    pub wait: bool,
+    /// Bound on that wait (implies it).
+    pub timeout: Option<Duration>,
+}
+
+impl Find {
+    fn waits(&self) -> bool {
+        self.wait || self.timeout.is_some()
+    }
+}
+
+/// `shm-read` printing what a segment holds now.
+#[derive(Debug, Clone)]
+pub struct DumpOptions {
+    /// Which segment.
+    pub find: Find,
+    /// Read as a C string even if the segment is ours.
     pub raw: bool,
     /// Dump every byte of the segment, header included.
     pub all: bool,
@@ -33,81 +52,61 @@ pub struct ReadOptions {
     pub offset: Option<u64>,
     /// Print a hex dump instead of the bytes.
     pub hex: bool,
-    /// Wait until the segment exists and holds content.
-    pub wait: bool,
-    /// Bound on that wait (implies it).
-    pub timeout: Option<Duration>,
     /// Remove the segment after reading it.
     pub remove: bool,
-    /// Print every new version until the segment is removed.
-    pub follow: bool,
-    /// With `follow` (or on a log): one JSON object per version or record.
+    /// On a log: start this many records before the head.
+    pub tail: Option<u64>,
+}
+
+/// `shm-read --follow`: every new version (snapshot) or record (log).
+#[derive(Debug, Clone)]
+pub struct FollowOptions {
+    /// Which segment.
+    pub find: Find,
+    /// Output at most this many bytes (of each version).
+    pub bytes: Option<u64>,
+    /// One JSON object per version or record.
     pub json: bool,
-    /// With `follow`: skip what is there (a log's records, a snapshot's
-    /// current version).
+    /// Skip what is there (a log's records, a snapshot's current version).
     pub new: bool,
     /// On a log: start this many records before the head.
     pub tail: Option<u64>,
     /// On a log: hold writers back instead of being lapped.
     pub lossless: bool,
-    /// With `follow`: exit 0 after printing this many versions or records.
+    /// Exit 0 after printing this many versions or records.
     pub count: Option<u64>,
-    /// With `follow`: exit 0 after following this long.
+    /// Exit 0 after following this long.
     pub follow_for: Option<Duration>,
 }
 
-/// Runs `shm-read` in snapshot or follow mode (`--info` is [`crate::cmd::info::show`]), writing to `out`.
+/// Runs `shm-read` without `--follow` (`--info` is [`crate::cmd::info::show`]), writing to `out`.
 ///
 /// With `remove`, the segment is removed once what is to be printed has
 /// been copied out of it and before it is written to `out`, so a reader of
 /// our stdout that goes away early never prevents a removal asked for. An
 /// option that does not fit the segment's kind is refused (exit 2) before
 /// that, so a refused command line removes nothing.
-pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
-    let target = opts.address.resolve()?;
-    let deadline = Deadline::after(opts.timeout);
-    let waits = opts.wait || opts.timeout.is_some();
-    // A lossless follower keeps its position in the log's header.
-    let access = if opts.lossless {
-        Access::ReadWrite
-    } else {
-        Access::ReadOnly
-    };
-    let opened = if waits {
-        Segment::open_when(&target, access, deadline, opts.timeout, "to exist", |_| {
-            Ok(true)
-        })
-    } else {
-        Segment::open(&target, access)
-    };
-    let mut segment = opened.map_err(|e| {
-        if kind_of(&e) == Some(Kind::NotFound) && reads_a_log(opts) {
-            missing_log(&target, e)
-        } else if opts.lossless && e.to_string().starts_with("permission denied") {
-            failure(
-                Kind::Failed,
-                format!(
-                    "{e:#}; --lossless needs write access to the log (a lossless follower keeps \
-                     its position in the log's header), plain --follow only read access"
-                ),
-            )
-        } else {
-            e
-        }
-    })?;
-
-    // A follow of what comes next does not wait for what is there.
-    if waits && !opts.all && !(opts.follow && opts.new) {
-        remapping(&mut segment, |segment| {
-            wait_for_content(segment, deadline, opts.timeout)
-        })
-        .map_err(|e| name_segment(e, &target))?;
+pub fn dump(opts: &DumpOptions, out: &mut dyn Write) -> anyhow::Result<()> {
+    let target = opts.find.address.resolve()?;
+    let deadline = Deadline::after(opts.find.timeout);
+    let mut segment = open(
+        &target,
+        &opts.find,
+        deadline,
+        Access::ReadOnly,
+        opts.tail.is_some(),
+    )?;
+    if opts.find.waits() && !opts.all {
+        await_content(&mut segment, &target, deadline, opts.find.timeout)?;
     }
-    let layout = settled_layout(&segment, opts.follow);
+    let layout = settled_layout(&segment, false);
     let reads_records = layout == Layout::Log && !opts.all && !opts.raw && !opts.hex;
     // A usage error changes nothing: every refusal comes before --remove.
-    if let Some(refusal) = refusal(opts, layout, reads_records, &segment) {
-        return Err(refusal);
+    if reads_records && opts.offset.is_some() {
+        return Err(refuse_offset_on_log(segment.target()));
+    }
+    if !reads_records && opts.tail.is_some() {
+        return Err(refuse_log_options(segment.target(), layout));
     }
     // Removed as soon as it is found (and, with --wait, holds content):
     // everything printed comes from our own mapping, so neither a broken
@@ -116,25 +115,13 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     if opts.remove {
         segment.remove()?;
     }
-    // --timeout keeps counting from the start; --for from now on.
-    let stop = if opts.follow {
-        Stop::new(opts.count, opts.timeout, deadline, opts.follow_for)
-    } else {
-        Stop::never()
-    };
     if reads_records {
-        return crate::cmd::lines::read_log(&segment, log_options(opts, stop), out).map_err(|e| {
-            // An I/O error without context can only be a write to stdout:
-            // named as the snapshot and stream paths name theirs.
-            if e.downcast_ref::<std::io::Error>().is_some() {
-                e.context(format!("cannot write the records of {target} to stdout"))
-            } else {
-                name_segment(e, &target)
-            }
-        });
-    }
-    if opts.follow {
-        return follow(&mut segment, opts, stop, out).map_err(|e| name_segment(e, &target));
+        let log = LogReadOptions {
+            tail: opts.tail,
+            bytes: opts.bytes,
+            ..LogReadOptions::default()
+        };
+        return read_records(&segment, &target, log, out);
     }
     let content = remapping(&mut segment, |segment| content(segment, opts))
         .map_err(|e| name_segment(e, &target))?;
@@ -149,47 +136,147 @@ pub fn read(opts: &ReadOptions, out: &mut dyn Write) -> anyhow::Result<()> {
     })
 }
 
-/// The usage error for options that do not fit the segment's `layout`,
-/// if any; `reads_records` says the segment is read as a log's records.
-/// Looked at before anything is changed (`--remove`), so a refused command
-/// line leaves the segment as it was.
-fn refusal(
-    opts: &ReadOptions,
-    layout: Layout,
-    reads_records: bool,
-    segment: &Segment,
-) -> Option<anyhow::Error> {
-    if reads_records {
-        return opts.offset.is_some().then(|| {
+/// Runs `shm-read --follow` on a snapshot or a log, writing to `out`,
+/// until the segment is removed or the follow ends by itself.
+pub fn follow(opts: &FollowOptions, out: &mut dyn Write) -> anyhow::Result<()> {
+    let target = opts.find.address.resolve()?;
+    let deadline = Deadline::after(opts.find.timeout);
+    // A lossless follower keeps its position in the log's header.
+    let access = if opts.lossless {
+        Access::ReadWrite
+    } else {
+        Access::ReadOnly
+    };
+    let mut segment = open(&target, &opts.find, deadline, access, true).map_err(|e| {
+        if opts.lossless && is_permission_denied(&e) {
             failure(
-                Kind::Usage,
+                Kind::Failed,
                 format!(
-                    "--offset counts bytes of a snapshot, a stream or a C string, and {} is a log \
-                     of records: --tail N starts N records back, --all --offset N skips N bytes of \
-                     the segment",
-                    segment.target()
+                    "{e:#}; --lossless needs write access to the log (a lossless follower keeps \
+                     its position in the log's header), plain --follow only read access"
                 ),
             )
-        });
+        } else {
+            e
+        }
+    })?;
+    // A follow of what comes next does not wait for what is there.
+    if opts.find.waits() && !opts.new {
+        await_content(&mut segment, &target, deadline, opts.find.timeout)?;
     }
-    if opts.lossless || opts.tail.is_some() {
-        return Some(failure(
-            Kind::Usage,
-            format!(
-                "--tail and --lossless read a log (made by shm-write --lines); {} is {}",
-                segment.target(),
-                describe_layout(layout)
-            ),
-        ));
+    let layout = settled_layout(&segment, true);
+    if layout != Layout::Log && (opts.lossless || opts.tail.is_some()) {
+        return Err(refuse_log_options(segment.target(), layout));
     }
-    None
+    // --timeout keeps counting from the start; --for from now on.
+    let stop = Stop::new(opts.count, opts.find.timeout, deadline, opts.follow_for);
+    if layout == Layout::Log {
+        let log = LogReadOptions {
+            follow: true,
+            new: opts.new,
+            tail: opts.tail,
+            lossless: opts.lossless,
+            json: opts.json,
+            bytes: opts.bytes,
+            stop,
+        };
+        return read_records(&segment, &target, log, out);
+    }
+    if layout != Layout::Snapshot {
+        return Err(refuse_follow(segment.target(), layout));
+    }
+    crate::cmd::versions::follow_versions(&mut segment, opts, stop, out)
+        .map_err(|e| name_segment(e, &target))
 }
 
-/// Whether the command line asks for what only a log has (or, with
-/// `--follow`, what a chat's follower wants): its hint names the log
-/// writer, not a snapshot write that `--lines` would then refuse.
-fn reads_a_log(opts: &ReadOptions) -> bool {
-    opts.follow || opts.new || opts.lossless || opts.tail.is_some()
+/// Whether opening the segment failed for want of permission.
+fn is_permission_denied(e: &anyhow::Error) -> bool {
+    // switched to the typed segment error when it lands
+    e.to_string().starts_with("permission denied")
+}
+
+/// Opens the segment at `target`, waiting for it to exist if `find` says
+/// so. `reads_a_log` says the command line asks for what only a log has
+/// (or, with `--follow`, what a chat's follower wants): a missing segment's
+/// hint then names the log writer, not a snapshot write that `--lines`
+/// would then refuse.
+fn open(
+    target: &Target,
+    find: &Find,
+    deadline: Deadline,
+    access: Access,
+    reads_a_log: bool,
+) -> anyhow::Result<Segment> {
+    let opened = if find.waits() {
+        Segment::open_when(target, access, deadline, find.timeout, "to exist", |_| {
+            Ok(true)
+        })
+    } else {
+        Segment::open(target, access)
+    };
+    opened.map_err(|e| {
+        if kind_of(&e) == Some(Kind::NotFound) && reads_a_log {
+            missing_log(target, e)
+        } else {
+            e
+        }
+    })
+}
+
+/// Waits (see [`wait_for_content`]) until the segment holds content,
+/// following it when it grows.
+fn await_content(
+    segment: &mut Segment,
+    target: &Target,
+    deadline: Deadline,
+    timeout: Option<Duration>,
+) -> anyhow::Result<()> {
+    remapping(segment, |segment| {
+        wait_for_content(segment, deadline, timeout)
+    })
+    .map_err(|e| name_segment(e, target))
+}
+
+/// Prints a log's records (see [`crate::cmd::lines::read_log`]).
+fn read_records(
+    segment: &Segment,
+    target: &Target,
+    opts: LogReadOptions,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    crate::cmd::lines::read_log(segment, opts, out).map_err(|e| {
+        // An I/O error without context can only be a write to stdout:
+        // named as the snapshot and stream paths name theirs.
+        if e.downcast_ref::<std::io::Error>().is_some() {
+            e.context(format!("cannot write the records of {target} to stdout"))
+        } else {
+            name_segment(e, target)
+        }
+    })
+}
+
+/// The usage error for `--offset` on a log, which is read as records.
+fn refuse_offset_on_log(target: &Target) -> anyhow::Error {
+    failure(
+        Kind::Usage,
+        format!(
+            "--offset counts bytes of a snapshot, a stream or a C string, and {target} is a log \
+             of records: --tail N starts N records back, --all --offset N skips N bytes of \
+             the segment"
+        ),
+    )
+}
+
+/// The usage error for `--tail` or `--lossless` on what is not read as a
+/// log's records.
+fn refuse_log_options(target: &Target, layout: Layout) -> anyhow::Error {
+    failure(
+        Kind::Usage,
+        format!(
+            "--tail and --lossless read a log (made by shm-write --lines); {target} is {}",
+            describe_layout(layout)
+        ),
+    )
 }
 
 /// The "no such segment" error for a follower or `--tail`: start the log
@@ -209,29 +296,10 @@ fn missing_log(target: &Target, err: anyhow::Error) -> anyhow::Error {
     )
 }
 
-/// Runs `f`, and again on a fresh mapping when it found that the segment
-/// grew since it was mapped (see "Growing" in docs/FORMAT.md). A header
-/// that claims more than the object holds stays an error.
-fn remapping<T>(
-    segment: &mut Segment,
-    mut f: impl FnMut(&Segment) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    loop {
-        match f(segment) {
-            Err(e) if is_grown(&e) => {
-                if !segment.remap_if_grown()? {
-                    return Err(e);
-                }
-            }
-            other => return other,
-        }
-    }
-}
-
 /// Writes and flushes with `write`; a failure names the segment ("cannot
 /// write the content of ... to stdout: No space left on device"). A broken
 /// pipe stays recognisable in the chain, so it still ends quietly.
-fn to_stdout(
+pub(crate) fn to_stdout(
     target: &Target,
     what: &str,
     out: &mut dyn Write,
@@ -254,18 +322,6 @@ fn name_segment(err: anyhow::Error, target: &Target) -> anyhow::Error {
         ))
     } else {
         err
-    }
-}
-
-fn log_options(opts: &ReadOptions, stop: Stop) -> crate::cmd::lines::LogReadOptions {
-    crate::cmd::lines::LogReadOptions {
-        follow: opts.follow,
-        new: opts.new,
-        tail: opts.tail,
-        lossless: opts.lossless,
-        json: opts.json,
-        bytes: opts.bytes,
-        stop,
     }
 }
 
@@ -298,48 +354,22 @@ fn describe_layout(layout: Layout) -> &'static str {
 /// The bytes `shm-read` prints for the segment's current state, from
 /// `opts.offset` on, at most `opts.bytes` of them: only that many are
 /// copied out of the segment (from a stream's ring, all it holds).
-fn content(segment: &Segment, opts: &ReadOptions) -> anyhow::Result<Vec<u8>> {
+fn content(segment: &Segment, opts: &DumpOptions) -> anyhow::Result<Vec<u8>> {
     let map = segment.mapping();
-    let limit = limit(opts.bytes);
-    let skip = skip(opts.offset);
+    let span = Span {
+        skip: skip(opts.offset),
+        limit: limit(opts.bytes),
+    };
     if opts.all {
-        let start = skip.min(map.len());
-        let mut all = layout::zeroed((map.len() - start).min(limit), segment.target())?;
+        let start = span.skip.min(map.len());
+        let mut all = layout::zeroed((map.len() - start).min(span.limit), segment.target())?;
         map.read(start, &mut all)?;
         return Ok(all);
     }
-    let mut data = match Layout::detect(map) {
-        Layout::Snapshot if !opts.raw => {
-            Snapshot::open(map, segment.target())?
-                .read_span(skip, limit)?
-                .data
-        }
-        Layout::Stream if !opts.raw => {
-            let mut held = Ring::open(map, segment.target())?.peek()?;
-            held.drain(..skip.min(held.len()));
-            held
-        }
-        _ if skip > 0 => {
-            // The C string's bytes from `skip` on, up to its NUL.
-            let end = map.find_nul(0)?.unwrap_or(map.len());
-            let start = skip.min(end);
-            let mut part = layout::zeroed((end - start).min(limit), segment.target())?;
-            map.read(start, &mut part)?;
-            part
-        }
-        _ if limit < map.len() => {
-            // The C string's first `limit` bytes: no need to find its end.
-            let mut prefix = layout::zeroed(limit, segment.target())?;
-            map.read(0, &mut prefix)?;
-            if let Some(nul) = prefix.iter().position(|&b| b == 0) {
-                prefix.truncate(nul);
-            }
-            prefix
-        }
-        _ => cstring::read_c_string(map, segment.target())?,
-    };
-    data.truncate(limit);
-    Ok(data)
+    // A log's records are printed by `read_records`; what comes here of a
+    // log (`--hex`) is its bytes as a C string, like any layout not ours.
+    let raw = opts.raw || Layout::detect(map) == Layout::Log;
+    layout::snapshot_content(map, segment.target(), raw, span)
 }
 
 /// `--offset N` as a length; none is 0.
@@ -348,7 +378,7 @@ fn skip(offset: Option<u64>) -> usize {
 }
 
 /// `-c N` as a length; no limit is `usize::MAX`.
-fn limit(bytes: Option<u64>) -> usize {
+pub(crate) fn limit(bytes: Option<u64>) -> usize {
     bytes.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX))
 }
 
@@ -393,108 +423,16 @@ fn wait_for_content(
     }
 }
 
-/// Prints the current version (unless `opts.new`), then each new one,
-/// until the segment is removed or `stop` says so. A version published
-/// while the previous one is being printed
-/// may be skipped, but the last one is always printed: a snapshot is state,
-/// and the latest state is what matters. With `json`, each version is one
-/// JSON object on its own line, so versions stay apart. A segment that
-/// grows is mapped again; the version that grew it is printed, and the
-/// old content that growing moved (same time and writer) is not again.
-fn follow(
-    segment: &mut Segment,
-    opts: &ReadOptions,
-    mut stop: Stop,
-    out: &mut dyn Write,
-) -> anyhow::Result<()> {
-    let map = segment.mapping();
-    let layout = Layout::detect(map);
-    if layout != Layout::Snapshot || opts.raw || opts.all {
-        let what = match layout {
-            Layout::Stream => {
-                "a stream (shm-write --stream); drain it with shm-read --stream instead".to_owned()
-            }
-            _ => format!(
-                "{}; --follow reads snapshots and logs",
-                describe_layout(layout)
-            ),
-        };
-        return Err(failure(
-            Kind::Usage,
-            format!("{} is {what}", segment.target()),
-        ));
-    }
-    let mut shown = None;
-    let mut skip_current = opts.new;
-    remapping(segment, |segment| {
-        follow_mapped(segment, opts, out, &mut shown, &mut skip_current, &mut stop)
-    })
-}
-
-/// [`follow`] until the segment is removed, has grown beyond this
-/// mapping, or `stop` ends it. `shown` is the last version printed (or
-/// skipped): seq, time and writer.
-fn follow_mapped(
-    segment: &Segment,
-    opts: &ReadOptions,
-    out: &mut dyn Write,
-    shown: &mut Option<(u32, u64, u32)>,
-    skip_current: &mut bool,
-    stop: &mut Stop,
-) -> anyhow::Result<()> {
-    let map = segment.mapping();
-    let framed = Snapshot::open(map, segment.target())?;
-    let seq_word = framed.seq_word()?;
-    // A version that keeps changing under the copy is retried only until
-    // the follow's end: the stop check at the top of the loop then decides.
-    // (Its time limits do not change as versions are printed.)
-    let ends = *stop;
-    let give_up = move || ends.check().is_some();
-    if *skip_current && let Some(current) = framed.published_unless(&give_up)? {
-        *skip_current = false;
-        if current.seq != 0 {
-            *shown = Some((current.seq, current.mtime_ns, current.writer_pid));
+/// The usage error for `--follow` on what is neither a snapshot nor a log.
+fn refuse_follow(target: &Target, layout: Layout) -> anyhow::Error {
+    let what = match layout {
+        Layout::Stream => {
+            "a stream (shm-write --stream); drain it with shm-read --stream instead".to_owned()
         }
-    }
-    loop {
-        match stop.check() {
-            Some(Ended::Done) => return Ok(()),
-            Some(Ended::TimedOut) => return Err(stop.timed_out(segment.target(), "versions")),
-            None => {}
-        }
-        let seq = framed.seq()?;
-        if shown.is_none_or(|(s, ..)| s != seq) && seq != 0 {
-            let Some(version) = framed.read_at_most_unless(limit(opts.bytes), &give_up)? else {
-                continue;
-            };
-            let moved = shown.is_some_and(|(_, mtime_ns, pid)| {
-                (mtime_ns, pid) == (version.mtime_ns, version.writer_pid)
-            });
-            *shown = Some((version.seq, version.mtime_ns, version.writer_pid));
-            if moved {
-                continue;
-            }
-            to_stdout(segment.target(), "the content of", out, |out| {
-                if opts.json {
-                    let line = crate::cmd::record::to_json_line(
-                        u64::from(version.seq),
-                        Some(version.mtime_ns),
-                        &version.data,
-                    );
-                    out.write_all(line.as_bytes())
-                } else {
-                    out.write_all(&version.data)
-                }
-            })?;
-            if stop.printed() {
-                return Ok(());
-            }
-            continue;
-        }
-        if segment.is_removed() {
-            return Ok(());
-        }
-        map.verify_size()?;
-        wait::wait_while_equal(seq_word, seq, stop.slice(RECHECK * 4));
-    }
+        _ => format!(
+            "{}; --follow reads snapshots and logs",
+            describe_layout(layout)
+        ),
+    };
+    failure(Kind::Usage, format!("{target} is {what}"))
 }

@@ -5,7 +5,7 @@ use std::io::Read;
 
 use crate::address::{Address, Target};
 use crate::cmd::explain::kind_of;
-use crate::cmd::lines::LinesOptions;
+use crate::cmd::grow::remapping;
 use crate::error::{Kind, failure};
 use crate::layout::snapshot::{self, Publish, Snapshot};
 use crate::layout::{Layout, cstring};
@@ -19,9 +19,9 @@ pub const MIN_SIZE: usize = 4096;
 /// Default size for `--lines`, whose input length is not known up front.
 pub const LINES_SIZE: usize = crate::cmd::lines::DEFAULT_LOG_SIZE;
 
-/// Everything `shm-write` can be asked in snapshot and lines mode.
+/// What `shm-write` is asked when it publishes a snapshot.
 #[derive(Debug, Clone)]
-pub struct WriteOptions {
+pub struct SnapshotOptions {
     /// Which segment.
     pub address: Address,
     /// Size when creating; None picks one that fits the input.
@@ -34,35 +34,14 @@ pub struct WriteOptions {
     pub append: bool,
     /// The classic C-string layout instead of ours.
     pub raw: bool,
-    /// Append each input line to a log as one record.
-    pub lines: bool,
-    /// With `lines`: records end at NUL instead of newline.
-    pub zero_terminated: bool,
     /// A System V segment (by key) that the input does not fit is replaced
     /// by a new one under the same key (POSIX segments grow anyway).
     pub replace: bool,
-    /// Append the records of this recording (`-`: stdin) to a log instead
-    /// of input lines, paced as recorded.
-    pub replay: Option<std::path::PathBuf>,
-    /// With `replay`: how fast.
-    pub speed: crate::cmd::replay::Speed,
 }
 
-/// Runs `shm-write`, reading `input` (stdin).
-pub fn write(opts: &WriteOptions, input: &mut dyn Read) -> anyhow::Result<()> {
+/// Runs `shm-write` as a snapshot write, publishing all of `input` (stdin).
+pub fn write_snapshot(opts: &SnapshotOptions, input: &mut dyn Read) -> anyhow::Result<()> {
     let target = opts.address.resolve()?;
-    if opts.lines || opts.zero_terminated || opts.replay.is_some() {
-        let lines = LinesOptions {
-            size: opts.size,
-            mode: opts.mode,
-            exclusive: opts.exclusive,
-            delimiter: if opts.zero_terminated { 0 } else { b'\n' },
-        };
-        if let Some(recording) = &opts.replay {
-            return crate::cmd::replay::replay(&target, &lines, recording, opts.speed);
-        }
-        return crate::cmd::lines::write_lines(&target, lines, input);
-    }
     let data = read_all(input).map_err(|e| match e.kind() {
         std::io::ErrorKind::OutOfMemory => failure(
             Kind::Failed,
@@ -142,7 +121,7 @@ pub fn default_size(len: usize, raw: bool) -> usize {
 /// An open segment being published to.
 struct Writer<'o> {
     segment: Segment,
-    opts: &'o WriteOptions,
+    opts: &'o SnapshotOptions,
 }
 
 impl<'o> Writer<'o> {
@@ -156,7 +135,7 @@ impl<'o> Writer<'o> {
     /// tried).
     fn start(
         target: &Target,
-        opts: &'o WriteOptions,
+        opts: &'o SnapshotOptions,
         size: usize,
         first: &[u8],
     ) -> anyhow::Result<Writer<'o>> {
@@ -179,11 +158,7 @@ impl<'o> Writer<'o> {
             writer.replace_unless_fits(first)?;
         }
         // Another writer may grow it between our mapping it and looking.
-        while let Err(e) = writer.publish(first) {
-            if !(snapshot::is_grown(&e) && writer.segment.remap_if_grown()?) {
-                return Err(e);
-            }
-        }
+        remapping(&mut writer.segment, |segment| publish(segment, opts, first))?;
         Ok(writer)
     }
 
@@ -258,46 +233,39 @@ impl<'o> Writer<'o> {
             ),
         ))
     }
+}
 
-    fn publish(&self, data: &[u8]) -> anyhow::Result<()> {
-        let map = self.segment.mapping();
-        let target = self.segment.target();
-        if Layout::detect(map) == Layout::Log {
-            return Err(refuse_log(target));
-        }
-        if self.opts.raw {
-            refuse_raw_over_ours(map, target)?;
-            return Ok(cstring::write_c_string(
-                map,
-                target,
-                data,
-                self.opts.append,
-            )?);
-        }
-        let how = if self.opts.append {
-            Publish::Append
-        } else {
-            Publish::Replace
-        };
-        let framed = match target {
-            Target::Name(_) => Snapshot::for_writing(map, target)?,
-            Target::Key { .. } | Target::Id(_) => {
-                Snapshot::for_publishing(map, target, data.len())?
-            }
-        };
-        // Faulting in the slot's pages one by one under the lock costs more
-        // than the copy; done beforehand, in one call, it does not hold the
-        // lock at all. Only a hint: a segment about to grow has no such span.
-        if let Ok((offset, len)) = framed.next_write_span(data.len(), how) {
-            map.prefault_for_writing(offset, len);
-        }
-        match target {
-            // A POSIX segment grows to fit (see "Growing" in docs/FORMAT.md).
-            Target::Name(_) => {
-                framed.publish_or_grow(data, how, &|size| self.segment.grow_to(size))
-            }
-            Target::Key { .. } | Target::Id(_) => framed.publish(data, how),
-        }
+/// Publishes `data` into `segment` as `opts` ask: a C string with `--raw`,
+/// else a new version of the snapshot (a POSIX one grows to fit).
+fn publish(segment: &Segment, opts: &SnapshotOptions, data: &[u8]) -> anyhow::Result<()> {
+    let map = segment.mapping();
+    let target = segment.target();
+    if Layout::detect(map) == Layout::Log {
+        return Err(refuse_log(target));
+    }
+    if opts.raw {
+        refuse_raw_over_ours(map, target)?;
+        return Ok(cstring::write_c_string(map, target, data, opts.append)?);
+    }
+    let how = if opts.append {
+        Publish::Append
+    } else {
+        Publish::Replace
+    };
+    let framed = match target {
+        Target::Name(_) => Snapshot::for_writing(map, target)?,
+        Target::Key { .. } | Target::Id(_) => Snapshot::for_publishing(map, target, data.len())?,
+    };
+    // Faulting in the slot's pages one by one under the lock costs more
+    // than the copy; done beforehand, in one call, it does not hold the
+    // lock at all. Only a hint: a segment about to grow has no such span.
+    if let Ok((offset, len)) = framed.next_write_span(data.len(), how) {
+        map.prefault_for_writing(offset, len);
+    }
+    match target {
+        // A POSIX segment grows to fit (see "Growing" in docs/FORMAT.md).
+        Target::Name(_) => framed.publish_or_grow(data, how, &|size| segment.grow_to(size)),
+        Target::Key { .. } | Target::Id(_) => framed.publish(data, how),
     }
 }
 

@@ -60,17 +60,73 @@ impl Layout {
     }
 }
 
-/// What a snapshot read shows: a framed segment's published version, the
-/// bytes in flight in a ring (without consuming them), the records a log
-/// holds (concatenated), or the C string at
-/// offset 0 of anything else (always, with `raw`).
-pub fn snapshot_content(map: &Mapping, target: &Target, raw: bool) -> anyhow::Result<Vec<u8>> {
-    match Layout::detect(map) {
-        Layout::Snapshot if !raw => Ok(snapshot::Snapshot::open(map, target)?.read()?.data),
-        Layout::Stream if !raw => ring::Ring::open(map, target)?.peek(),
-        Layout::Log if !raw => log::Log::open(map, target)?.contents(),
-        _ => Ok(cstring::read_c_string(map, target)?),
-    }
+/// Which part of a segment's content a read copies out: from byte `skip`
+/// on, at most `limit` bytes (`shm-read --offset` and `-c`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// Bytes of the content left out first.
+    pub skip: usize,
+    /// Most bytes copied.
+    pub limit: usize,
+}
+
+impl Span {
+    /// All of the content.
+    pub const WHOLE: Span = Span {
+        skip: 0,
+        limit: usize::MAX,
+    };
+}
+
+/// What a snapshot read shows, the `span` of it: a framed segment's
+/// published version, the bytes in flight in a ring (without consuming
+/// them), the records a log holds (concatenated), or the C string at
+/// offset 0 of anything else (always, with `raw`). Only the bytes
+/// returned are copied out of a version or a C string.
+pub fn snapshot_content(
+    map: &Mapping,
+    target: &Target,
+    raw: bool,
+    span: Span,
+) -> anyhow::Result<Vec<u8>> {
+    let Span { skip, limit } = span;
+    let mut data = match Layout::detect(map) {
+        Layout::Snapshot if !raw => {
+            snapshot::Snapshot::open(map, target)?
+                .read_span(skip, limit)?
+                .data
+        }
+        Layout::Stream if !raw => {
+            let mut held = ring::Ring::open(map, target)?.peek()?;
+            held.drain(..skip.min(held.len()));
+            held
+        }
+        Layout::Log if !raw => {
+            let mut records = log::Log::open(map, target)?.contents()?;
+            records.drain(..skip.min(records.len()));
+            records
+        }
+        _ if skip > 0 => {
+            // The C string's bytes from `skip` on, up to its NUL.
+            let end = map.find_nul(0)?.unwrap_or(map.len());
+            let start = skip.min(end);
+            let mut part = zeroed((end - start).min(limit), target)?;
+            map.read(start, &mut part)?;
+            part
+        }
+        _ if limit < map.len() => {
+            // The C string's first `limit` bytes: no need to find its end.
+            let mut prefix = zeroed(limit, target)?;
+            map.read(0, &mut prefix)?;
+            if let Some(nul) = prefix.iter().position(|&b| b == 0) {
+                prefix.truncate(nul);
+            }
+            prefix
+        }
+        _ => cstring::read_c_string(map, target)?,
+    };
+    data.truncate(limit);
+    Ok(data)
 }
 
 /// Parses an untrusted segment image the way `shm-read` and `--info` do
@@ -102,7 +158,7 @@ pub fn check_image(image: &[u8]) -> anyhow::Result<Vec<u8>> {
         }
         Layout::Foreign => {}
     }
-    snapshot_content(&map, &target, false)
+    snapshot_content(&map, &target, false, Span::WHOLE)
 }
 
 /// Makes room for `more` bytes in `buf` without aborting. Every copy of
