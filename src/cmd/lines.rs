@@ -93,22 +93,19 @@ pub fn write_lines(
 }
 
 /// Opens the log at `target` for appending, creating it (and its header)
-/// when missing; a segment that is something else is refused, and removed
-/// again if this call created it.
+/// when missing; a segment that is something else is refused, and never
+/// removed, even when this call created it.
 pub fn open_log(target: &Target, opts: &LinesOptions) -> anyhow::Result<Segment> {
     let create = Create {
         size: opts.size.unwrap_or(DEFAULT_LOG_SIZE),
         mode: opts.mode,
         exclusive: opts.exclusive,
     };
-    let (segment, created) = Segment::open_or_create(target, &create)?;
-    if let Err(e) = Log::for_writing(segment.mapping(), target) {
-        if created {
-            // Ours and empty; the error says more than a failed removal.
-            let _ = segment.remove();
-        }
-        return Err(e);
-    }
+    // A segment we created stays even when it cannot hold a log: once its
+    // name is visible, a racing writer may already have opened it, and
+    // removing it would pull it from under them (segment's contract).
+    let (segment, _created) = Segment::open_or_create(target, &create)?;
+    Log::for_writing(segment.mapping(), target)?;
     Ok(segment)
 }
 
