@@ -295,8 +295,8 @@ pub fn watch(address: &Address, opts: StatsOptions, out: &mut dyn Write) -> anyh
             Kind::Failed,
             format!(
                 "{target} has no counters to watch: it is not a shm-write segment (no header); \
-                 see who uses it with: shm-read {} --info",
-                target.flag()
+                 see who uses it with: {} --info",
+                target.command("shm-read")
             ),
         ));
     }

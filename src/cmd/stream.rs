@@ -162,9 +162,9 @@ pub fn read_stream(
             (Some(Kind::NotFound), Target::Key { .. } | Target::Name(_)) => failure(
                 Kind::NotFound,
                 format!(
-                    "no stream at {target}; start its writer with: producer | shm-write --stream {}, \
+                    "no stream at {target}; start its writer with: producer | {}, \
                      or add --wait to wait for it",
-                    target.flag()
+                    target.command("shm-write --stream")
                 ),
             ),
             _ => e,

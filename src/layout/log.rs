@@ -209,8 +209,8 @@ impl<'a> Log<'a> {
             return Err(failure(
                 Kind::Failed,
                 format!(
-                    "{target} is not a log; start one with: producer | shm-write --lines {}",
-                    target.flag()
+                    "{target} is not a log; start one with: producer | {}",
+                    target.command("shm-write --lines")
                 ),
             ));
         }
@@ -260,8 +260,8 @@ impl<'a> Log<'a> {
                     format!(
                         "{target} is a snapshot (written by shm-write without --lines), not a log; \
                          --lines appends records to a log: use another address, or remove it first \
-                         (shm-read --remove {} > /dev/null)",
-                        target.flag()
+                         ({} > /dev/null)",
+                        target.command("shm-read --remove")
                     ),
                 ));
             }
@@ -270,8 +270,8 @@ impl<'a> Log<'a> {
                     Kind::Failed,
                     format!(
                         "{target} is a stream ring (shm-write --stream), not a log; use another address, \
-                         or remove it first (shm-read --remove {} > /dev/null)",
-                        target.flag()
+                         or remove it first ({} > /dev/null)",
+                        target.command("shm-read --remove")
                     ),
                 ));
             }
@@ -296,8 +296,8 @@ impl<'a> Log<'a> {
                 Kind::Failed,
                 format!(
                     "{target} holds data in a layout shm-tools did not write (a C program's string, for \
-                     example); use another address, or remove it first (shm-read --remove {} > /dev/null)",
-                    target.flag()
+                     example); use another address, or remove it first ({} > /dev/null)",
+                    target.command("shm-read --remove")
                 ),
             ));
         }
@@ -1063,16 +1063,16 @@ fn tell_waiting(target: &Target, behind: &Behind, how: &str) {
     } else {
         format!(
             "; if no such follower runs, the slot was forged: stop the writers, remove the log \
-             (shm-read {} --remove > /dev/null) and start it again",
-            target.flag()
+             ({} --remove > /dev/null) and start it again",
+            target.command("shm-read")
         )
     };
     crate::notice::notice(format_args!(
         "shm-write: waiting for a lossless follower of {target} ({who}; shm-read --follow \
          --lossless) that is a whole log behind{how}; writers wait for it as long as it lives, as \
          a pipe's writer waits for its reader, and go on when it reads on, exits or is killed \
-         (shm-read {} --info lists the follower slots){forged}",
-        target.flag()
+         ({} --info lists the follower slots){forged}",
+        target.command("shm-read")
     ));
 }
 

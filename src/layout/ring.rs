@@ -176,8 +176,8 @@ impl<'a> Ring<'a> {
             )
         })?;
         let remove_first = format!(
-            "remove it first: shm-read --remove {} > /dev/null",
-            target.flag()
+            "remove it first: {} > /dev/null",
+            target.command("shm-read --remove")
         );
         let writer_died = || {
             failure(
@@ -436,8 +436,8 @@ impl<'a> Ring<'a> {
                     target.command("shm-read")
                 ),
                 _ if map.is_zero(0, map.len().min(64)).unwrap_or(false) => format!(
-                    "is not a stream yet; start the writer with: producer | shm-write --stream {}",
-                    target.flag()
+                    "is not a stream yet; start the writer with: producer | {}",
+                    target.command("shm-write --stream")
                 ),
                 _ => format!(
                     "holds data not written by shm-tools, not a stream: read it with {}; \
@@ -544,9 +544,9 @@ impl<'a> Ring<'a> {
                 Kind::Failed,
                 format!(
                     "{}'s previous reader died, so the stream is broken; remove it \
-                     (shm-read --remove {} > /dev/null) and start again",
+                     ({} > /dev/null) and start again",
                     self.target,
-                    self.target.flag()
+                    self.target.command("shm-read --remove")
                 ),
             )
         };
