@@ -1,4 +1,5 @@
-//! What the tools say, and `shm-write --lines` leaves, and leaves when a segment cannot be a log:
+//! What the tools say when a segment is not what a command needs, and what
+//! `shm-write --lines` leaves when a segment cannot be a log:
 //! hints name the segment as the user would address it again (nothing at
 //! all for the per-user default, so no doubled space), and a segment this
 //! call created is never removed again, since a racing writer may already
