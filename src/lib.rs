@@ -4,6 +4,7 @@
 //! - [`error`], [`notice`]: exit codes and their classes; one-line notices on stderr;
 //! - [`address`]: how a segment is named (key, ftok path, id, POSIX name, default);
 //! - [`sys`]: the OS calls and mappings, the only unsafe code;
+//! - [`sysvipc`]: the kernel's table of System V segments, read by its header names;
 //! - [`users`]: user and group names (files, then getent; never glibc's NSS in a static binary);
 //! - [`wait`]: how peers wait for each other and hold locks (futexes, robust locks);
 //! - [`layout`]: what is on a segment (snapshot, stream ring, log, or a C string);

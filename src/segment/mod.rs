@@ -950,21 +950,13 @@ fn owner_and_mode(target: &Target) -> Option<(u32, u32)> {
             let meta = std::fs::symlink_metadata(name.dev_shm_path()).ok()?;
             Some((meta.uid(), meta.mode() & 0o7777))
         }
-        Target::Key { key, .. } => sysvipc_row(|k, _| k == key.as_raw()),
-        Target::Id(id) => sysvipc_row(|_, i| i == id.as_raw()),
+        Target::Key { key, .. } => owner_and_mode_of(crate::sysvipc::by_key(*key)),
+        Target::Id(id) => owner_and_mode_of(crate::sysvipc::by_id(*id)),
     }
 }
 
-fn sysvipc_row(matches: impl Fn(i32, i32) -> bool) -> Option<(u32, u32)> {
-    let table = std::fs::read_to_string("/proc/sysvipc/shm").ok()?;
-    table.lines().skip(1).find_map(|line| {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        let key: i32 = cols.first()?.parse().ok()?;
-        let id: i32 = cols.get(1)?.parse().ok()?;
-        let perms = u32::from_str_radix(cols.get(2)?, 8).ok()?;
-        let uid: u32 = cols.get(7)?.parse().ok()?;
-        matches(key, id).then_some((uid, perms & 0o7777))
-    })
+fn owner_and_mode_of(row: Option<crate::sysvipc::Row>) -> Option<(u32, u32)> {
+    row.map(|row| (row.stat.uid, row.stat.mode & 0o7777))
 }
 
 use crate::users::user_name;
@@ -990,14 +982,7 @@ fn test_hook_replace_gap() {}
 /// Owner and creator uid of the segment under `key`, from the
 /// world-readable /proc/sysvipc/shm (no permission on it needed).
 fn sysv_creator(key: ShmKey) -> Option<(u32, u32)> {
-    let table = std::fs::read_to_string("/proc/sysvipc/shm").ok()?;
-    table.lines().skip(1).find_map(|line| {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        let k: i32 = cols.first()?.parse().ok()?;
-        let uid: u32 = cols.get(7)?.parse().ok()?;
-        let cuid: u32 = cols.get(9)?.parse().ok()?;
-        (k == key.as_raw()).then_some((uid, cuid))
-    })
+    crate::sysvipc::by_key(key).map(|row| (row.stat.uid, row.stat.cuid))
 }
 
 fn permission_error(target: &Target, action: &str) -> anyhow::Error {
