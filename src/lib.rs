@@ -6,7 +6,8 @@
 //! - [`sys`]: the OS calls and mappings, the only unsafe code;
 //! - [`sysvipc`]: the kernel's table of System V segments, read by its header names;
 //! - [`users`]: user and group names (files, then getent; never glibc's NSS in a static binary);
-//! - [`wait`]: how peers wait for each other and hold locks (futexes, robust locks);
+//! - [`wait`]: how peers wait for each other (deadlines, futexes);
+//! - [`lock`]: robust locks whose holder's death the kernel records;
 //! - [`layout`]: what is on a segment (snapshot, stream ring, log, or a C string);
 //! - [`segment`]: finding, creating, attaching, growing and removing segments;
 //! - [`usage`]: which processes use a segment (from /proc);
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod cmd;
 pub mod error;
 pub mod layout;
+pub mod lock;
 pub mod notice;
 pub mod segment;
 pub mod sys;

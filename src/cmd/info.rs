@@ -26,11 +26,12 @@ use crate::layout::Layout;
 use crate::layout::log::Log;
 use crate::layout::ring::{self, Ring};
 use crate::layout::snapshot::Snapshot;
+use crate::lock::Holder;
 use crate::segment::{Access, Segment, Stat, timed_out};
 use crate::sys::{ShmId, SysvStat};
 use crate::usage::{Identity, Scan};
 use crate::users::{group_name, user_name};
-use crate::wait::{self, Deadline, Holder};
+use crate::wait::{self, Deadline};
 
 pub use crate::cmd::report::format_utc;
 

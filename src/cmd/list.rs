@@ -21,10 +21,10 @@ use serde_json::Value;
 use crate::address::{PosixName, Target};
 use crate::cmd::info;
 use crate::cmd::report::{Addressed, Content, LayoutFacts, Listed, Os, SegmentReport, Unused};
+use crate::lock::Holder;
 use crate::sys::ShmKey;
 use crate::usage::Scan;
 use crate::users::user_name;
-use crate::wait::Holder;
 
 /// What `--list` is asked for.
 #[derive(Debug, Clone, Default)]

@@ -13,9 +13,9 @@ mod render;
 use nix::sys::stat::FileStat;
 
 use crate::layout::log::{SlotInfo, Summary};
+use crate::lock::Holder;
 use crate::sys::{ShmId, ShmKey, SysvStat};
 use crate::usage::{Identity, User};
-use crate::wait::Holder;
 
 pub use render::format_utc;
 

@@ -27,9 +27,10 @@ use crate::cmd::progress::{Meter, Progress};
 use crate::error::{Kind, Outcome, failure};
 use crate::layout::Layout;
 use crate::layout::ring::{self, Ring, Side};
+use crate::lock::Holder;
 use crate::notice::notice;
 use crate::segment::{Access, Create, Segment};
-use crate::wait::{Deadline, Holder};
+use crate::wait::Deadline;
 
 /// Ring size when `--size` is not given (see the benchmark in README).
 pub const DEFAULT_RING_SIZE: usize = 4 << 20;

@@ -25,8 +25,9 @@ use crate::address::Target;
 use crate::error::{Kind, failure};
 use crate::layout::Layout;
 use crate::layout::prefix::Prefix;
+use crate::lock::{self, Holder, RobustGuard};
 use crate::sys::{Mapping, ROBUST_LOCK_SIZE};
-use crate::wait::{self, Deadline, Holder, RECHECK, RobustGuard};
+use crate::wait::{self, Deadline, RECHECK};
 
 /// The first eight bytes of a log.
 pub const MAGIC: [u8; 8] = *b"SHMTLOGS";
@@ -930,7 +931,7 @@ impl<'a> Log<'a> {
     pub fn claim_slot(&self, cursor: &mut Cursor) -> anyhow::Result<Option<Slot<'a>>> {
         for slot in 0..SLOTS {
             let offset = slot_offset(slot);
-            if let Ok(guard) = wait::try_lock_robust(self.map, offset)? {
+            if let Ok(guard) = lock::try_lock_robust(self.map, offset)? {
                 // Then the kernel's proof that this follower lives, taken
                 // before its position is published (writers believe a
                 // position only while the lock is held).
@@ -1102,7 +1103,7 @@ fn lock<'m>(
                 ));
             }
         };
-        if let Some(guard) = wait::lock_robust(map, OFF_LOCK, deadline, waiting)? {
+        if let Some(guard) = lock::lock_robust(map, OFF_LOCK, deadline, waiting)? {
             return Ok(guard);
         }
         told = true;

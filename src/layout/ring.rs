@@ -24,8 +24,9 @@ use crate::address::Target;
 use crate::error::{Kind, failure};
 use crate::layout::Layout;
 use crate::layout::prefix::Prefix;
+use crate::lock::{self, Holder, RobustGuard};
 use crate::sys::{Mapping, ROBUST_LOCK_SIZE};
-use crate::wait::{self, Deadline, Holder, RECHECK, RobustGuard};
+use crate::wait::{self, Deadline, RECHECK};
 
 /// The first eight bytes of a stream ring.
 pub const MAGIC: [u8; 8] = *b"SHMTRING";
@@ -235,7 +236,7 @@ impl<'a> Ring<'a> {
         // A claim marked died on a blank segment is a writer killed before
         // it stored anything (not even its pid): it left nothing to lose,
         // and its place is taken like any dead writer's.
-        let claim = match wait::try_lock_robust(map, OFF_WRITER_CLAIM)? {
+        let claim = match lock::try_lock_robust(map, OFF_WRITER_CLAIM)? {
             Ok(claim) => claim,
             Err(holder) => return Err(already_writing(holder)),
         };
@@ -286,11 +287,11 @@ impl<'a> Ring<'a> {
         if let Some(refusal) = ring.takeover_refusal(remove_first)? {
             return Err(refusal);
         }
-        let claim = match wait::try_lock_robust(map, OFF_WRITER_CLAIM)? {
+        let claim = match lock::try_lock_robust(map, OFF_WRITER_CLAIM)? {
             Ok(claim) => claim,
             Err(holder) => return Err(already_writing(target, holder)),
         };
-        let Ok(gate) = wait::try_lock_robust(map, OFF_READER_CLAIM)? else {
+        let Ok(gate) = lock::try_lock_robust(map, OFF_READER_CLAIM)? else {
             claim.give_back();
             return Err(refused(&ring)?);
         };
@@ -408,7 +409,7 @@ impl<'a> Ring<'a> {
     /// or not (free); give it back with [`RobustGuard::give_back`], which
     /// leaves it so, removed or not. Needs a writable mapping.
     pub fn hold_writer_claim(&self) -> anyhow::Result<Option<RobustGuard<'a>>> {
-        Ok(wait::try_lock_robust(self.map, OFF_WRITER_CLAIM)?.ok())
+        Ok(lock::try_lock_robust(self.map, OFF_WRITER_CLAIM)?.ok())
     }
 
     /// Whether a reader ever began to read this ring: READER_BEGAN, or
@@ -554,7 +555,7 @@ impl<'a> Ring<'a> {
             return Err(died());
         }
         let deadline = Deadline::after(Some(TAKEOVER_GRACE));
-        let Some(claim) = wait::lock_robust(self.map, OFF_READER_CLAIM, deadline, |_| {})? else {
+        let Some(claim) = lock::lock_robust(self.map, OFF_READER_CLAIM, deadline, |_| {})? else {
             return Err(failure(
                 Kind::Failed,
                 format!(

@@ -16,8 +16,9 @@ use crate::address::Target;
 use crate::error::{Kind, failure};
 use crate::layout::Layout;
 use crate::layout::prefix::Prefix;
+use crate::lock::{self, Holder, RobustGuard};
 use crate::sys::{self, Mapping, ROBUST_LOCK_SIZE};
-use crate::wait::{self, Deadline, Holder, RobustGuard};
+use crate::wait::{self, Deadline};
 
 /// The first eight bytes of a framed segment.
 pub const MAGIC: [u8; 8] = *b"SHMTFRAM";
@@ -714,7 +715,7 @@ fn take_lock<'m>(map: &'m Mapping, target: &Target) -> anyhow::Result<RobustGuar
              the write lock on {target}"
         ));
     };
-    if let Some(guard) = wait::lock_robust(map, OFF_LOCK, deadline, waiting)? {
+    if let Some(guard) = lock::lock_robust(map, OFF_LOCK, deadline, waiting)? {
         return Ok(guard);
     }
     let holder = match Holder::at(map, OFF_LOCK)? {

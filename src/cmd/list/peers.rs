@@ -7,8 +7,8 @@
 use crate::cmd::report::{Content, LayoutFacts, SegmentReport};
 use crate::layout::Layout;
 use crate::layout::ring::Ring;
+use crate::lock::Holder;
 use crate::segment::{Segment, Stat};
-use crate::wait::Holder;
 
 /// Marks a live stream peer's pid that is not a process of our PID
 /// namespace (a writer in a container, say): the ring stores each side's

@@ -14,8 +14,8 @@ use crate::cmd::report::SegmentReport;
 use crate::error::{Kind, failure};
 use crate::layout::Layout;
 use crate::layout::ring::Ring;
+use crate::lock::Holder;
 use crate::segment::{Access, Segment};
-use crate::wait::Holder;
 
 use super::ListOptions;
 

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use crate::layout::log::{self, SlotInfo, SlotState};
 use crate::layout::{Layout, ring, snapshot};
-use crate::wait::Holder;
+use crate::lock::Holder;
 
 use super::{Addressed, Content, LayoutFacts, Os, Peer, SegmentReport, Unused, Usage};
 
