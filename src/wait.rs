@@ -65,10 +65,10 @@ pub fn wake_all(word: &AtomicU32) {
 pub const POLL_CAP: Duration = Duration::from_millis(4);
 
 /// Polls `attempt` until it yields a value or the deadline passes (None).
-pub fn poll_until<T>(
+pub fn poll_until<T, E>(
     deadline: Deadline,
-    mut attempt: impl FnMut() -> anyhow::Result<Option<T>>,
-) -> anyhow::Result<Option<T>> {
+    mut attempt: impl FnMut() -> Result<Option<T>, E>,
+) -> Result<Option<T>, E> {
     let mut pause = Duration::from_millis(1);
     loop {
         if let Some(value) = attempt()? {

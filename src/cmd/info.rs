@@ -137,8 +137,10 @@ pub fn report(target: &Target) -> anyhow::Result<(SegmentReport, Option<Segment>
     // fails here without being attached.
     match Segment::open(target, Access::ReadOnly) {
         Ok(segment) => Ok((describe(&segment)?, Some(segment))),
-        Err(e) if kind_of(&e) == Some(Kind::NotFound) => Err(e),
-        Err(e) => unreadable(target).map(|report| (report, None)).ok_or(e),
+        Err(e) if e.is_missing() => Err(e.into()),
+        Err(e) => unreadable(target)
+            .map(|report| (report, None))
+            .ok_or_else(|| e.into()),
     }
 }
 

@@ -16,7 +16,7 @@ use crate::error::{Kind, failure};
 use crate::layout::ring::Ring;
 use crate::layout::snapshot::Snapshot;
 use crate::layout::{self, Layout, Span};
-use crate::segment::{Access, Segment, timed_out};
+use crate::segment::{Access, Segment, SegmentError, timed_out};
 use crate::sys::AccessError;
 use crate::wait::{self, Deadline, RECHECK};
 
@@ -191,8 +191,8 @@ pub fn follow(opts: &FollowOptions, out: &mut dyn Write) -> anyhow::Result<()> {
 
 /// Whether opening the segment failed for want of permission.
 fn is_permission_denied(e: &anyhow::Error) -> bool {
-    // switched to the typed segment error when it lands
-    e.to_string().starts_with("permission denied")
+    e.downcast_ref::<SegmentError>()
+        .is_some_and(SegmentError::is_permission_denied)
 }
 
 /// Opens the segment at `target`, waiting for it to exist if `find` says
@@ -209,16 +209,16 @@ fn open(
 ) -> anyhow::Result<Segment> {
     let opened = if find.waits() {
         Segment::open_when(target, access, deadline, find.timeout, "to exist", |_| {
-            Ok(true)
+            Ok::<_, SegmentError>(true)
         })
     } else {
         Segment::open(target, access)
     };
     opened.map_err(|e| {
-        if kind_of(&e) == Some(Kind::NotFound) && reads_a_log {
-            missing_log(target, e)
+        if e.is_missing() && reads_a_log {
+            missing_log(target, e.into())
         } else {
-            e
+            e.into()
         }
     })
 }
@@ -418,7 +418,7 @@ fn wait_for_content(
         }
         map.verify_size()?;
         if deadline.expired() {
-            return Err(timed_out(segment.target(), timeout, "to hold content"));
+            return Err(timed_out(segment.target(), timeout, "to hold content").into());
         }
     }
 }

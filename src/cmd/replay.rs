@@ -22,7 +22,6 @@ use anyhow::Context;
 
 use crate::address::Target;
 use crate::cli::MAX_DURATION;
-use crate::cmd::explain::kind_of;
 use crate::cmd::lines::{DEFAULT_LOG_SIZE, LinesOptions, open_log};
 use crate::cmd::record::{self, Record};
 use crate::error::{Kind, failure};
@@ -114,7 +113,7 @@ fn max_record_ahead(target: &Target, opts: &LinesOptions) -> Option<usize> {
         Ok(segment) => Log::open(segment.mapping(), target)
             .ok()
             .map(|log| log.max_record()),
-        Err(e) if kind_of(&e) == Some(Kind::NotFound) => {
+        Err(e) if e.is_missing() => {
             // A new log is of the current version: records with times.
             let size = opts.size.unwrap_or(DEFAULT_LOG_SIZE);
             crate::layout::log::capacity_for(size)

@@ -388,6 +388,7 @@ pub fn watch_all(opts: StatsOptions, out: &mut dyn Write) -> anyhow::Result<()> 
                 continue;
             }
             let opened = Segment::open(&target, Access::ReadOnly)
+                .map_err(anyhow::Error::from)
                 .and_then(Watched::new)
                 .map_err(|e| format!("{e:#}"));
             watched.push((shown, opened));

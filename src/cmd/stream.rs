@@ -68,7 +68,7 @@ pub fn write_stream(
     for _ in 0..3 {
         // Whether we created the segment does not matter: Ring::create refuses
         // only when another process claimed or filled it, and then it is theirs.
-        let (segment, _created) = Segment::open_or_create(&target, &create)?;
+        let (segment, _created) = super::open_or_create(&target, &create)?;
         if let Some(written) = write_ring(&segment, &target, progress) {
             return written;
         }
@@ -158,9 +158,9 @@ pub fn read_stream(
         );
         opened.inspect_err(|_| waiting.clear())?
     } else {
-        Segment::open(&target, Access::ReadWrite).map_err(|e| match (kind_of(&e), &target) {
+        Segment::open(&target, Access::ReadWrite).map_err(|e| match (e.is_missing(), &target) {
             // The generic hint would suggest a snapshot write.
-            (Some(Kind::NotFound), Target::Key { .. } | Target::Name(_)) => failure(
+            (true, Target::Key { .. } | Target::Name(_)) => failure(
                 Kind::NotFound,
                 format!(
                     "no stream at {target}; start its writer with: producer | {}, \
@@ -168,7 +168,7 @@ pub fn read_stream(
                     target.command("shm-write --stream")
                 ),
             ),
-            _ => e,
+            _ => e.into(),
         })?
     };
     let meter = meter.unwrap_or_else(|| Meter::new(progress, "received"));

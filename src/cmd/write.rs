@@ -4,7 +4,6 @@
 use std::io::Read;
 
 use crate::address::{Address, Target};
-use crate::cmd::explain::kind_of;
 use crate::cmd::grow::remapping;
 use crate::error::{Kind, failure};
 use crate::layout::snapshot::{self, Publish, Snapshot};
@@ -145,11 +144,11 @@ impl<'o> Writer<'o> {
                 mode: opts.mode,
                 exclusive: opts.exclusive,
             };
-            Segment::open_or_create(target, &create)?.0
+            super::open_or_create(target, &create)?.0
         } else {
             match Segment::open(target, Access::ReadWrite) {
                 Ok(segment) if !opts.exclusive => segment,
-                Err(e) if kind_of(&e) != Some(Kind::NotFound) => return Err(e),
+                Err(e) if !e.is_missing() => return Err(e.into()),
                 _ => return Err(size_too_small(target, size, first.len(), opts.raw)),
             }
         };
@@ -264,7 +263,7 @@ fn publish(segment: &Segment, opts: &SnapshotOptions, data: &[u8]) -> anyhow::Re
     }
     match target {
         // A POSIX segment grows to fit (see "Growing" in docs/FORMAT.md).
-        Target::Name(_) => framed.publish_or_grow(data, how, &|size| segment.grow_to(size)),
+        Target::Name(_) => framed.publish_or_grow(data, how, &|size| Ok(segment.grow_to(size)?)),
         Target::Key { .. } | Target::Id(_) => framed.publish(data, how),
     }
 }

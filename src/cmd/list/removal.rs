@@ -114,7 +114,7 @@ pub(super) fn remove_listed(
 fn open_for_removal(target: &Target) -> anyhow::Result<(Segment, bool)> {
     match Segment::open(target, Access::ReadWrite) {
         Ok(segment) => Ok((segment, true)),
-        Err(_) => Segment::open(target, Access::ReadOnly).map(|segment| (segment, false)),
+        Err(_) => Ok((Segment::open(target, Access::ReadOnly)?, false)),
     }
 }
 
@@ -134,7 +134,7 @@ fn remove_if_still(
     let map = segment.mapping();
     if Layout::detect(map) != Layout::Stream {
         return match recheck(opts, segment, None)? {
-            Some(reason) => segment.remove().map(|()| Some(reason)),
+            Some(reason) => Ok(segment.remove().map(|()| Some(reason))?),
             None => Ok(None),
         };
     }
@@ -158,7 +158,10 @@ fn remove_if_still(
         Holder::Free
     };
     let removed = match recheck(opts, segment, Some(found)) {
-        Ok(Some(reason)) => segment.remove().map(|()| Some(reason)),
+        Ok(Some(reason)) => segment
+            .remove()
+            .map(|()| Some(reason))
+            .map_err(anyhow::Error::from),
         other => other,
     };
     claim.give_back();
