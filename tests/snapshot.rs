@@ -330,3 +330,23 @@ fn bad_duration_or_json_without_info_is_usage() {
     read(&["--json"]).expect_code(2);
     read(&["-t", "5q"]).expect_code(2);
 }
+
+/// A segment created at key 0 that cannot then be attached (mode 0 for a
+/// user who is not root) is addressable by nobody: it is removed again,
+/// not leaked, and the error says why.
+#[test]
+fn a_private_segment_that_cannot_be_attached_is_not_leaked() {
+    if !setpriv_available() {
+        eprintln!("skipped: needs root and setpriv");
+        return;
+    }
+    let Some(out) = in_private_ipc_and_mount(
+        "echo x | setpriv --reuid=65534 --regid=65534 --clear-groups -- \"$W\" -k 0 -m 0; \
+         echo \"exit $?\"; tail -n +2 /proc/sysvipc/shm | wc -l",
+    ) else {
+        return;
+    };
+    let text = out.stdout_str();
+    assert_eq!(text.split_whitespace().collect::<Vec<_>>(), ["exit", "1", "0"], "{out}");
+    out.stderr_has(&["permission denied: cannot open key 0x00000000"]);
+}

@@ -78,7 +78,14 @@ pub(super) fn create_or_attach_key(
         match Segment::attach(target, Handle::Sysv(id, None), Access::ReadWrite) {
             Ok(segment) => return Ok((segment, created)),
             Err(e) if e.is_missing() => {}
-            Err(e) => return Err(e),
+            Err(e) => {
+                if created && key == ShmKey::PRIVATE {
+                    // Nobody else can find an unnamed segment by key, and
+                    // its id is never reported: left, it would only leak.
+                    let _ = sys::shm_remove(id);
+                }
+                return Err(e);
+            }
         }
     }
     Err(SegmentError::Churn {
