@@ -12,8 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
-use nix::sys::stat::{FileStat, Mode, SFlag};
+use nix::sys::stat::{FileStat, SFlag};
 
 use crate::address::{Address, Target};
 use crate::cmd::explain::kind_of;
@@ -153,16 +152,12 @@ fn unreadable(target: &Target) -> Option<SegmentReport> {
     let os = match target {
         Target::Name(name) => {
             // Non-blocking: a FIFO planted at the name must not hang us.
-            let opened = nix::sys::mman::shm_open(
-                name.shm_open_name().as_str(),
-                OFlag::O_RDONLY | OFlag::O_NONBLOCK,
-                Mode::empty(),
-            );
+            let opened = crate::sys::shm_open_existing(name.shm_open_name().as_str(), false);
             if !matches!(opened, Err(Errno::EACCES | Errno::EPERM)) {
                 return None;
             }
             // lstat: a symlink planted in /dev/shm is not the object.
-            let st = nix::sys::stat::lstat(&name.dev_shm_path()).ok()?;
+            let st = crate::sys::lstat(&name.dev_shm_path()).ok()?;
             if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
                 return None;
             }
