@@ -53,6 +53,73 @@ pub fn wait_while_equal(word: &AtomicU32, seen: u32, max: Duration) {
     }
 }
 
+/// What a look of [`wait_on_event`] follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Look {
+    /// The first look, before any sleep.
+    First,
+    /// After a sleep in which the event word moved: a peer acted.
+    Woken,
+    /// After a sleep that ended with the event word unchanged (a timeout
+    /// slice ran out, or a spurious wake): the moment to ask whether the
+    /// peer is still there.
+    Quiet,
+}
+
+/// The one way a peer waits for another: look, and if what it waits for
+/// is not there yet, sleep on `event` (a word the other side bumps when
+/// something changes) until it moves or `slice()` passes, then look again.
+///
+/// `look` returns the value waited for, or None to go on waiting; an
+/// error (a dead peer, a deadline) ends the wait. With `waiting`, a flag
+/// in the same segment, the waiter raises it before each look and lowers
+/// it when it returns, so the other side bumps and wakes only when
+/// someone sleeps (see docs/FORMAT.md); the event is read before the flag
+/// is raised and before the look, so no bump between the look and the
+/// sleep is missed.
+///
+/// No spinning first: on two busy cores a spin burns the CPU the peer
+/// needs to make progress, and against a ring without one
+/// (docs/BENCHMARKS.md) no spin we measured paid.
+pub fn wait_on_event<T, E>(
+    event: &AtomicU32,
+    waiting: Option<&AtomicU32>,
+    mut slice: impl FnMut() -> Duration,
+    mut look: impl FnMut(Look) -> Result<Option<T>, E>,
+) -> Result<T, E> {
+    let lower = || {
+        if let Some(flag) = waiting {
+            flag.store(0, Ordering::SeqCst);
+        }
+    };
+    let mut this_look = Look::First;
+    loop {
+        let seen = event.load(Ordering::SeqCst);
+        if let Some(flag) = waiting {
+            flag.store(1, Ordering::SeqCst);
+        }
+        match look(this_look) {
+            Ok(None) => {}
+            Ok(Some(found)) => {
+                lower();
+                return Ok(found);
+            }
+            Err(e) => {
+                lower();
+                return Err(e);
+            }
+        }
+        wait_while_equal(event, seen, slice());
+        // Awake: the other side need not wake us until we sleep again.
+        lower();
+        this_look = if event.load(Ordering::SeqCst) == seen {
+            Look::Quiet
+        } else {
+            Look::Woken
+        };
+    }
+}
+
 /// Wakes every process sleeping on `word`.
 pub fn wake_all(word: &AtomicU32) {
     // No futex means the waiters poll; nothing to do.

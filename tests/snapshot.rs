@@ -347,6 +347,10 @@ fn a_private_segment_that_cannot_be_attached_is_not_leaked() {
         return;
     };
     let text = out.stdout_str();
-    assert_eq!(text.split_whitespace().collect::<Vec<_>>(), ["exit", "1", "0"], "{out}");
+    assert_eq!(
+        text.split_whitespace().collect::<Vec<_>>(),
+        ["exit", "1", "0"],
+        "{out}"
+    );
     out.stderr_has(&["permission denied: cannot open key 0x00000000"]);
 }

@@ -62,13 +62,34 @@ fn follow_mapped(
         }
     }
     loop {
-        match stop.check() {
-            Some(Ended::Done) => return Ok(()),
-            Some(Ended::TimedOut) => return Err(stop.timed_out(segment.target(), "versions")),
-            None => {}
+        // A version not shown yet, or None once there will be none.
+        let next = wait::wait_on_event(
+            seq_word,
+            None,
+            || stop.slice(RECHECK * 4),
+            |_| {
+                match stop.check() {
+                    Some(Ended::Done) => return Ok(Some(None)),
+                    Some(Ended::TimedOut) => {
+                        return Err(stop.timed_out(segment.target(), "versions"));
+                    }
+                    None => {}
+                }
+                let seq = framed.seq()?;
+                if shown.is_none_or(|(s, ..)| s != seq) && seq != 0 {
+                    return Ok(Some(Some(seq)));
+                }
+                if segment.is_removed() {
+                    return Ok(Some(None));
+                }
+                map.verify_size()?;
+                Ok(None)
+            },
+        )?;
+        if next.is_none() {
+            return Ok(());
         }
-        let seq = framed.seq()?;
-        if shown.is_none_or(|(s, ..)| s != seq) && seq != 0 {
+        {
             let Some(version) = framed.read_at_most_unless(limit(opts.bytes), &give_up)? else {
                 continue;
             };
@@ -94,12 +115,6 @@ fn follow_mapped(
             if stop.printed() {
                 return Ok(());
             }
-            continue;
         }
-        if segment.is_removed() {
-            return Ok(());
-        }
-        map.verify_size()?;
-        wait::wait_while_equal(seq_word, seq, stop.slice(RECHECK * 4));
     }
 }
