@@ -104,8 +104,8 @@ pub fn open_log(target: &Target, opts: &LinesOptions) -> anyhow::Result<Segment>
     // A segment we created stays even when it cannot hold a log: once its
     // name is visible, a racing writer may already have opened it, and
     // removing it would pull it from under them (segment's contract).
-    let (segment, _created) = Segment::open_or_create(target, &create)?;
-    Log::for_writing(segment.mapping(), target)?;
+    let (segment, created) = Segment::open_or_create(target, &create)?;
+    Log::for_writing(segment.mapping(), target, created)?;
     Ok(segment)
 }
 

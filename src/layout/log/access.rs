@@ -1,20 +1,19 @@
 //! Raw access to a log's words and data area, each value checked.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use super::{
-    HEADER_SIZE, Log, OFF_HEAD, OFF_HEAD_EVENT, OFF_TAIL, PATIENCE, RECORD_HEADER, RECORD_TIME,
-    VERSION_1,
+    HEADER_SIZE, Log, LogError, LogResult, OFF_HEAD, OFF_HEAD_EVENT, OFF_TAIL, PATIENCE,
+    RECORD_HEADER, RECORD_TIME, VERSION_1,
 };
-use crate::error::{Kind, failure};
 use crate::wait;
 
 impl<'a> Log<'a> {
     /// The append time of the record at `position` (version 2), or None
     /// (version 1). Any value is possible in a hostile segment; it is
     /// only ever printed. May be torn: callers confirm with `tail`.
-    pub(super) fn record_time(&self, position: u64) -> anyhow::Result<Option<u64>> {
+    pub(super) fn record_time(&self, position: u64) -> LogResult<Option<u64>> {
         if self.version == VERSION_1 {
             return Ok(None);
         }
@@ -23,35 +22,24 @@ impl<'a> Log<'a> {
         Ok(Some(u64::from_ne_bytes(raw)))
     }
 
-    pub(super) fn word32(&self, offset: usize) -> anyhow::Result<&'a AtomicU32> {
-        Ok(self.map.atomic_u32(offset)?)
-    }
-
-    pub(super) fn word64(&self, offset: usize) -> anyhow::Result<&'a AtomicU64> {
-        Ok(self.map.atomic_u64(offset)?)
-    }
-
-    pub(super) fn corrupt(&self, what: &str) -> anyhow::Error {
-        failure(
-            Kind::Failed,
-            format!(
-                "{} has a corrupt log header ({what}); read it with --all, or remove it and start the log again",
-                self.target
-            ),
-        )
+    pub(super) fn corrupt(&self, what: &str) -> LogError {
+        LogError::Corrupt {
+            target: self.target.clone(),
+            what: what.to_owned(),
+        }
     }
 
     /// The word followers sleep on; bumped after every batch of appends.
-    pub fn head_event(&self) -> anyhow::Result<&'a AtomicU32> {
-        self.word32(OFF_HEAD_EVENT)
+    pub fn head_event(&self) -> LogResult<&'a AtomicU32> {
+        Ok(self.map.atomic_u32(OFF_HEAD_EVENT)?)
     }
 
     /// `(head, tail)`, checked: both 8-aligned, `tail <= head <= tail +
     /// capacity`, `head <= u64::MAX - 2 * capacity`. Head is read twice around tail, so a writer moving both
     /// cannot make a consistent header look broken.
-    pub fn positions(&self) -> anyhow::Result<(u64, u64)> {
-        let head_word = self.word64(OFF_HEAD)?;
-        let tail_word = self.word64(OFF_TAIL)?;
+    pub fn positions(&self) -> LogResult<(u64, u64)> {
+        let head_word = self.map.atomic_u64(OFF_HEAD)?;
+        let tail_word = self.map.atomic_u64(OFF_TAIL)?;
         let started = Instant::now();
         loop {
             let head = head_word.load(Ordering::SeqCst);
@@ -82,8 +70,8 @@ impl<'a> Log<'a> {
         }
     }
 
-    pub(super) fn tail(&self) -> anyhow::Result<u64> {
-        Ok(self.word64(OFF_TAIL)?.load(Ordering::SeqCst))
+    pub(super) fn tail(&self) -> LogResult<u64> {
+        Ok(self.map.atomic_u64(OFF_TAIL)?.load(Ordering::SeqCst))
     }
 
     /// Where the byte at `position` lives in the mapping.
@@ -98,7 +86,7 @@ impl<'a> Log<'a> {
     }
 
     /// Copies `buf.len()` bytes from `position` on, across the wrap point.
-    pub(super) fn copy_out(&self, position: u64, buf: &mut [u8]) -> anyhow::Result<()> {
+    pub(super) fn copy_out(&self, position: u64, buf: &mut [u8]) -> LogResult<()> {
         let mut done = 0;
         while done < buf.len() {
             let at = position + done as u64;
@@ -113,7 +101,7 @@ impl<'a> Log<'a> {
     }
 
     /// Copies `data` to `position` on, across the wrap point.
-    pub(super) fn copy_in(&self, position: u64, data: &[u8]) -> anyhow::Result<()> {
+    pub(super) fn copy_in(&self, position: u64, data: &[u8]) -> LogResult<()> {
         let mut done = 0;
         while done < data.len() {
             let at = position + done as u64;
@@ -130,10 +118,7 @@ impl<'a> Log<'a> {
     /// The record header at `position`: payload length and sequence
     /// number, with the length checked against its complement and the
     /// capacity. May be torn: callers confirm with `tail` afterwards.
-    pub(super) fn record_header(
-        &self,
-        position: u64,
-    ) -> anyhow::Result<Result<(usize, u64), String>> {
+    pub(super) fn record_header(&self, position: u64) -> LogResult<Result<(usize, u64), String>> {
         let mut raw = [0u8; RECORD_HEADER];
         self.copy_out(position, &mut raw)?;
         let len = u32::from_ne_bytes(raw[0..4].try_into().expect("4 bytes"));
@@ -156,7 +141,7 @@ impl<'a> Log<'a> {
 
 impl Log<'_> {
     /// Bumps the head event and wakes every sleeping follower.
-    pub fn wake_followers(&self) -> anyhow::Result<()> {
+    pub fn wake_followers(&self) -> LogResult<()> {
         let event = self.head_event()?;
         event.fetch_add(1, Ordering::SeqCst);
         wait::wake_all(event);

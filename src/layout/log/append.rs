@@ -5,12 +5,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering, fence};
 use std::time::{Duration, Instant};
 
 use super::{
-    Behind, Log, OFF_HEAD, OFF_LOCK, OFF_NEXT_SEQ, OFF_TAIL, OFF_TAIL_EVENT, OFF_WAITING_NEEDS,
-    OFF_WAITING_TID, OFF_WRITE_TIME, OFF_WRITER_PID, OFF_WRITER_WAITING, PATIENCE, RECORD_HEADER,
-    RECORD_TIME,
+    Behind, Log, LogError, LogResult, OFF_HEAD, OFF_LOCK, OFF_NEXT_SEQ, OFF_TAIL, OFF_TAIL_EVENT,
+    OFF_WAITING_NEEDS, OFF_WAITING_TID, OFF_WRITE_TIME, OFF_WRITER_PID, OFF_WRITER_WAITING,
+    PATIENCE, RECORD_HEADER, RECORD_TIME,
 };
 use crate::address::Target;
-use crate::error::{Kind, failure};
 use crate::lock::{self, Holder, RobustGuard};
 use crate::sys::Mapping;
 use crate::wait::{self, Deadline, RECHECK};
@@ -19,7 +18,7 @@ impl<'a> Log<'a> {
     /// Takes the write lock for a batch of appends. A predecessor that died
     /// holding it may have left the sequence counter one behind; the
     /// records themselves are intact, so the counter is recomputed.
-    pub fn appender(&self) -> anyhow::Result<Appender<'_, 'a>> {
+    pub fn appender(&self) -> LogResult<Appender<'_, 'a>> {
         if self.verified.get().is_none() {
             // The first batch of this process: walk the records without the
             // lock, so that other writers are not held up for the walk of a
@@ -29,7 +28,7 @@ impl<'a> Log<'a> {
         }
         let guard = lock(self.map, self.target, &|| self.held_back().ok().flatten())?;
         let (head, tail) = self.positions()?;
-        let mut next_seq = self.word64(OFF_NEXT_SEQ)?.load(Ordering::Relaxed);
+        let mut next_seq = self.map.atomic_u64(OFF_NEXT_SEQ)?.load(Ordering::Relaxed);
         if guard.previous_owner_died() {
             let cursor = self.cursor_at_last(0)?;
             if let Some(seq) = cursor.expected {
@@ -57,12 +56,7 @@ impl<'a> Log<'a> {
     /// reader then rejects. Only others' records since our last batch (or
     /// since the walk without the lock before the first) are walked, so a
     /// lone writer checks nothing twice.
-    pub(super) fn verify_numbering(
-        &self,
-        head: u64,
-        tail: u64,
-        next_seq: u64,
-    ) -> anyhow::Result<()> {
+    pub(super) fn verify_numbering(&self, head: u64, tail: u64, next_seq: u64) -> LogResult<()> {
         let (mut position, mut expected) = match self.verified.get() {
             Some((at, seq)) if (tail..=head).contains(&at) => (at, Some(seq)),
             _ => (tail, None),
@@ -91,7 +85,7 @@ impl<'a> Log<'a> {
         head: u64,
         header: Result<(usize, u64), String>,
         expected: Option<u64>,
-    ) -> anyhow::Result<(u64, u64)> {
+    ) -> LogResult<(u64, u64)> {
         let (len, seq) = header.map_err(|what| self.corrupt(&what))?;
         if let Some(expected) = expected.filter(|&e| e != seq) {
             return Err(self.corrupt(&format!(
@@ -113,7 +107,7 @@ impl<'a> Log<'a> {
     /// overtaken by writers is tried again (as [`summary`](Self::summary)
     /// does); None if it keeps being overtaken for [`PATIENCE`] or the log
     /// is empty (the check under the lock then starts from the tail).
-    pub(super) fn numbering_without_lock(&self) -> anyhow::Result<Option<(u64, u64)>> {
+    pub(super) fn numbering_without_lock(&self) -> LogResult<Option<(u64, u64)>> {
         let started = Instant::now();
         'walk: while started.elapsed() < PATIENCE {
             let (head, tail) = self.positions()?;
@@ -181,7 +175,7 @@ pub(super) fn lock<'m>(
     map: &'m Mapping,
     target: &Target,
     held_back: &dyn Fn() -> Option<Behind>,
-) -> anyhow::Result<RobustGuard<'m>> {
+) -> LogResult<RobustGuard<'m>> {
     let mut told = false;
     loop {
         let deadline = Deadline::after(Some(PATIENCE));
@@ -206,22 +200,16 @@ pub(super) fn lock<'m>(
         if held_back().is_some() {
             continue;
         }
-        let holder = match Holder::at(map, OFF_LOCK)? {
-            Holder::Alive(tid) => format!("thread {tid} (in its PID namespace)"),
+        let tid = match Holder::at(map, OFF_LOCK)? {
+            Holder::Alive(tid) => tid,
             // Let go just now: try again.
             Holder::Free | Holder::Died => continue,
         };
-        return Err(failure(
-            Kind::Failed,
-            format!(
-                "the write lock on {target} has been held by {holder} for {}s, and it is not \
-                 waiting for a lossless follower; nothing was appended by this writer after that. The \
-                 holder may be stopped (kill -CONT it), stuck (kill it: a dead holder's lock is \
-                 taken over), or, if no such thread lives, the lock word is stale: remove the log \
-                 and start it again",
-                PATIENCE.as_secs()
-            ),
-        ));
+        return Err(LogError::LockHeld {
+            target: target.clone(),
+            tid,
+            secs: PATIENCE.as_secs(),
+        });
     }
 }
 
@@ -245,18 +233,14 @@ impl Appender<'_, '_> {
     /// records as it needs room for (waiting while a live lossless
     /// follower still needs them). A record larger than [`Log::max_record`]
     /// is refused before anything changes.
-    pub fn append(&mut self, record: &[u8]) -> anyhow::Result<()> {
+    pub fn append(&mut self, record: &[u8]) -> LogResult<()> {
         let log = self.log;
         if record.len() > log.max_record() {
-            return Err(failure(
-                Kind::Failed,
-                format!(
-                    "a record of {} bytes does not fit {}, whose records hold at most {} bytes",
-                    record.len(),
-                    log.target,
-                    log.max_record()
-                ),
-            ));
+            return Err(LogError::RecordTooLarge {
+                target: log.target.clone(),
+                len: record.len(),
+                max: log.max_record(),
+            });
         }
         let size = log.record_bytes(record.len());
         let end = self
@@ -265,7 +249,7 @@ impl Appender<'_, '_> {
             .filter(|&end| end <= u64::MAX - 2 * log.capacity)
             .ok_or_else(|| log.corrupt(&format!("head {} is near 2^64", self.head)))?;
         // Followers bump tail_event only to wake a writer that waits.
-        let tail_event = log.word32(OFF_TAIL_EVENT)?;
+        let tail_event = log.map.atomic_u32(OFF_TAIL_EVENT)?;
         let woken = tail_event.load(Ordering::Relaxed);
         self.make_room(size)?;
         if tail_event.load(Ordering::Relaxed) != woken {
@@ -282,11 +266,14 @@ impl Appender<'_, '_> {
         test_hook_slow_append();
         self.head = end;
         self.next_seq = self.next_seq.wrapping_add(1);
-        log.word64(OFF_HEAD)?.store(self.head, Ordering::SeqCst);
+        log.map
+            .atomic_u64(OFF_HEAD)?
+            .store(self.head, Ordering::SeqCst);
         // Kept current on every append, not just at the end of a batch:
         // the next append may move the tail up to the head, and a writer
         // killed then leaves no record to recount the sequence from.
-        log.word64(OFF_NEXT_SEQ)?
+        log.map
+            .atomic_u64(OFF_NEXT_SEQ)?
             .store(self.next_seq, Ordering::SeqCst);
         self.appended = true;
         Ok(())
@@ -294,7 +281,7 @@ impl Appender<'_, '_> {
 
     /// Moves the tail until `size` more bytes fit, then publishes it before
     /// any byte of the old records is overwritten.
-    pub(super) fn make_room(&mut self, size: u64) -> anyhow::Result<()> {
+    pub(super) fn make_room(&mut self, size: u64) -> LogResult<()> {
         let log = self.log;
         let mut tail = self.tail;
         // The caller checked that head + size does not come near 2^64.
@@ -311,7 +298,7 @@ impl Appender<'_, '_> {
             return Ok(());
         }
         self.wait_for_followers(tail)?;
-        log.word64(OFF_TAIL)?.store(tail, Ordering::SeqCst);
+        log.map.atomic_u64(OFF_TAIL)?.store(tail, Ordering::SeqCst);
         // Readers that see any new byte must see the new tail too.
         fence(Ordering::SeqCst);
         // A lossless follower joining now stores its position, then loads
@@ -326,10 +313,10 @@ impl Appender<'_, '_> {
     /// Waits until no live lossless follower needs anything before
     /// `new_tail`, like a pipe's writer waits for its reader. A follower
     /// that dies is seen within [`RECHECK`] (the kernel marks its slot).
-    pub(super) fn wait_for_followers(&self, new_tail: u64) -> anyhow::Result<()> {
+    pub(super) fn wait_for_followers(&self, new_tail: u64) -> LogResult<()> {
         let log = self.log;
-        let event = log.word32(OFF_TAIL_EVENT)?;
-        let waiting = log.word32(OFF_WRITER_WAITING)?;
+        let event = log.map.atomic_u32(OFF_TAIL_EVENT)?;
+        let waiting = log.map.atomic_u32(OFF_WRITER_WAITING)?;
         let mut spins = 0u32;
         let started = Instant::now();
         let mut published: Option<WaitingSign<'_>> = None;
@@ -382,9 +369,10 @@ struct WaitingSign<'w> {
 }
 
 impl<'w> WaitingSign<'w> {
-    pub(super) fn publish(log: &Log<'w>, needs: u64) -> anyhow::Result<WaitingSign<'w>> {
-        let tid = log.word32(OFF_WAITING_TID)?;
-        log.word64(OFF_WAITING_NEEDS)?
+    pub(super) fn publish(log: &Log<'w>, needs: u64) -> LogResult<WaitingSign<'w>> {
+        let tid = log.map.atomic_u32(OFF_WAITING_TID)?;
+        log.map
+            .atomic_u64(OFF_WAITING_NEEDS)?
             .store(needs, Ordering::SeqCst);
         tid.store(crate::sys::current_tid(), Ordering::SeqCst);
         Ok(WaitingSign { tid })
@@ -406,13 +394,13 @@ impl Drop for Appender<'_, '_> {
         }
         // Bookkeeping and the wake-up; the records themselves are already
         // published through head, so failures here lose nothing.
-        if let Ok(word) = self.log.word64(OFF_NEXT_SEQ) {
+        if let Ok(word) = self.log.map.atomic_u64(OFF_NEXT_SEQ) {
             word.store(self.next_seq, Ordering::Release);
         }
-        if let Ok(word) = self.log.word64(OFF_WRITE_TIME) {
+        if let Ok(word) = self.log.map.atomic_u64(OFF_WRITE_TIME) {
             word.store(crate::layout::now_ns(), Ordering::Relaxed);
         }
-        if let Ok(word) = self.log.word32(OFF_WRITER_PID) {
+        if let Ok(word) = self.log.map.atomic_u32(OFF_WRITER_PID) {
             word.store(std::process::id(), Ordering::Relaxed);
         }
         let _ = self.log.wake_followers();

@@ -4,8 +4,9 @@ use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::{
-    Behind, Cursor, FOLLOWER_LOCKS, Log, OFF_LOCK, OFF_SLOTS, OFF_TAIL_EVENT, OFF_WAITING_NEEDS,
-    OFF_WAITING_TID, OFF_WRITER_WAITING, SLOT_CURSOR, SLOT_SIZE, SLOTS, SlotState,
+    Behind, Cursor, FOLLOWER_LOCKS, Log, LogError, LogResult, OFF_LOCK, OFF_SLOTS, OFF_TAIL_EVENT,
+    OFF_WAITING_NEEDS, OFF_WAITING_TID, OFF_WRITER_WAITING, SLOT_CURSOR, SLOT_SIZE, SLOTS,
+    SlotState,
 };
 use crate::lock::{self, Holder, RobustGuard};
 use crate::wait;
@@ -15,7 +16,7 @@ impl<'a> Log<'a> {
     /// overwrite what it has not read while this process holds the slot
     /// (the kernel frees it when the process dies). Needs a writable
     /// mapping. None when every slot is held by a live follower.
-    pub fn claim_slot(&self, cursor: &mut Cursor) -> anyhow::Result<Option<Slot<'a>>> {
+    pub fn claim_slot(&self, cursor: &mut Cursor) -> LogResult<Option<Slot<'a>>> {
         for slot in 0..SLOTS {
             let offset = slot_offset(slot);
             if let Ok(guard) = lock::try_lock_robust(self.map, offset)? {
@@ -24,16 +25,19 @@ impl<'a> Log<'a> {
                 // position only while the lock is held).
                 if let Some(file) = self.file {
                     let locked =
-                        crate::sys::ofd_lock(file, follower_lock(slot), 1).map_err(|e| {
-                            anyhow::Error::new(e)
-                                .context(format!("cannot take a follower lock on {}", self.target))
+                        crate::sys::ofd_lock(file, follower_lock(slot), 1).map_err(|errno| {
+                            LogError::FollowerLock {
+                                target: self.target.clone(),
+                                taking: true,
+                                errno,
+                            }
                         })?;
                     if !locked {
                         // Another open file holds it: that slot is taken.
                         continue;
                     }
                 }
-                let word = self.word64(offset + SLOT_CURSOR)?;
+                let word = self.map.atomic_u64(offset + SLOT_CURSOR)?;
                 // Publish a position, then make sure it is still held: from
                 // then on writers see it before they move the tail past it.
                 loop {
@@ -57,8 +61,8 @@ impl<'a> Log<'a> {
                     proof: self.file.map(|file| (file, follower_lock(slot))),
                     _guard: guard,
                     cursor: word,
-                    writer_waiting: self.word32(OFF_WRITER_WAITING)?,
-                    tail_event: self.word32(OFF_TAIL_EVENT)?,
+                    writer_waiting: self.map.atomic_u32(OFF_WRITER_WAITING)?,
+                    tail_event: self.map.atomic_u32(OFF_TAIL_EVENT)?,
                 }));
             }
         }
@@ -68,14 +72,15 @@ impl<'a> Log<'a> {
     /// Where live lossless followers are: the one at the lowest position
     /// a live slot holder still needs, if any is within the last capacity
     /// before `head`.
-    pub(super) fn slowest_follower(&self, tail: u64, head: u64) -> anyhow::Result<Option<Behind>> {
+    pub(super) fn slowest_follower(&self, tail: u64, head: u64) -> LogResult<Option<Behind>> {
         let mut slowest: Option<Behind> = None;
         for slot in 0..SLOTS {
             let SlotState::Live { tid, proven } = self.slot_state(slot)? else {
                 continue;
             };
             let position = self
-                .word64(slot_offset(slot) + SLOT_CURSOR)?
+                .map
+                .atomic_u64(slot_offset(slot) + SLOT_CURSOR)?
                 .load(Ordering::SeqCst);
             // A position below `tail` but within the last capacity may be a
             // follower that joined as a writer (killed since) published a
@@ -103,14 +108,17 @@ impl Log<'_> {
     /// tail it needs), and a live follower is really below that tail. A
     /// holder that is stopped, stuck, or a stale lock word is not held back
     /// by anyone, however many followers lag.
-    pub(super) fn held_back(&self) -> anyhow::Result<Option<Behind>> {
+    pub(super) fn held_back(&self) -> LogResult<Option<Behind>> {
         let Holder::Alive(holder) = Holder::at(self.map, OFF_LOCK)? else {
             return Ok(None);
         };
-        if self.word32(OFF_WAITING_TID)?.load(Ordering::SeqCst) != holder {
+        if self.map.atomic_u32(OFF_WAITING_TID)?.load(Ordering::SeqCst) != holder {
             return Ok(None);
         }
-        let needs = self.word64(OFF_WAITING_NEEDS)?.load(Ordering::SeqCst);
+        let needs = self
+            .map
+            .atomic_u64(OFF_WAITING_NEEDS)?
+            .load(Ordering::SeqCst);
         let (head, tail) = self.positions()?;
         Ok(self
             .slowest_follower(tail, head)?

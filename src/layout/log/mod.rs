@@ -21,18 +21,19 @@ use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
 use crate::address::Target;
-use crate::error::{Kind, failure};
 use crate::layout::Layout;
 use crate::layout::prefix::Prefix;
 use crate::sys::{Mapping, ROBUST_LOCK_SIZE};
 
 mod access;
 mod append;
+mod error;
 mod followers;
 mod summary;
 mod walk;
 
 pub use append::Appender;
+pub use error::{LogError, LogResult};
 pub use followers::Slot;
 pub use summary::{Counters, FollowerLag};
 
@@ -212,15 +213,11 @@ pub struct Summary {
 
 impl<'a> Log<'a> {
     /// Validates the header of a segment whose magic says it is a log.
-    pub fn open(map: &'a Mapping, target: &'a Target) -> anyhow::Result<Log<'a>> {
+    pub fn open(map: &'a Mapping, target: &'a Target) -> LogResult<Log<'a>> {
         if Layout::detect(map) != Layout::Log {
-            return Err(failure(
-                Kind::Failed,
-                format!(
-                    "{target} is not a log; start one with: producer | {}",
-                    target.command("shm-write --lines")
-                ),
-            ));
+            return Err(LogError::NotALog {
+                target: target.clone(),
+            });
         }
         let (capacity, version) =
             PREFIX.check_versions(map, target, capacity_for(map.len()), &[VERSION_1, VERSION])?;
@@ -259,55 +256,33 @@ impl<'a> Log<'a> {
 
     /// The log a writer appends to: an existing log, or a blank segment
     /// made into an empty one. Anything else is refused, naming what it is.
-    pub fn for_writing(map: &'a Mapping, target: &'a Target) -> anyhow::Result<Log<'a>> {
-        match Layout::detect(map) {
+    pub fn for_writing(map: &'a Mapping, target: &'a Target, created: bool) -> LogResult<Log<'a>> {
+        let found = Layout::detect(map);
+        match found {
             Layout::Log => return Log::open(map, target),
-            Layout::Snapshot => {
-                return Err(failure(
-                    Kind::Failed,
-                    format!(
-                        "{target} is a snapshot (written by shm-write without --lines), not a log; \
-                         --lines appends records to a log: use another address, or remove it first \
-                         ({} > /dev/null)",
-                        target.command("shm-read --remove")
-                    ),
-                ));
-            }
-            Layout::Stream => {
-                return Err(failure(
-                    Kind::Failed,
-                    format!(
-                        "{target} is a stream ring (shm-write --stream), not a log; use another address, \
-                         or remove it first ({} > /dev/null)",
-                        target.command("shm-read --remove")
-                    ),
-                ));
+            Layout::Snapshot | Layout::Stream => {
+                return Err(LogError::OtherLayout {
+                    target: target.clone(),
+                    found,
+                });
             }
             Layout::Foreign => {}
         }
-        let capacity = capacity_for(map.len()).ok_or_else(|| {
-            failure(
-                Kind::Failed,
-                format!(
-                    "{target} is {} bytes, too small for a log ({} bytes of header); use a larger --size",
-                    map.len(),
-                    HEADER_SIZE
-                ),
-            )
+        let capacity = capacity_for(map.len()).ok_or_else(|| LogError::TooSmall {
+            target: target.clone(),
+            size: map.len(),
+            header: HEADER_SIZE,
+            created,
         })?;
         // Blank but for the header fields and lock another writer may be
         // setting up right now (the magic goes in last).
         let blank =
             map.is_zero(0, MAGIC.len())? && map.is_zero(OFF_NEXT_SEQ, map.len() - OFF_NEXT_SEQ)?;
         if !blank {
-            return Err(failure(
-                Kind::Failed,
-                format!(
-                    "{target} holds data in a layout shm-tools did not write (a C program's string, for \
-                     example); use another address, or remove it first ({} > /dev/null)",
-                    target.command("shm-read --remove")
-                ),
-            ));
+            return Err(LogError::OtherLayout {
+                target: target.clone(),
+                found,
+            });
         }
         // Racing creators: the lock decides, the magic goes in last.
         let _guard = append::lock(map, target, &|| None)?;

@@ -6,37 +6,33 @@ use std::time::Instant;
 
 use super::followers::{follower_lock, slot_offset};
 use super::{
-    Log, OFF_LOCK, OFF_NEXT_SEQ, OFF_WRITE_TIME, OFF_WRITER_PID, OFF_WRITER_WAITING, PATIENCE,
-    SLOT_CURSOR, SLOTS, SlotInfo, SlotState, Summary,
+    Log, LogError, LogResult, OFF_LOCK, OFF_NEXT_SEQ, OFF_WRITE_TIME, OFF_WRITER_PID,
+    OFF_WRITER_WAITING, PATIENCE, SLOT_CURSOR, SLOTS, SlotInfo, SlotState, Summary,
 };
-use crate::error::{Kind, failure};
 use crate::lock::Holder;
 
 impl Log<'_> {
     /// What the log holds now: a walk from tail to head over the record
     /// headers only, so a log of large records costs no copy of them.
-    pub fn summary(&self) -> anyhow::Result<Summary> {
+    pub fn summary(&self) -> LogResult<Summary> {
         let started = Instant::now();
         loop {
             if let Some(summary) = self.try_summary()? {
                 return Ok(summary);
             }
             if started.elapsed() > PATIENCE {
-                return Err(failure(
-                    Kind::Failed,
-                    format!(
-                        "writers overwrote {} faster than it could be scanned for {}s; try again",
-                        self.target,
-                        PATIENCE.as_secs()
-                    ),
-                ));
+                return Err(LogError::Overtaken {
+                    target: self.target.clone(),
+                    secs: PATIENCE.as_secs(),
+                    larger_log_helps: false,
+                });
             }
         }
     }
 
     /// One header walk; None if writers overtook it.
-    pub(super) fn try_summary(&self) -> anyhow::Result<Option<Summary>> {
-        let appended = self.word64(OFF_NEXT_SEQ)?.load(Ordering::Acquire);
+    pub(super) fn try_summary(&self) -> LogResult<Option<Summary>> {
+        let appended = self.map.atomic_u64(OFF_NEXT_SEQ)?.load(Ordering::Acquire);
         let (head, tail) = self.positions()?;
         let mut summary = Summary {
             appended,
@@ -76,16 +72,16 @@ impl Log<'_> {
 
 impl Log<'_> {
     /// The write lock's holder, and the pid of the last writer.
-    pub fn writer(&self) -> anyhow::Result<(Holder, u32, u64)> {
+    pub fn writer(&self) -> LogResult<(Holder, u32, u64)> {
         Ok((
             Holder::at(self.map, OFF_LOCK)?,
-            self.word32(OFF_WRITER_PID)?.load(Ordering::Relaxed),
-            self.word64(OFF_WRITE_TIME)?.load(Ordering::Relaxed),
+            self.map.atomic_u32(OFF_WRITER_PID)?.load(Ordering::Relaxed),
+            self.map.atomic_u64(OFF_WRITE_TIME)?.load(Ordering::Relaxed),
         ))
     }
 
     /// How many live lossless followers hold a slot now.
-    pub fn lossless_followers(&self) -> anyhow::Result<usize> {
+    pub fn lossless_followers(&self) -> LogResult<usize> {
         let mut live = 0;
         for slot in 0..SLOTS {
             if matches!(self.slot_state(slot)?, SlotState::Live { .. }) {
@@ -96,13 +92,14 @@ impl Log<'_> {
     }
 
     /// Every slot that is not free: who holds it and where it is.
-    pub fn slots(&self) -> anyhow::Result<Vec<SlotInfo>> {
+    pub fn slots(&self) -> LogResult<Vec<SlotInfo>> {
         let mut held = Vec::new();
         for slot in 0..SLOTS {
             let state = self.slot_state(slot)?;
             if state != SlotState::Free {
                 let position = self
-                    .word64(slot_offset(slot) + SLOT_CURSOR)?
+                    .map
+                    .atomic_u64(slot_offset(slot) + SLOT_CURSOR)?
                     .load(Ordering::SeqCst);
                 held.push(SlotInfo {
                     slot,
@@ -117,7 +114,7 @@ impl Log<'_> {
     /// Who holds `slot`. With the log's file, only the kernel's follower
     /// lock proves a live follower: a lock word is ordinary memory that
     /// anyone with write access can set to any tid.
-    pub(super) fn slot_state(&self, slot: usize) -> anyhow::Result<SlotState> {
+    pub(super) fn slot_state(&self, slot: usize) -> LogResult<SlotState> {
         let word = Holder::at(self.map, slot_offset(slot))?;
         let Some(file) = self.file else {
             return Ok(match word {
@@ -129,11 +126,12 @@ impl Log<'_> {
         let Holder::Alive(tid) = word else {
             return Ok(SlotState::Free);
         };
-        let locked = crate::sys::ofd_locked(file, follower_lock(slot), 1).map_err(|e| {
-            anyhow::Error::new(e).context(format!(
-                "cannot ask the kernel about the follower locks of {}",
-                self.target
-            ))
+        let locked = crate::sys::ofd_locked(file, follower_lock(slot), 1).map_err(|errno| {
+            LogError::FollowerLock {
+                target: self.target.clone(),
+                taking: false,
+                errno,
+            }
         })?;
         Ok(if locked {
             SlotState::Live { tid, proven: true }
@@ -176,7 +174,7 @@ pub struct FollowerLag {
 impl Log<'_> {
     /// The sequence number of the record at `position` (inside
     /// `[tail, head)`), if it was not overwritten while being read.
-    pub(super) fn seq_at(&self, position: u64) -> anyhow::Result<Option<u64>> {
+    pub(super) fn seq_at(&self, position: u64) -> LogResult<Option<u64>> {
         let header = self.record_header(position)?;
         fence(Ordering::Acquire);
         if self.tail()? > position {
@@ -188,12 +186,12 @@ impl Log<'_> {
     /// The counters, as consistent as the writers allow: positions are
     /// checked together, and a record header read while overwritten is
     /// read again.
-    pub fn counters(&self) -> anyhow::Result<Counters> {
+    pub fn counters(&self) -> LogResult<Counters> {
         let started = Instant::now();
         let (head, tail, oldest) = loop {
             let (head, tail) = self.positions()?;
             if head == tail {
-                let appended = self.word64(OFF_NEXT_SEQ)?.load(Ordering::SeqCst);
+                let appended = self.map.atomic_u64(OFF_NEXT_SEQ)?.load(Ordering::SeqCst);
                 break (head, tail, appended);
             }
             if let Some(seq) = self.seq_at(tail)? {
@@ -204,14 +202,17 @@ impl Log<'_> {
             }
         };
         // Stored after head on every append: at least the records up to head.
-        let appended = self.word64(OFF_NEXT_SEQ)?.load(Ordering::SeqCst);
+        let appended = self.map.atomic_u64(OFF_NEXT_SEQ)?.load(Ordering::SeqCst);
         let mut followers = Vec::new();
         for slot in 0..SLOTS {
             let offset = slot_offset(slot);
             let Holder::Alive(tid) = Holder::at(self.map, offset)? else {
                 continue;
             };
-            let position = self.word64(offset + SLOT_CURSOR)?.load(Ordering::SeqCst);
+            let position = self
+                .map
+                .atomic_u64(offset + SLOT_CURSOR)?
+                .load(Ordering::SeqCst);
             let records = if position == head {
                 Some(0)
             } else if (tail..head).contains(&position) && position.is_multiple_of(8) {
@@ -239,7 +240,11 @@ impl Log<'_> {
 
     /// Whether a writer is asleep now, waiting for a lossless follower.
     /// The log counts no time waited, so `--stats` samples this.
-    pub fn writer_waiting(&self) -> anyhow::Result<bool> {
-        Ok(self.word32(OFF_WRITER_WAITING)?.load(Ordering::Relaxed) != 0)
+    pub fn writer_waiting(&self) -> LogResult<bool> {
+        Ok(self
+            .map
+            .atomic_u32(OFF_WRITER_WAITING)?
+            .load(Ordering::Relaxed)
+            != 0)
     }
 }

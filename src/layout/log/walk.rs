@@ -4,20 +4,19 @@ use std::collections::VecDeque;
 use std::sync::atomic::{Ordering, fence};
 use std::time::Instant;
 
-use super::{Cursor, Log, OFF_NEXT_SEQ, PATIENCE, Step};
-use crate::error::{Kind, failure};
+use super::{Cursor, Log, LogError, LogResult, OFF_NEXT_SEQ, PATIENCE, Step};
 
 impl Log<'_> {
     /// A cursor at the oldest record held: a reader that wants history.
     /// It knows that record's number, so a reader lapped before it reads
     /// anything still counts what it missed.
-    pub fn cursor_at_oldest(&self) -> anyhow::Result<Cursor> {
+    pub fn cursor_at_oldest(&self) -> LogResult<Cursor> {
         let started = Instant::now();
         loop {
             let (head, tail) = self.positions()?;
             let expected = if head == tail {
                 // Nothing published yet: the next record gets next_seq.
-                self.word64(OFF_NEXT_SEQ)?.load(Ordering::SeqCst)
+                self.map.atomic_u64(OFF_NEXT_SEQ)?.load(Ordering::SeqCst)
             } else {
                 let header = self.record_header(tail)?;
                 fence(Ordering::Acquire);
@@ -41,29 +40,25 @@ impl Log<'_> {
     /// A cursor `last` records before the head (at most all held), or at
     /// the head with `last == 0`: from then on the reader misses nothing
     /// without being told.
-    pub fn cursor_at_last(&self, last: u64) -> anyhow::Result<Cursor> {
+    pub fn cursor_at_last(&self, last: u64) -> LogResult<Cursor> {
         let started = Instant::now();
         loop {
             if let Some(cursor) = self.try_cursor_at_last(last)? {
                 return Ok(cursor);
             }
             if started.elapsed() > PATIENCE {
-                return Err(failure(
-                    Kind::Failed,
-                    format!(
-                        "writers overwrote {} faster than it could be scanned for {}s; try again, or \
-                         use a larger log",
-                        self.target,
-                        PATIENCE.as_secs()
-                    ),
-                ));
+                return Err(LogError::Overtaken {
+                    target: self.target.clone(),
+                    secs: PATIENCE.as_secs(),
+                    larger_log_helps: true,
+                });
             }
         }
     }
 
     /// One walk from tail to head, keeping the positions of the last
     /// `last` records; None if writers overtook the walk.
-    pub(super) fn try_cursor_at_last(&self, last: u64) -> anyhow::Result<Option<Cursor>> {
+    pub(super) fn try_cursor_at_last(&self, last: u64) -> LogResult<Option<Cursor>> {
         let (head, tail) = self.positions()?;
         let keep = usize::try_from(last).unwrap_or(usize::MAX);
         let mut recent = VecDeque::new();
@@ -100,7 +95,9 @@ impl Log<'_> {
             },
             None => Cursor {
                 position: head,
-                expected: next_seq.or(Some(self.word64(OFF_NEXT_SEQ)?.load(Ordering::Acquire))),
+                expected: next_seq.or(Some(
+                    self.map.atomic_u64(OFF_NEXT_SEQ)?.load(Ordering::Acquire),
+                )),
                 lapped_from: None,
                 held: false,
             },
@@ -112,7 +109,7 @@ impl Log<'_> {
     /// says the cursor is at the head. A cursor that writers lapped jumps
     /// to the oldest record held and the count of records missed comes with
     /// the next record. `head` is a recent value of the head position.
-    pub fn next(&self, cursor: &mut Cursor, head: u64, buf: &mut Vec<u8>) -> anyhow::Result<Step> {
+    pub fn next(&self, cursor: &mut Cursor, head: u64, buf: &mut Vec<u8>) -> LogResult<Step> {
         let started = Instant::now();
         loop {
             if cursor.position == head {
@@ -202,7 +199,7 @@ impl Cursor {
 
 impl Log<'_> {
     /// Every record held, concatenated: what a plain read prints.
-    pub fn contents(&self) -> anyhow::Result<Vec<u8>> {
+    pub fn contents(&self) -> LogResult<Vec<u8>> {
         let mut cursor = self.cursor_at_oldest()?;
         let (head, _) = self.positions()?;
         let mut buf = Vec::new();
