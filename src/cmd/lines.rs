@@ -12,12 +12,13 @@
 //! also ends at its [`Stop`] conditions (`--count`, `--for`, `--timeout`).
 
 use std::io::{BufWriter, ErrorKind, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::address::Target;
 use crate::cmd::follow::{Ended, Stop};
 use crate::error::{Kind, failure};
-use crate::layout::log::{Appender, Log, Step};
+use crate::layout::log::{Appender, Log, Step, WriterWait};
 use crate::segment::{Create, Segment};
 use crate::wait::{self, RECHECK};
 
@@ -105,8 +106,64 @@ pub fn open_log(target: &Target, opts: &LinesOptions) -> anyhow::Result<Segment>
     // name is visible, a racing writer may already have opened it, and
     // removing it would pull it from under them (segment's contract).
     let (segment, created) = Segment::open_or_create(target, &create)?;
-    Log::for_writing(segment.mapping(), target, created)?;
+    Log::for_writing(segment.mapping(), target, created, &|wait| {
+        tell_writer_wait(target, wait);
+    })?;
     Ok(segment)
+}
+
+/// Whether this process said already that it waits for a lossless
+/// follower: once per process, not once per batch or per wait.
+static TOLD_FOLLOWER_WAIT: AtomicBool = AtomicBool::new(false);
+
+/// Tells stderr why a writer of `target` waits: for a lossless follower
+/// once per process, for a lock holder each time the layout reports it
+/// (once per lock taken).
+pub(crate) fn tell_writer_wait(target: &Target, wait: WriterWait) {
+    match wait {
+        WriterWait::LockHolder { tid } => crate::notice::notice(format_args!(
+            "shm-write: waiting for thread {tid} (in its PID namespace), which holds the write \
+             lock on {target}"
+        )),
+        WriterWait::Follower {
+            slot,
+            tid,
+            proven,
+            for_holder,
+        } => {
+            if TOLD_FOLLOWER_WAIT.swap(true, Ordering::Relaxed) {
+                return;
+            }
+            let who = if tid == 0 {
+                format!("slot {slot}")
+            } else {
+                format!("slot {slot}, thread {tid} in its PID namespace")
+            };
+            let how = if for_holder {
+                " (the writer holding the lock waits for it)"
+            } else {
+                ""
+            };
+            // Only a System V log's slot rests on a lock word alone, which
+            // anyone with write access could have set.
+            let forged = if proven {
+                String::new()
+            } else {
+                format!(
+                    "; if no such follower runs, the slot was forged: stop the writers, remove the \
+                     log ({} --remove > /dev/null) and start it again",
+                    target.command("shm-read")
+                )
+            };
+            crate::notice::notice(format_args!(
+                "shm-write: waiting for a lossless follower of {target} ({who}; shm-read --follow \
+                 --lossless) that is a whole log behind{how}; writers wait for it as long as it \
+                 lives, as a pipe's writer waits for its reader, and go on when it reads on, exits \
+                 or is killed ({} --info lists the follower slots){forged}",
+                target.command("shm-read")
+            ));
+        }
+    }
 }
 
 /// Cuts input into records and appends them, one lock per input chunk.
@@ -125,6 +182,8 @@ struct Splitter<'l, 'a> {
 impl Splitter<'_, '_> {
     fn feed(&mut self, chunk: &[u8]) -> anyhow::Result<()> {
         let log = self.log;
+        let target = self.target;
+        let on_wait = move |wait| tell_writer_wait(target, wait);
         let mut appender: Option<Appender<'_, '_>> = None;
         let mut start = 0;
         while let Some(at) = chunk[start..].iter().position(|&b| b == self.delimiter) {
@@ -148,7 +207,7 @@ impl Splitter<'_, '_> {
                 continue;
             }
             if appender.is_none() {
-                appender = Some(log.appender()?);
+                appender = Some(log.appender(&on_wait)?);
             }
             if let Some(a) = appender.as_mut() {
                 a.append(record)?;
@@ -177,7 +236,10 @@ impl Splitter<'_, '_> {
             self.refuse(skipped);
         } else if !self.carry.is_empty() {
             self.records += 1;
-            self.log.appender()?.append(&self.carry)?;
+            let target = self.target;
+            self.log
+                .appender(&|wait| tell_writer_wait(target, wait))?
+                .append(&self.carry)?;
             self.carry.clear();
         }
         Ok(())

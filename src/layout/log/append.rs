@@ -1,7 +1,7 @@
 //! The writer's side: the write lock, the numbering check, and appends
 //! that wait for lossless followers.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering, fence};
+use std::sync::atomic::{AtomicU32, Ordering, fence};
 use std::time::{Duration, Instant};
 
 use super::{
@@ -18,7 +18,9 @@ impl<'a> Log<'a> {
     /// Takes the write lock for a batch of appends. A predecessor that died
     /// holding it may have left the sequence counter one behind; the
     /// records themselves are intact, so the counter is recomputed.
-    pub fn appender(&self) -> LogResult<Appender<'_, 'a>> {
+    ///
+    /// `on_wait` hears why this writer waits, when it waits a while.
+    pub fn appender<'l>(&'l self, on_wait: &'l dyn Fn(WriterWait)) -> LogResult<Appender<'l, 'a>> {
         if self.verified.get().is_none() {
             // The first batch of this process: walk the records without the
             // lock, so that other writers are not held up for the walk of a
@@ -26,7 +28,12 @@ impl<'a> Log<'a> {
             // checked.
             self.verified.set(self.numbering_without_lock()?);
         }
-        let guard = lock(self.map, self.target, &|| self.held_back().ok().flatten())?;
+        let guard = lock(
+            self.map,
+            self.target,
+            &|| self.held_back().ok().flatten(),
+            on_wait,
+        )?;
         let (head, tail) = self.positions()?;
         let mut next_seq = self.map.atomic_u64(OFF_NEXT_SEQ)?.load(Ordering::Relaxed);
         if guard.previous_owner_died() {
@@ -39,6 +46,7 @@ impl<'a> Log<'a> {
         }
         Ok(Appender {
             log: self,
+            on_wait,
             _guard: guard,
             head,
             tail,
@@ -129,42 +137,40 @@ impl<'a> Log<'a> {
     }
 }
 
-/// Whether this process said already that it waits for a lossless
-/// follower: once per process, not once per batch or per wait.
-static TOLD_WAITING: AtomicBool = AtomicBool::new(false);
+/// Why a writer is waiting, for the command layer to tell the user: the
+/// layout never prints. Reported again each time the writer still waits;
+/// the observer decides how often to say so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriterWait {
+    /// A live lossless follower is a whole log behind.
+    Follower {
+        /// Its slot.
+        slot: usize,
+        /// The tid in its slot's lock word (0 if unknown).
+        tid: u32,
+        /// Whether the kernel's follower lock backs it (else only a lock
+        /// word, which anyone with write access could have forged).
+        proven: bool,
+        /// Whether it is the lock's holder that waits for it (this writer
+        /// waits for the lock).
+        for_holder: bool,
+    },
+    /// Another thread holds the write lock, waiting for no follower.
+    LockHolder {
+        /// Its tid, in its own PID namespace.
+        tid: u32,
+    },
+}
 
-/// Says, once per process, that a writer waits for a lossless follower,
-/// naming its slot and thread.
-pub(super) fn tell_waiting(target: &Target, behind: &Behind, how: &str) {
-    if TOLD_WAITING.swap(true, Ordering::Relaxed) {
-        return;
+impl WriterWait {
+    fn follower(behind: &Behind, for_holder: bool) -> WriterWait {
+        WriterWait::Follower {
+            slot: behind.slot,
+            tid: behind.tid,
+            proven: behind.proven,
+            for_holder,
+        }
     }
-    let who = if behind.tid == 0 {
-        format!("slot {}", behind.slot)
-    } else {
-        format!(
-            "slot {}, thread {} in its PID namespace",
-            behind.slot, behind.tid
-        )
-    };
-    // Only a System V log's slot rests on a lock word alone, which anyone
-    // with write access could have set.
-    let forged = if behind.proven {
-        String::new()
-    } else {
-        format!(
-            "; if no such follower runs, the slot was forged: stop the writers, remove the log \
-             ({} --remove > /dev/null) and start it again",
-            target.command("shm-read")
-        )
-    };
-    crate::notice::notice(format_args!(
-        "shm-write: waiting for a lossless follower of {target} ({who}; shm-read --follow \
-         --lossless) that is a whole log behind{how}; writers wait for it as long as it lives, as \
-         a pipe's writer waits for its reader, and go on when it reads on, exits or is killed \
-         ({} --info lists the follower slots){forged}",
-        target.command("shm-read")
-    ));
 }
 
 /// Takes the log's write lock. A live holder is waited for as long as a
@@ -175,22 +181,16 @@ pub(super) fn lock<'m>(
     map: &'m Mapping,
     target: &Target,
     held_back: &dyn Fn() -> Option<Behind>,
+    on_wait: &dyn Fn(WriterWait),
 ) -> LogResult<RobustGuard<'m>> {
     let mut told = false;
     loop {
         let deadline = Deadline::after(Some(PATIENCE));
         let waiting = |tid| {
             if let Some(behind) = held_back() {
-                tell_waiting(
-                    target,
-                    &behind,
-                    " (the writer holding the lock waits for it)",
-                );
+                on_wait(WriterWait::follower(&behind, true));
             } else if !told {
-                crate::notice::notice(format_args!(
-                    "shm-write: waiting for thread {tid} (in its PID namespace), which holds the \
-                     write lock on {target}"
-                ));
+                on_wait(WriterWait::LockHolder { tid });
             }
         };
         if let Some(guard) = lock::lock_robust(map, OFF_LOCK, deadline, waiting)? {
@@ -214,9 +214,10 @@ pub(super) fn lock<'m>(
 }
 
 /// A writer holding the log's write lock.
-#[derive(Debug)]
 pub struct Appender<'l, 'a> {
     log: &'l Log<'a>,
+    /// Hears why this writer waits for a lossless follower.
+    on_wait: &'l dyn Fn(WriterWait),
     _guard: RobustGuard<'a>,
     head: u64,
     tail: u64,
@@ -226,6 +227,16 @@ pub struct Appender<'l, 'a> {
     /// once per batch (a clock read per record costs more than the rest of
     /// an append), and again after waiting for a lossless follower.
     time_ns: u64,
+}
+
+impl std::fmt::Debug for Appender<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Appender")
+            .field("head", &self.head)
+            .field("tail", &self.tail)
+            .field("next_seq", &self.next_seq)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Appender<'_, '_> {
@@ -340,7 +351,7 @@ impl Appender<'_, '_> {
             // reader; but a follower that is stopped (Ctrl-Z), or a slot
             // someone scribbled on, would hold us silently: say so once.
             if started.elapsed() >= Duration::from_secs(1) {
-                tell_waiting(log.target, &behind, "");
+                (self.on_wait)(WriterWait::follower(&behind, false));
             }
             if spins < 200 {
                 spins += 1;

@@ -32,7 +32,7 @@ mod followers;
 mod summary;
 mod walk;
 
-pub use append::Appender;
+pub use append::{Appender, WriterWait};
 pub use error::{LogError, LogResult};
 pub use followers::Slot;
 pub use summary::{Counters, FollowerLag};
@@ -256,7 +256,15 @@ impl<'a> Log<'a> {
 
     /// The log a writer appends to: an existing log, or a blank segment
     /// made into an empty one. Anything else is refused, naming what it is.
-    pub fn for_writing(map: &'a Mapping, target: &'a Target, created: bool) -> LogResult<Log<'a>> {
+    /// `created`: whether the caller just made the segment (what a segment
+    /// too small for a log needs done). `on_wait` hears why it waits for
+    /// the write lock (racing creators), when it waits a while.
+    pub fn for_writing(
+        map: &'a Mapping,
+        target: &'a Target,
+        created: bool,
+        on_wait: &dyn Fn(WriterWait),
+    ) -> LogResult<Log<'a>> {
         let found = Layout::detect(map);
         match found {
             Layout::Log => return Log::open(map, target),
@@ -285,7 +293,7 @@ impl<'a> Log<'a> {
             });
         }
         // Racing creators: the lock decides, the magic goes in last.
-        let _guard = append::lock(map, target, &|| None)?;
+        let _guard = append::lock(map, target, &|| None, on_wait)?;
         if !PREFIX.present(map)? {
             PREFIX.write(map, capacity)?;
         }
