@@ -40,21 +40,8 @@ impl Log<'_> {
             bytes_held: 0,
             oldest: None,
         };
-        let mut position = tail;
         let mut expected: Option<u64> = None;
-        while position < head {
-            let header = self.record_header(position)?;
-            fence(Ordering::Acquire);
-            if self.tail()? > position {
-                return Ok(None);
-            }
-            let (len, seq) = header.map_err(|what| self.corrupt(&what))?;
-            let size = self.record_bytes(len);
-            if position.checked_add(size).is_none_or(|end| end > head) {
-                return Err(
-                    self.corrupt(&format!("record at position {position} runs past the head"))
-                );
-            }
+        let whole = self.walk_records(tail, head, &mut |position, len, seq| {
             if let Some(expected) = expected.filter(|&e| e != seq) {
                 return Err(self.corrupt(&format!(
                     "record at position {position} has sequence number {seq}, expected {expected}"
@@ -64,7 +51,10 @@ impl Log<'_> {
             summary.held += 1;
             summary.bytes_held += len as u64;
             expected = Some(seq.wrapping_add(1));
-            position += size;
+            Ok(())
+        })?;
+        if !whole {
+            return Ok(None);
         }
         Ok(Some(summary))
     }

@@ -62,21 +62,8 @@ impl Log<'_> {
         let (head, tail) = self.positions()?;
         let keep = usize::try_from(last).unwrap_or(usize::MAX);
         let mut recent = VecDeque::new();
-        let mut position = tail;
         let mut next_seq = None;
-        while position < head {
-            let header = self.record_header(position)?;
-            fence(Ordering::Acquire);
-            if self.tail()? > position {
-                return Ok(None);
-            }
-            let (len, seq) = header.map_err(|what| self.corrupt(&what))?;
-            let size = self.record_bytes(len);
-            if position.checked_add(size).is_none_or(|end| end > head) {
-                return Err(
-                    self.corrupt(&format!("record at position {position} runs past the head"))
-                );
-            }
+        let whole = self.walk_records(tail, head, &mut |position, _, seq| {
             if keep > 0 {
                 if recent.len() == keep {
                     recent.pop_front();
@@ -84,7 +71,10 @@ impl Log<'_> {
                 recent.push_back((position, seq));
             }
             next_seq = Some(seq.wrapping_add(1));
-            position += size;
+            Ok(())
+        })?;
+        if !whole {
+            return Ok(None);
         }
         let cursor = match recent.front() {
             Some(&(position, seq)) => Cursor {
@@ -103,6 +93,36 @@ impl Log<'_> {
             },
         };
         Ok(Some(cursor))
+    }
+
+    /// Walks the record headers from `tail` to `head` without the write
+    /// lock, giving `visit` each record's position, payload length and
+    /// sequence number, each checked to end at or before `head`. False if
+    /// writers overtook the walk: what was visited then says nothing.
+    pub(super) fn walk_records(
+        &self,
+        tail: u64,
+        head: u64,
+        visit: &mut dyn FnMut(u64, usize, u64) -> LogResult<()>,
+    ) -> LogResult<bool> {
+        let mut position = tail;
+        while position < head {
+            let header = self.record_header(position)?;
+            fence(Ordering::Acquire);
+            if self.tail()? > position {
+                return Ok(false);
+            }
+            let (len, seq) = header.map_err(|what| self.corrupt(&what))?;
+            let size = self.record_bytes(len);
+            if position.checked_add(size).is_none_or(|end| end > head) {
+                return Err(
+                    self.corrupt(&format!("record at position {position} runs past the head"))
+                );
+            }
+            visit(position, len, seq)?;
+            position += size;
+        }
+        Ok(true)
     }
 
     /// Copies the record at the cursor into `buf` and moves past it, or
