@@ -64,7 +64,8 @@ fn a_created_segment_too_small_for_a_log_stays() {
 #[test]
 fn an_existing_segment_too_small_for_a_log_is_to_be_removed_first() {
     let seg = Seg::name();
-    let args = strs(&seg.with(&["--lines", "--size", "16"]));
+    let owned = seg.with(&["--lines", "--size", "16"]);
+    let args = strs(&owned);
     // This call creates it: a larger --size is all it takes next time.
     let out = write(&args, b"one\n");
     out.expect_code(1)
