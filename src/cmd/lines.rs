@@ -16,9 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::address::Target;
+use crate::cmd::explain::WaitNotice;
 use crate::cmd::follow::{Ended, Stop};
 use crate::error::{Kind, failure};
-use crate::layout::log::{Appender, Log, Step, WriterWait};
+use crate::layout::log::{Appender, Cursor, Log, Slot, Step, WriterWait};
 use crate::segment::{Create, Segment};
 use crate::wait::{self, RECHECK};
 
@@ -120,50 +121,12 @@ static TOLD_FOLLOWER_WAIT: AtomicBool = AtomicBool::new(false);
 /// once per process, for a lock holder each time the layout reports it
 /// (once per lock taken).
 pub(crate) fn tell_writer_wait(target: &Target, wait: WriterWait) {
-    match wait {
-        WriterWait::LockHolder { tid } => crate::notice::notice(format_args!(
-            "shm-write: waiting for thread {tid} (in its PID namespace), which holds the write \
-             lock on {target}"
-        )),
-        WriterWait::Follower {
-            slot,
-            tid,
-            proven,
-            for_holder,
-        } => {
-            if TOLD_FOLLOWER_WAIT.swap(true, Ordering::Relaxed) {
-                return;
-            }
-            let who = if tid == 0 {
-                format!("slot {slot}")
-            } else {
-                format!("slot {slot}, thread {tid} in its PID namespace")
-            };
-            let how = if for_holder {
-                " (the writer holding the lock waits for it)"
-            } else {
-                ""
-            };
-            // Only a System V log's slot rests on a lock word alone, which
-            // anyone with write access could have set.
-            let forged = if proven {
-                String::new()
-            } else {
-                format!(
-                    "; if no such follower runs, the slot was forged: stop the writers, remove the \
-                     log ({} --remove > /dev/null) and start it again",
-                    target.command("shm-read")
-                )
-            };
-            crate::notice::notice(format_args!(
-                "shm-write: waiting for a lossless follower of {target} ({who}; shm-read --follow \
-                 --lossless) that is a whole log behind{how}; writers wait for it as long as it \
-                 lives, as a pipe's writer waits for its reader, and go on when it reads on, exits \
-                 or is killed ({} --info lists the follower slots){forged}",
-                target.command("shm-read")
-            ));
-        }
+    if matches!(wait, WriterWait::Follower { .. })
+        && TOLD_FOLLOWER_WAIT.swap(true, Ordering::Relaxed)
+    {
+        return;
     }
+    crate::notice::notice(format_args!("{}", WaitNotice { target, wait }));
 }
 
 /// Cuts input into records and appends them, one lock per input chunk.
@@ -301,27 +264,7 @@ pub fn read_log(
 ) -> anyhow::Result<()> {
     let target = segment.target();
     let log = Log::open(segment.mapping(), target)?.with_file(segment.file());
-    let mut cursor = if opts.new {
-        log.cursor_at_last(0)?
-    } else if let Some(last) = opts.tail {
-        log.cursor_at_last(last)?
-    } else {
-        log.cursor_at_oldest()?
-    };
-    let slot = if opts.lossless {
-        Some(log.claim_slot(&mut cursor)?.ok_or_else(|| {
-            failure(
-                Kind::Failed,
-                format!(
-                    "all {} lossless follower slots of {target} are held by live followers; wait for \
-                     one to end, or follow without --lossless (a lapped follower reports what it missed)",
-                    crate::layout::log::SLOTS
-                ),
-            )
-        })?)
-    } else {
-        None
-    };
+    let (mut cursor, slot) = start_reading(&log, target, &opts)?;
     let mut out = BufWriter::with_capacity(64 * 1024, out);
     let mut printer = Printer {
         budget: opts.bytes,
@@ -381,6 +324,48 @@ pub fn read_log(
     }
     printer.report(target, &mut out)?;
     out.flush()?;
+    ended_with(&printer, ended, &stop, target)
+}
+
+/// Where a reader starts, as asked, and for `--lossless` its claimed
+/// slot.
+fn start_reading<'a>(
+    log: &Log<'a>,
+    target: &Target,
+    opts: &LogReadOptions,
+) -> anyhow::Result<(Cursor, Option<Slot<'a>>)> {
+    let mut cursor = if opts.new {
+        log.cursor_at_last(0)?
+    } else if let Some(last) = opts.tail {
+        log.cursor_at_last(last)?
+    } else {
+        log.cursor_at_oldest()?
+    };
+    let slot = if opts.lossless {
+        Some(log.claim_slot(&mut cursor)?.ok_or_else(|| {
+            failure(
+                Kind::Failed,
+                format!(
+                    "all {} lossless follower slots of {target} are held by live followers; wait for \
+                     one to end, or follow without --lossless (a lapped follower reports what it missed)",
+                    crate::layout::log::SLOTS
+                ),
+            )
+        })?)
+    } else {
+        None
+    };
+    Ok((cursor, slot))
+}
+
+/// How a read ends after its last record: an error if records were
+/// missed, or if `--timeout` ended it.
+fn ended_with(
+    printer: &Printer,
+    ended: Option<Ended>,
+    stop: &Stop,
+    target: &Target,
+) -> anyhow::Result<()> {
     if printer.missed > 0 {
         return Err(failure(
             Kind::Failed,

@@ -4,9 +4,10 @@
 use std::fmt;
 
 use super::Classify;
+use crate::address::Target;
 use crate::error::Kind;
 use crate::layout::Layout;
-use crate::layout::log::LogError;
+use crate::layout::log::{LogError, WriterWait};
 
 impl Classify for LogError {
     fn kind(&self) -> Kind {
@@ -27,47 +28,13 @@ impl fmt::Display for LogError {
                 "{target} is not a log; start one with: producer | {}",
                 target.command("shm-write --lines")
             ),
-            LogError::OtherLayout { target, found } => {
-                let remove = target.command("shm-read --remove");
-                match found {
-                    Layout::Snapshot => write!(
-                        f,
-                        "{target} is a snapshot (written by shm-write without --lines), not a log; \
-                         --lines appends records to a log: use another address, or remove it first \
-                         ({remove} > /dev/null)"
-                    ),
-                    Layout::Stream => write!(
-                        f,
-                        "{target} is a stream ring (shm-write --stream), not a log; use another address, \
-                         or remove it first ({remove} > /dev/null)"
-                    ),
-                    Layout::Log | Layout::Foreign => write!(
-                        f,
-                        "{target} holds data in a layout shm-tools did not write (a C program's string, for \
-                         example); use another address, or remove it first ({remove} > /dev/null)"
-                    ),
-                }
-            }
+            LogError::OtherLayout { target, found } => other_layout(f, target, *found),
             LogError::TooSmall {
                 target,
                 size,
                 header,
                 created,
-            } => {
-                write!(
-                    f,
-                    "{target} is {size} bytes, too small for a log ({header} bytes of header); "
-                )?;
-                if *created {
-                    write!(f, "use a larger --size")
-                } else {
-                    write!(
-                        f,
-                        "remove it first ({} > /dev/null), then write again with a larger --size",
-                        target.command("shm-read --remove")
-                    )
-                }
-            }
+            } => too_small(f, target, *size, *header, *created),
             LogError::Corrupt { target, what } => write!(
                 f,
                 "{target} has a corrupt log header ({what}); read it with --all, or remove it and start \
@@ -109,5 +76,112 @@ impl fmt::Display for LogError {
                 "a record of {len} bytes does not fit {target}, whose records hold at most {max} bytes"
             ),
         }
+    }
+}
+
+/// A `--lines` writer found another layout where it would make a log.
+fn other_layout(f: &mut fmt::Formatter<'_>, target: &Target, found: Layout) -> fmt::Result {
+    let remove = target.command("shm-read --remove");
+    match found {
+        Layout::Snapshot => write!(
+            f,
+            "{target} is a snapshot (written by shm-write without --lines), not a log; \
+             --lines appends records to a log: use another address, or remove it first \
+             ({remove} > /dev/null)"
+        ),
+        Layout::Stream => write!(
+            f,
+            "{target} is a stream ring (shm-write --stream), not a log; use another address, \
+             or remove it first ({remove} > /dev/null)"
+        ),
+        Layout::Log | Layout::Foreign => write!(
+            f,
+            "{target} holds data in a layout shm-tools did not write (a C program's string, for \
+             example); use another address, or remove it first ({remove} > /dev/null)"
+        ),
+    }
+}
+
+/// A blank segment too small for a log: one this process just created
+/// only needs a larger `--size` next time; one that existed before would
+/// be opened again as it is, so it has to be removed first.
+fn too_small(
+    f: &mut fmt::Formatter<'_>,
+    target: &Target,
+    size: usize,
+    header: usize,
+    created: bool,
+) -> fmt::Result {
+    write!(
+        f,
+        "{target} is {size} bytes, too small for a log ({header} bytes of header); "
+    )?;
+    if created {
+        write!(f, "use a larger --size")
+    } else {
+        write!(
+            f,
+            "remove it first ({} > /dev/null), then write again with a larger --size",
+            target.command("shm-read --remove")
+        )
+    }
+}
+
+/// The notice a writer gives on stderr when it waits a while: for a
+/// lossless follower, or for the holder of the write lock.
+pub struct WaitNotice<'a> {
+    /// The log.
+    pub target: &'a Target,
+    /// Why the writer waits.
+    pub wait: WriterWait,
+}
+
+impl fmt::Display for WaitNotice<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let target = self.target;
+        let (slot, tid, proven, for_holder) = match self.wait {
+            WriterWait::LockHolder { tid } => {
+                return write!(
+                    f,
+                    "shm-write: waiting for thread {tid} (in its PID namespace), which holds the \
+                     write lock on {target}"
+                );
+            }
+            WriterWait::Follower {
+                slot,
+                tid,
+                proven,
+                for_holder,
+            } => (slot, tid, proven, for_holder),
+        };
+        let who = if tid == 0 {
+            format!("slot {slot}")
+        } else {
+            format!("slot {slot}, thread {tid} in its PID namespace")
+        };
+        let how = if for_holder {
+            " (the writer holding the lock waits for it)"
+        } else {
+            ""
+        };
+        write!(
+            f,
+            "shm-write: waiting for a lossless follower of {target} ({who}; shm-read --follow \
+             --lossless) that is a whole log behind{how}; writers wait for it as long as it \
+             lives, as a pipe's writer waits for its reader, and go on when it reads on, exits \
+             or is killed ({} --info lists the follower slots)",
+            target.command("shm-read")
+        )?;
+        // Only a System V log's slot rests on a lock word alone, which
+        // anyone with write access could have set.
+        if !proven {
+            write!(
+                f,
+                "; if no such follower runs, the slot was forged: stop the writers, remove the \
+                 log ({} --remove > /dev/null) and start it again",
+                target.command("shm-read")
+            )?;
+        }
+        Ok(())
     }
 }

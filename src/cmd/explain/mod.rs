@@ -12,6 +12,8 @@
 mod layout;
 mod log;
 
+pub use log::WaitNotice;
+
 use nix::errno::Errno;
 
 use crate::error::{Failure, Kind, Outcome};
