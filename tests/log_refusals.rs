@@ -60,3 +60,24 @@ fn a_created_segment_too_small_for_a_log_stays() {
         assert_eq!(std::fs::metadata(seg.dev_shm_path()).unwrap().len(), 16);
     }
 }
+
+#[test]
+fn an_existing_segment_too_small_for_a_log_is_to_be_removed_first() {
+    let seg = Seg::name();
+    let owned = seg.with(&["--lines", "--size", "16"]);
+    let args = strs(&owned);
+    // This call creates it: a larger --size is all it takes next time.
+    let out = write(&args, b"one\n");
+    out.expect_code(1)
+        .stderr_has(&["too small for a log", "; use a larger --size"]);
+    // Now it exists: a larger --size alone would open the same segment.
+    let out = write(&args, b"one\n");
+    let remove = format!(
+        "too small for a log ({} bytes of header); remove it first (shm-read --remove -n {} > \
+         /dev/null), then write again with a larger --size",
+        shm_tools::layout::log::HEADER_SIZE,
+        seg.name_value().unwrap()
+    );
+    out.expect_code(1).stderr_has(&[&remove]);
+    assert!(!out.stderr.contains("; use a larger --size"), "{out}");
+}

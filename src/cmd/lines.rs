@@ -12,12 +12,14 @@
 //! also ends at its [`Stop`] conditions (`--count`, `--for`, `--timeout`).
 
 use std::io::{BufWriter, ErrorKind, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::address::Target;
+use crate::cmd::explain::WaitNotice;
 use crate::cmd::follow::{Ended, Stop};
 use crate::error::{Kind, failure};
-use crate::layout::log::{Appender, Log, Step};
+use crate::layout::log::{Appender, Cursor, Log, Slot, Step, WriterWait};
 use crate::segment::{Create, Segment};
 use crate::wait::{self, RECHECK};
 
@@ -104,9 +106,27 @@ pub fn open_log(target: &Target, opts: &LinesOptions) -> anyhow::Result<Segment>
     // A segment we created stays even when it cannot hold a log: once its
     // name is visible, a racing writer may already have opened it, and
     // removing it would pull it from under them (segment's contract).
-    let (segment, _created) = super::open_or_create(target, &create)?;
-    Log::for_writing(segment.mapping(), target)?;
+    let (segment, created) = super::open_or_create(target, &create)?;
+    Log::for_writing(segment.mapping(), target, created, &|wait| {
+        tell_writer_wait(target, wait);
+    })?;
     Ok(segment)
+}
+
+/// Whether this process said already that it waits for a lossless
+/// follower: once per process, not once per batch or per wait.
+static TOLD_FOLLOWER_WAIT: AtomicBool = AtomicBool::new(false);
+
+/// Tells stderr why a writer of `target` waits: for a lossless follower
+/// once per process, for a lock holder each time the layout reports it
+/// (once per lock taken).
+pub(crate) fn tell_writer_wait(target: &Target, wait: WriterWait) {
+    if matches!(wait, WriterWait::Follower { .. })
+        && TOLD_FOLLOWER_WAIT.swap(true, Ordering::Relaxed)
+    {
+        return;
+    }
+    crate::notice::notice(format_args!("{}", WaitNotice { target, wait }));
 }
 
 /// Cuts input into records and appends them, one lock per input chunk.
@@ -125,6 +145,8 @@ struct Splitter<'l, 'a> {
 impl Splitter<'_, '_> {
     fn feed(&mut self, chunk: &[u8]) -> anyhow::Result<()> {
         let log = self.log;
+        let target = self.target;
+        let on_wait = move |wait| tell_writer_wait(target, wait);
         let mut appender: Option<Appender<'_, '_>> = None;
         let mut start = 0;
         while let Some(at) = chunk[start..].iter().position(|&b| b == self.delimiter) {
@@ -148,7 +170,7 @@ impl Splitter<'_, '_> {
                 continue;
             }
             if appender.is_none() {
-                appender = Some(log.appender()?);
+                appender = Some(log.appender(&on_wait)?);
             }
             if let Some(a) = appender.as_mut() {
                 a.append(record)?;
@@ -177,7 +199,10 @@ impl Splitter<'_, '_> {
             self.refuse(skipped);
         } else if !self.carry.is_empty() {
             self.records += 1;
-            self.log.appender()?.append(&self.carry)?;
+            let target = self.target;
+            self.log
+                .appender(&|wait| tell_writer_wait(target, wait))?
+                .append(&self.carry)?;
             self.carry.clear();
         }
         Ok(())
@@ -239,27 +264,7 @@ pub fn read_log(
 ) -> anyhow::Result<()> {
     let target = segment.target();
     let log = Log::open(segment.mapping(), target)?.with_file(segment.file());
-    let mut cursor = if opts.new {
-        log.cursor_at_last(0)?
-    } else if let Some(last) = opts.tail {
-        log.cursor_at_last(last)?
-    } else {
-        log.cursor_at_oldest()?
-    };
-    let slot = if opts.lossless {
-        Some(log.claim_slot(&mut cursor)?.ok_or_else(|| {
-            failure(
-                Kind::Failed,
-                format!(
-                    "all {} lossless follower slots of {target} are held by live followers; wait for \
-                     one to end, or follow without --lossless (a lapped follower reports what it missed)",
-                    crate::layout::log::SLOTS
-                ),
-            )
-        })?)
-    } else {
-        None
-    };
+    let (mut cursor, slot) = start_reading(&log, target, &opts)?;
     let mut out = BufWriter::with_capacity(64 * 1024, out);
     let mut printer = Printer {
         budget: opts.bytes,
@@ -319,6 +324,48 @@ pub fn read_log(
     }
     printer.report(target, &mut out)?;
     out.flush()?;
+    ended_with(&printer, ended, &stop, target)
+}
+
+/// Where a reader starts, as asked, and for `--lossless` its claimed
+/// slot.
+fn start_reading<'a>(
+    log: &Log<'a>,
+    target: &Target,
+    opts: &LogReadOptions,
+) -> anyhow::Result<(Cursor, Option<Slot<'a>>)> {
+    let mut cursor = if opts.new {
+        log.cursor_at_last(0)?
+    } else if let Some(last) = opts.tail {
+        log.cursor_at_last(last)?
+    } else {
+        log.cursor_at_oldest()?
+    };
+    let slot = if opts.lossless {
+        Some(log.claim_slot(&mut cursor)?.ok_or_else(|| {
+            failure(
+                Kind::Failed,
+                format!(
+                    "all {} lossless follower slots of {target} are held by live followers; wait for \
+                     one to end, or follow without --lossless (a lapped follower reports what it missed)",
+                    crate::layout::log::SLOTS
+                ),
+            )
+        })?)
+    } else {
+        None
+    };
+    Ok((cursor, slot))
+}
+
+/// How a read ends after its last record: an error if records were
+/// missed, or if `--timeout` ended it.
+fn ended_with(
+    printer: &Printer,
+    ended: Option<Ended>,
+    stop: &Stop,
+    target: &Target,
+) -> anyhow::Result<()> {
     if printer.missed > 0 {
         return Err(failure(
             Kind::Failed,

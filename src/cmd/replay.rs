@@ -100,7 +100,8 @@ pub fn replay(
             ));
         }
         clock.sleep();
-        log.appender()?.append(&record.content)?;
+        log.appender(&|wait| crate::cmd::lines::tell_writer_wait(target, wait))?
+            .append(&record.content)?;
         replayed += 1;
     }
 }

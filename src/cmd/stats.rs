@@ -77,11 +77,14 @@ fn count(segment: &Segment) -> anyhow::Result<Counted> {
 fn writer_waiting(segment: &Segment) -> bool {
     let map = segment.mapping();
     match Layout::detect(map) {
-        Layout::Log => Log::open(map, segment.target()).and_then(|l| l.writer_waiting()),
-        Layout::Stream => Ring::open(map, segment.target()).and_then(|r| r.writer_waiting()),
-        _ => Ok(false),
+        Layout::Log => Log::open(map, segment.target())
+            .and_then(|l| l.writer_waiting())
+            .unwrap_or(false),
+        Layout::Stream => Ring::open(map, segment.target())
+            .and_then(|r| r.writer_waiting())
+            .unwrap_or(false),
+        _ => false,
     }
-    .unwrap_or(false)
 }
 
 /// One watched segment: the last counts and when they were taken, and

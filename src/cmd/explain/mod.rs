@@ -10,7 +10,10 @@
 //!   never from the text of a message.
 
 mod layout;
+mod log;
 mod segment;
+
+pub use log::WaitNotice;
 
 use nix::errno::Errno;
 
@@ -44,6 +47,7 @@ fn classify(cause: &(dyn std::error::Error + 'static)) -> Option<Kind> {
         Failure,
         crate::layout::LayoutError,
         crate::segment::SegmentError,
+        crate::layout::log::LogError,
     );
     None
 }
