@@ -253,6 +253,7 @@ mod classic;
 mod live;
 mod logs;
 mod rings;
+pub mod scene;
 mod scopes;
 mod seg;
 
