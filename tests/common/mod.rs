@@ -251,6 +251,7 @@ pub fn numbered(prefix: &str, count: usize) -> Vec<u8> {
 
 mod classic;
 mod live;
+pub mod log_tests;
 mod logs;
 mod rings;
 pub mod scene;
