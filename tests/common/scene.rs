@@ -40,7 +40,7 @@ pub const NOT_RUN: &[(&str, &str)] = &[
     (
         "shm-read --list --unused --remove",
         "removes every unused segment on the machine, other tests' included; \
-         tests/watch.rs runs it in private namespaces",
+         tests/watch_unused.rs runs it in private namespaces",
     ),
     (
         "shm-read --list --stale --remove",
