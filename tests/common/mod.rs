@@ -253,6 +253,7 @@ mod classic;
 mod live;
 pub mod log_tests;
 mod logs;
+pub mod names_tests;
 mod rings;
 pub mod scene;
 mod scopes;
