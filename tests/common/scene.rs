@@ -30,7 +30,7 @@ pub const NOT_RUN: &[(&str, &str)] = &[
     ),
     (
         "cp target/assets/bash/* ~/.local/share/bash-completion/completions/",
-        "user installation; tests/hints_and_filters.rs checks the generated names",
+        "user installation; tests/hints_and_man_pages.rs checks the generated names",
     ),
     ("cp target/assets/zsh/* ~/.zfunc/", "user installation"),
     (
@@ -45,7 +45,7 @@ pub const NOT_RUN: &[(&str, &str)] = &[
     (
         "shm-read --list --stale --remove",
         "removes every stale segment of this user on the machine, other tests' included; \
-         tests/usability.rs and tests/hints_and_filters.rs run it in private namespaces",
+         tests/usability.rs and tests/list_and_offset.rs run it in private namespaces",
     ),
 ];
 
