@@ -393,7 +393,7 @@ fn readme() -> &'static str {
 #[test]
 fn readme_leaves_nothing_in_the_repository() {
     // The C programs and shmfile are built in a scratch directory that the
-    // block removes (tests/docs.rs runs the block and checks the
+    // block removes (tests/docs_sharing.rs runs the block and checks the
     // repository stays clean).
     let block = readme()
         .split("```sh")

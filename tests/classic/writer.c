@@ -1,5 +1,5 @@
 /* The classic writer.c of shared memory tutorials, with fgets: gets() is
- * gone from C11. Used by tests/interop.rs, tests/docs.rs and the benchmark. */
+ * gone from C11. Used by tests/interop.rs, tests/docs_sharing.rs and the benchmark. */
 #include <stdio.h>
 #include <sys/ipc.h>
 #include <sys/shm.h>
