@@ -3,7 +3,7 @@
 //!
 //! Contract: only header words (and, for a log, record headers) are read,
 //! never content, and nothing subscribes, so the rates are exact whoever
-//! reads and however fast, and the writers are not slowed (benches/compare.rs
+//! reads and however fast, and the writers are not slowed (benches/compare/
 //! measures it). What the headers count is exact: versions, records and
 //! bytes appended, records overwritten, bytes read from a stream. What they
 //! do not count is sampled and says so: the share of the interval a writer
