@@ -131,46 +131,7 @@ pub fn read_stream(
 ) -> anyhow::Result<()> {
     let target = address.resolve()?;
     let mut meter = None;
-    let segment = if wait_for_writer || timeout.is_some() {
-        let deadline = Deadline::after(timeout);
-        let waiting = meter.insert(Meter::new(progress, "received"));
-        let opened = waiting.ticking(
-            || "waiting for the writer to start".to_owned(),
-            || {
-                Segment::open_when(
-                    &target,
-                    Access::ReadWrite,
-                    deadline,
-                    timeout,
-                    "to get a stream writer",
-                    |segment| {
-                        let map = segment.mapping();
-                        match Layout::detect(map) {
-                            Layout::Stream => Ok(true),
-                            // Blank: a writer is still setting it up.
-                            _ if map.is_zero(0, map.len().min(64))? => Ok(false),
-                            // Anything else is not going to become a stream: say so.
-                            _ => Ring::open(map, &target).map(|_| false),
-                        }
-                    },
-                )
-            },
-        );
-        opened.inspect_err(|_| waiting.clear())?
-    } else {
-        Segment::open(&target, Access::ReadWrite).map_err(|e| match (kind_of(&e), &target) {
-            // The generic hint would suggest a snapshot write.
-            (Some(Kind::NotFound), Target::Key { .. } | Target::Name(_)) => failure(
-                Kind::NotFound,
-                format!(
-                    "no stream at {target}; start its writer with: producer | {}, \
-                     or add --wait to wait for it",
-                    target.command("shm-write --stream")
-                ),
-            ),
-            _ => e,
-        })?
-    };
+    let segment = open_stream(&target, wait_for_writer, timeout, progress, &mut meter)?;
     let meter = meter.unwrap_or_else(|| Meter::new(progress, "received"));
     let ring = Ring::open(segment.mapping(), &target).inspect_err(|_| meter.clear())?;
     // Held until the ring is removed (or the error below is returned).
@@ -203,6 +164,59 @@ pub fn read_stream(
         }
     }
     result.map(drop)
+}
+
+/// Opens the segment a stream reader drains: with `--wait` or a timeout,
+/// once a writer made it a ring (showing the wait in `meter`, which it
+/// then leaves in place); else at once, with a hint to start the writer
+/// when there is none.
+fn open_stream(
+    target: &Target,
+    wait_for_writer: bool,
+    timeout: Option<Duration>,
+    progress: Option<Progress>,
+    meter: &mut Option<Meter>,
+) -> anyhow::Result<Segment> {
+    if wait_for_writer || timeout.is_some() {
+        let deadline = Deadline::after(timeout);
+        let waiting = meter.insert(Meter::new(progress, "received"));
+        let opened = waiting.ticking(
+            || "waiting for the writer to start".to_owned(),
+            || {
+                Segment::open_when(
+                    target,
+                    Access::ReadWrite,
+                    deadline,
+                    timeout,
+                    "to get a stream writer",
+                    |segment| {
+                        let map = segment.mapping();
+                        match Layout::detect(map) {
+                            Layout::Stream => Ok(true),
+                            // Blank: a writer is still setting it up.
+                            _ if map.is_zero(0, map.len().min(64))? => Ok(false),
+                            // Anything else is not going to become a stream: say so.
+                            _ => Ring::open(map, target).map(|_| false),
+                        }
+                    },
+                )
+            },
+        );
+        opened.inspect_err(|_| waiting.clear())
+    } else {
+        Segment::open(target, Access::ReadWrite).map_err(|e| match (kind_of(&e), target) {
+            // The generic hint would suggest a snapshot write.
+            (Some(Kind::NotFound), Target::Key { .. } | Target::Name(_)) => failure(
+                Kind::NotFound,
+                format!(
+                    "no stream at {target}; start its writer with: producer | {}, \
+                     or add --wait to wait for it",
+                    target.command("shm-write --stream")
+                ),
+            ),
+            _ => e,
+        })
+    }
 }
 
 /// What `--progress` says after the numbers: how full the ring is, and

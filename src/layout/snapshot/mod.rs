@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::address::Target;
 use crate::error::{Kind, failure};
 use crate::layout::Layout;
-use crate::layout::prefix::Prefix;
+use crate::layout::prefix::{OFF_CAPACITY, Prefix};
 use crate::lock::Holder;
 use crate::sys::{Mapping, ROBUST_LOCK_SIZE};
 
@@ -39,8 +39,6 @@ const PREFIX: Prefix = Prefix {
     header_size: HEADER_SIZE,
     layout: super::Layout::Snapshot,
 };
-/// The capacity (u64), part of the prefix; it changes when a segment grows.
-const OFF_CAPACITY: usize = 16;
 const OFF_SEQ: usize = 24;
 const OFF_SLOTS: usize = 32;
 /// The write lock: a robust lock (list entry, then the word at 88).

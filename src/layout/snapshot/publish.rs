@@ -10,9 +10,8 @@ use crate::sys::Mapping;
 use crate::wait::{self, Deadline};
 
 use super::{
-    Duration, Grow, LOCK_PATIENCE, OFF_CAPACITY, OFF_LOCK, Publish, SLOT_GEN, SLOT_LEN, SLOT_MTIME,
-    SLOT_PID, Snapshot, capacity_for, grown_size, is_grown, size_for, size_of_capacity,
-    suggest_size, view,
+    Grow, LOCK_PATIENCE, OFF_CAPACITY, OFF_LOCK, Publish, SLOT_GEN, SLOT_LEN, SLOT_MTIME, SLOT_PID,
+    Snapshot, capacity_for, grown_size, is_grown, size_for, size_of_capacity, suggest_size, view,
 };
 
 impl Snapshot<'_> {
@@ -276,7 +275,7 @@ fn test_hook_hold_lock() {
         crate::notice::notice(format_args!(
             "shm-write: holding the write lock for {ms} ms (SHM_TOOLS_TEST_HOLD_LOCK_MS)"
         ));
-        std::thread::sleep(Duration::from_millis(ms));
+        std::thread::sleep(std::time::Duration::from_millis(ms));
     }
 }
 
