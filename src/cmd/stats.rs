@@ -78,7 +78,9 @@ fn writer_waiting(segment: &Segment) -> bool {
     let map = segment.mapping();
     match Layout::detect(map) {
         Layout::Log => Log::open(map, segment.target()).and_then(|l| l.writer_waiting()),
-        Layout::Stream => Ring::open(map, segment.target()).and_then(|r| r.writer_waiting()),
+        Layout::Stream => Ring::open(map, segment.target())
+            .and_then(|r| r.writer_waiting())
+            .map_err(Into::into),
         _ => Ok(false),
     }
     .unwrap_or(false)

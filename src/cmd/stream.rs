@@ -26,7 +26,7 @@ use crate::cmd::explain::{kind_of, outcome};
 use crate::cmd::progress::{Meter, Progress};
 use crate::error::{Kind, Outcome, failure};
 use crate::layout::Layout;
-use crate::layout::ring::{self, Ring, Side};
+use crate::layout::ring::{self, Ring, RingError, Side};
 use crate::lock::Holder;
 use crate::notice::notice;
 use crate::segment::{Access, Create, Segment};
@@ -88,7 +88,7 @@ fn write_ring(
 ) -> Option<anyhow::Result<()>> {
     let (ring, claim, takeover) = match Ring::create(segment.mapping(), target) {
         Ok(created) => created,
-        Err(e) => return Some(Err(e)),
+        Err(e) => return Some(Err(e.into())),
     };
     // Checked holding the claim: a remover unlinks only while it holds it.
     if segment.is_removed() {
@@ -118,7 +118,7 @@ fn write_ring(
         // matters less than the error that says what happened.
         let _ = segment.remove();
     }
-    Some(result.map(drop))
+    Some(result.map(drop).map_err(|e| stream_error(e, target)))
 }
 
 /// `shm-read --stream | consumer`: drains the ring to stdout until the
@@ -149,7 +149,7 @@ pub fn read_stream(
             || ring_status(&ring, Side::Reader),
             || ring.consume(&claim, stdout.as_fd(), &|bytes| meter.set(bytes)),
         )
-        .map_err(|e| name_stdout_error(e, &target));
+        .map_err(|e| stream_error(e, &target));
     meter.finish();
     // Records a truncation by another process, which the binary reports.
     let _ = segment.mapping().verify_size();
@@ -196,7 +196,7 @@ fn open_stream(
                             // Blank: a writer is still setting it up.
                             _ if map.is_zero(0, map.len().min(64))? => Ok(false),
                             // Anything else is not going to become a stream: say so.
-                            _ => Ring::open(map, target).map(|_| false),
+                            _ => Ring::open(map, target).map(|_| false).map_err(Into::into),
                         }
                     },
                 )
@@ -274,13 +274,20 @@ fn pid_note(pid: u32) -> String {
     }
 }
 
-/// A failed write to stdout (other than a broken pipe) names the stream:
-/// "cannot write the content of ... to stdout: No space left on device".
-fn name_stdout_error(err: anyhow::Error, target: &Target) -> anyhow::Error {
-    match err.downcast_ref::<Errno>() {
-        Some(&e) if e != Errno::EPIPE && kind_of(&err).is_none() => {
+/// A ring's error as this command reports it. A failed read of stdin or
+/// write of stdout keeps its errno as the cause, so a broken pipe ends
+/// quietly; a failed write to stdout (other than a broken pipe) names the
+/// stream: "cannot write the content of ... to stdout: No space left on
+/// device".
+fn stream_error(err: RingError, target: &Target) -> anyhow::Error {
+    match err {
+        RingError::ReadInput(e) => anyhow::Error::new(e).context("cannot read stdin"),
+        RingError::WriteOutput(Errno::EPIPE) => {
+            anyhow::Error::new(Errno::EPIPE).context("cannot write stdout")
+        }
+        RingError::WriteOutput(e) => {
             anyhow::Error::new(e).context(format!("cannot write the content of {target} to stdout"))
         }
-        _ => err,
+        other => other.into(),
     }
 }

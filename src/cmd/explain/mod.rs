@@ -10,6 +10,7 @@
 //!   never from the text of a message.
 
 mod layout;
+mod ring;
 
 use nix::errno::Errno;
 
@@ -39,7 +40,11 @@ fn classify(cause: &(dyn std::error::Error + 'static)) -> Option<Kind> {
             )*
         };
     }
-    first_of!(Failure, crate::layout::LayoutError);
+    first_of!(
+        Failure,
+        crate::layout::LayoutError,
+        crate::layout::ring::RingError,
+    );
     None
 }
 

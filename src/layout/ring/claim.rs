@@ -4,7 +4,6 @@
 use std::sync::atomic::Ordering;
 
 use crate::address::Target;
-use crate::error::{Kind, failure};
 use crate::layout::Layout;
 use crate::lock::{self, Holder, RobustGuard};
 use crate::sys::{Mapping, ROBUST_LOCK_SIZE};
@@ -12,8 +11,8 @@ use crate::wait::Deadline;
 
 use super::{
     OFF_FLAGS, OFF_HEAD, OFF_READER_CLAIM, OFF_READER_PID, OFF_READER_WAITING, OFF_TAIL,
-    OFF_WRITER_CLAIM, OFF_WRITER_PID, OFF_WRITER_WAITING, PREFIX, READER_CLOSED, Ring, Takeover,
-    WRITER_DONE, WRITER_FAILED, capacity_for,
+    OFF_WRITER_CLAIM, OFF_WRITER_PID, OFF_WRITER_WAITING, PREFIX, READER_CLOSED, Ring, RingError,
+    Takeover, WRITER_DONE, WRITER_FAILED, capacity_for,
 };
 
 /// How long a reader waits for a reader's claim held by someone else
@@ -21,22 +20,11 @@ use super::{
 /// stores of its reset, and a reader arriving then must not be refused.
 const TAKEOVER_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// "a live NAME", with the holder's tid when the word names one.
-fn live(who: &str, holder: Holder) -> String {
-    match holder {
-        Holder::Alive(tid) => format!("a live {who} (tid {tid} in its PID namespace)"),
-        Holder::Free | Holder::Died => format!("a live {who}"),
+fn already_writing(target: &Target, holder: Holder) -> RingError {
+    RingError::AlreadyWriting {
+        target: target.clone(),
+        holder,
     }
-}
-
-fn already_writing(target: &Target, holder: Holder) -> anyhow::Error {
-    failure(
-        Kind::Failed,
-        format!(
-            "{target} already has {}; only one writer per stream",
-            live("stream writer", holder)
-        ),
-    )
 }
 
 /// How a writer whose claim is not held by a live thread ended, when it
@@ -58,19 +46,15 @@ pub type Created<'a> = (Ring<'a>, RobustGuard<'a>, Option<Takeover>);
 
 /// Zero but for the writer's claim: blank, or a ring being set up right
 /// now (its claim held) or whose writer died doing so.
-fn blank_but_for_the_writer_claim(map: &Mapping) -> anyhow::Result<bool> {
+fn blank_but_for_the_writer_claim(map: &Mapping) -> Result<bool, RingError> {
     let claim_end = OFF_WRITER_CLAIM + ROBUST_LOCK_SIZE;
     Ok(map.is_zero(0, OFF_WRITER_CLAIM)? && map.is_zero(claim_end, map.len() - claim_end)?)
 }
 
-fn holds_data(target: &Target, remove_first: &str) -> anyhow::Error {
-    failure(
-        Kind::Failed,
-        format!(
-            "{target} already holds data, so it cannot become a stream; use another address, \
-             or {remove_first}"
-        ),
-    )
+fn holds_data(target: &Target) -> RingError {
+    RingError::HoldsData {
+        target: target.clone(),
+    }
 }
 
 impl<'a> Ring<'a> {
@@ -86,29 +70,20 @@ impl<'a> Ring<'a> {
     /// waiting finished for its reader; other content) is refused. On
     /// refusal this changes nothing and the caller must not remove the
     /// segment: another process has used it.
-    pub fn create(map: &'a Mapping, target: &'a Target) -> anyhow::Result<Created<'a>> {
-        let capacity = capacity_for(map.len()).ok_or_else(|| {
-            failure(
-                Kind::Failed,
-                format!(
-                    "{target} is {} bytes, too small for a stream ring",
-                    map.len()
-                ),
-            )
+    pub fn create(map: &'a Mapping, target: &'a Target) -> Result<Created<'a>, RingError> {
+        let capacity = capacity_for(map.len()).ok_or_else(|| RingError::TooSmall {
+            target: target.clone(),
+            size: map.len(),
         })?;
-        let remove_first = format!(
-            "remove it first: {} > /dev/null",
-            target.command("shm-read --remove")
-        );
         // Everything is looked at before anything is written: the claim's
         // bytes of a segment that is not ours (a snapshot, a C program's
         // data) are that segment's content, and a refused writer must leave
         // them exactly as they were.
         if Layout::detect(map) == Layout::Stream {
-            return Ring::take_over(map, target, &remove_first);
+            return Ring::take_over(map, target);
         }
         if !blank_but_for_the_writer_claim(map)? {
-            return Ring::create_on_content(map, target, &remove_first);
+            return Ring::create_on_content(map, target);
         }
         // A claim marked died on a blank segment is a writer killed before
         // it stored anything (not even its pid): it left nothing to lose,
@@ -122,7 +97,7 @@ impl<'a> Ring<'a> {
         // segment): then it is theirs, its claim bytes as they were.
         if !blank_but_for_the_writer_claim(map)? || Layout::detect(map) != Layout::Foreign {
             claim.give_back();
-            return Err(holds_data(target, &remove_first));
+            return Err(holds_data(target));
         }
         let takeover = claim.previous_owner_died().then_some(Takeover {
             how: "died",
@@ -139,15 +114,11 @@ impl<'a> Ring<'a> {
     /// since the first look) is taken over if it may be; one another writer
     /// is setting up right now, or whose writer died doing so, is refused
     /// as such; anything else is someone's data.
-    fn create_on_content(
-        map: &'a Mapping,
-        target: &'a Target,
-        remove_first: &str,
-    ) -> anyhow::Result<Created<'a>> {
+    fn create_on_content(map: &'a Mapping, target: &'a Target) -> Result<Created<'a>, RingError> {
         // The magic is stored last and never cleared: a ring finished
         // since we looked is a ring.
         if Layout::detect(map) == Layout::Stream {
-            return Ring::take_over(map, target, remove_first);
+            return Ring::take_over(map, target);
         }
         // A ring another writer is setting up right now (it holds the
         // claim and fills the prefix and its pid, magic last): zero but
@@ -159,15 +130,14 @@ impl<'a> Ring<'a> {
         // stored before the first byte of data, so a ring seen holding
         // data shows its magic when looked at again.
         if !setting_up && Layout::detect(map) == Layout::Stream {
-            return Ring::take_over(map, target, remove_first);
+            return Ring::take_over(map, target);
         }
         Err(match Holder::at(map, OFF_WRITER_CLAIM)? {
             holder @ Holder::Alive(_) if setting_up => already_writing(target, holder),
-            Holder::Died if setting_up => failure(
-                Kind::Failed,
-                format!("{target} holds a stream whose writer died; {remove_first}"),
-            ),
-            _ => holds_data(target, remove_first),
+            Holder::Died if setting_up => RingError::WriterDiedSettingUp {
+                target: target.clone(),
+            },
+            _ => holds_data(target),
         })
     }
 
@@ -183,21 +153,16 @@ impl<'a> Ring<'a> {
     /// look that takes nothing; one that turns out not to be takeable only
     /// under the claims (a race) gets them back as they were, died marks
     /// included.
-    fn take_over(
-        map: &'a Mapping,
-        target: &'a Target,
-        remove_first: &str,
-    ) -> anyhow::Result<Created<'a>> {
+    fn take_over(map: &'a Mapping, target: &'a Target) -> Result<Created<'a>, RingError> {
         let ring = Ring::open(map, target)?;
-        let refused = |ring: &Ring<'a>| -> anyhow::Result<anyhow::Error> {
-            Ok(ring.takeover_refusal(remove_first)?.unwrap_or_else(|| {
-                failure(
-                    Kind::Failed,
-                    format!("{target} changed while this writer looked at it; try again"),
-                )
-            }))
+        let refused = |ring: &Ring<'a>| -> Result<RingError, RingError> {
+            Ok(ring
+                .takeover_refusal()?
+                .unwrap_or_else(|| RingError::ChangedWhileLooking {
+                    target: target.clone(),
+                }))
         };
-        if let Some(refusal) = ring.takeover_refusal(remove_first)? {
+        if let Some(refusal) = ring.takeover_refusal()? {
             return Err(refusal);
         }
         let claim = match lock::try_lock_robust(map, OFF_WRITER_CLAIM)? {
@@ -209,7 +174,7 @@ impl<'a> Ring<'a> {
             return Err(refused(&ring)?);
         };
         // Only claim holders change what follows, and we hold both.
-        let verdict = (|| -> anyhow::Result<Option<&'static str>> {
+        let verdict = (|| -> Result<Option<&'static str>, RingError> {
             let flags = ring.flags()?;
             if flags & WRITER_DONE != 0 || ring.reader_began()? {
                 return Ok(None);
@@ -232,17 +197,18 @@ impl<'a> Ring<'a> {
         let (pid, _) = ring.peers()?;
         // tail is 0 (the reader never began); head goes back to it, then
         // everything else a stream starts with.
-        ring.word64(OFF_TAIL)?.store(0, Ordering::SeqCst);
-        ring.word64(OFF_HEAD)?.store(0, Ordering::SeqCst);
+        ring.map.atomic_u64(OFF_TAIL)?.store(0, Ordering::SeqCst);
+        ring.map.atomic_u64(OFF_HEAD)?.store(0, Ordering::SeqCst);
         for word in [
             OFF_FLAGS,
             OFF_READER_PID,
             OFF_READER_WAITING,
             OFF_WRITER_WAITING,
         ] {
-            ring.word32(word)?.store(0, Ordering::SeqCst);
+            ring.map.atomic_u32(word)?.store(0, Ordering::SeqCst);
         }
-        ring.word32(OFF_WRITER_PID)?
+        ring.map
+            .atomic_u32(OFF_WRITER_PID)?
             .store(std::process::id(), Ordering::SeqCst);
         // Released plainly: a reader that died before reading went with
         // the old stream.
@@ -260,32 +226,28 @@ impl<'a> Ring<'a> {
 
     /// Why a writer may not take this ring over, looking without taking;
     /// None when it may.
-    fn takeover_refusal(&self, remove_first: &str) -> anyhow::Result<Option<anyhow::Error>> {
-        let target = self.target;
+    fn takeover_refusal(&self) -> Result<Option<RingError>, RingError> {
+        let target = self.target.clone();
         let flags = self.flags()?;
         let (writer, reader) = self.holders()?;
-        let refusal = |why: String| Ok(Some(failure(Kind::Failed, why)));
         if let Holder::Alive(_) = writer {
-            return Ok(Some(already_writing(target, writer)));
+            return Ok(Some(RingError::AlreadyWriting {
+                target,
+                holder: writer,
+            }));
         }
         let Some(how) = writer_gone(writer, flags) else {
-            return refusal(format!(
-                "{target} holds a finished stream nobody has read yet; read it with \
-                 shm-read --stream, or {remove_first}"
-            ));
+            return Ok(Some(RingError::FinishedUnread { target }));
         };
         if let Holder::Alive(_) = reader {
-            return refusal(format!(
-                "{target} holds a stream whose writer {how}, and {} is reading what it left; \
-                 let it finish, then start again",
-                live("stream reader", reader)
-            ));
+            return Ok(Some(RingError::ReadingWhatIsLeft {
+                target,
+                how,
+                reader,
+            }));
         }
         if self.reader_began()? {
-            return refusal(format!(
-                "{target} holds a stream whose writer {how} after a reader began to read it; \
-                 {remove_first}"
-            ));
+            return Ok(Some(RingError::GoneAfterReaderBegan { target, how }));
         }
         Ok(None)
     }
@@ -297,7 +259,7 @@ impl<'a> Ring<'a> {
     /// read or stopped, and no live process holds either claim. A reader
     /// that died before it began is taken over by the next, and a finished
     /// stream nobody has read yet waits for its reader: neither is stale.
-    pub fn stale_because(&self, writer: Holder) -> anyhow::Result<Option<&'static str>> {
+    pub fn stale_because(&self, writer: Holder) -> Result<Option<&'static str>, RingError> {
         let flags = self.flags()?;
         let reader = Holder::at(self.map, OFF_READER_CLAIM)?;
         let live = matches!(writer, Holder::Alive(_)) || matches!(reader, Holder::Alive(_));
@@ -321,7 +283,7 @@ impl<'a> Ring<'a> {
     /// claim as it was found is [`RobustGuard::previous_owner_died`] (died)
     /// or not (free); give it back with [`RobustGuard::give_back`], which
     /// leaves it so, removed or not. Needs a writable mapping.
-    pub fn hold_writer_claim(&self) -> anyhow::Result<Option<RobustGuard<'a>>> {
+    pub fn hold_writer_claim(&self) -> Result<Option<RobustGuard<'a>>, RingError> {
         Ok(lock::try_lock_robust(self.map, OFF_WRITER_CLAIM)?.ok())
     }
 
@@ -333,31 +295,19 @@ impl<'a> Ring<'a> {
     /// is taken with one compare-and-swap (of two racing readers one gets
     /// it) and under it, where nobody else moves the reader's fields,
     /// READER_BEGAN and `tail` are checked again.
-    pub fn claim_reader(&self) -> anyhow::Result<(RobustGuard<'a>, Option<Takeover>)> {
-        let died = || {
-            failure(
-                Kind::Failed,
-                format!(
-                    "{}'s previous reader died, so the stream is broken; remove it \
-                     ({} > /dev/null) and start again",
-                    self.target,
-                    self.target.command("shm-read --remove")
-                ),
-            )
+    pub fn claim_reader(&self) -> Result<(RobustGuard<'a>, Option<Takeover>), RingError> {
+        let died = || RingError::PreviousReaderDied {
+            target: self.target.clone(),
         };
         if Holder::at(self.map, OFF_READER_CLAIM)? == Holder::Died && self.reader_began()? {
             return Err(died());
         }
         let deadline = Deadline::after(Some(TAKEOVER_GRACE));
         let Some(claim) = lock::lock_robust(self.map, OFF_READER_CLAIM, deadline, |_| {})? else {
-            return Err(failure(
-                Kind::Failed,
-                format!(
-                    "{} already has {}; only one reader per stream",
-                    self.target,
-                    live("stream reader", Holder::at(self.map, OFF_READER_CLAIM)?)
-                ),
-            ));
+            return Err(RingError::AlreadyReading {
+                target: self.target.clone(),
+                holder: Holder::at(self.map, OFF_READER_CLAIM)?,
+            });
         };
         let takeover = if claim.previous_owner_died() {
             if self.reader_began()? {
@@ -365,7 +315,9 @@ impl<'a> Ring<'a> {
                 return Err(died());
             }
             let (_, pid) = self.peers()?;
-            self.word32(OFF_READER_WAITING)?.store(0, Ordering::SeqCst);
+            self.map
+                .atomic_u32(OFF_READER_WAITING)?
+                .store(0, Ordering::SeqCst);
             Some(Takeover {
                 how: "died",
                 pid,
@@ -377,18 +329,15 @@ impl<'a> Ring<'a> {
             let (_, pid) = self.peers()?;
             if pid != 0 {
                 drop(claim);
-                return Err(failure(
-                    Kind::Failed,
-                    format!(
-                        "{}'s stream was taken by another reader (pid {pid} in its PID \
-                         namespace), which has finished or stopped; start the writer again",
-                        self.target
-                    ),
-                ));
+                return Err(RingError::TakenByAnotherReader {
+                    target: self.target.clone(),
+                    pid,
+                });
             }
             None
         };
-        self.word32(OFF_READER_PID)?
+        self.map
+            .atomic_u32(OFF_READER_PID)?
             .store(std::process::id(), Ordering::Release);
         Ok((claim, takeover))
     }

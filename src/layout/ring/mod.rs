@@ -15,10 +15,9 @@
 //! side's claim while it sleeps. Every index is checked
 //! against the capacity before use. Byte layout: docs/FORMAT.md.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use crate::address::Target;
-use crate::error::{Kind, failure};
 use crate::layout::Layout;
 use crate::layout::prefix::Prefix;
 use crate::lock::Holder;
@@ -26,7 +25,11 @@ use crate::sys::Mapping;
 use crate::wait::{self};
 
 mod claim;
+mod error;
 mod transfer;
+
+pub use claim::Created;
+pub use error::RingError;
 
 /// The first eight bytes of a stream ring.
 pub const MAGIC: [u8; 8] = *b"SHMTRING";
@@ -117,39 +120,20 @@ pub struct Transferred {
 impl<'a> Ring<'a> {
     /// Whether a reader ever began to read this ring: READER_BEGAN, or
     /// `tail` moved (by a reader that does not set the flag).
-    pub fn reader_began(&self) -> anyhow::Result<bool> {
+    pub fn reader_began(&self) -> Result<bool, RingError> {
         let (_, tail) = self.positions()?;
         Ok(tail != 0 || self.flags()? & READER_BEGAN != 0)
     }
 
     /// Validates the header of a segment whose magic says it is a ring.
-    pub fn open(map: &'a Mapping, target: &'a Target) -> anyhow::Result<Ring<'a>> {
+    pub fn open(map: &'a Mapping, target: &'a Target) -> Result<Ring<'a>, RingError> {
         let layout = Layout::detect(map);
         if layout != Layout::Stream {
-            // Suggest what works on what is there: a stream writer refuses
-            // any segment that is not blank.
-            let what = match layout {
-                Layout::Log => format!(
-                    "is a log (made by shm-write --lines), not a stream: read it with {}, \
-                     or follow it with {}",
-                    target.command("shm-read"),
-                    target.command("shm-read -F")
-                ),
-                Layout::Snapshot => format!(
-                    "is a snapshot (made by shm-write), not a stream: read it with {}",
-                    target.command("shm-read")
-                ),
-                _ if map.is_zero(0, map.len().min(64)).unwrap_or(false) => format!(
-                    "is not a stream yet; start the writer with: producer | {}",
-                    target.command("shm-write --stream")
-                ),
-                _ => format!(
-                    "holds data not written by shm-tools, not a stream: read it with {}; \
-                     a stream needs an address of its own",
-                    target.command("shm-read")
-                ),
-            };
-            return Err(failure(Kind::Failed, format!("{target} {what}")));
+            return Err(RingError::NotAStream {
+                target: target.clone(),
+                found: layout,
+                blank: map.is_zero(0, map.len().min(64)).unwrap_or(false),
+            });
         }
         let capacity = PREFIX.check(map, target, capacity_for(map.len()))? as u64;
         Ok(Ring {
@@ -165,26 +149,18 @@ impl<'a> Ring<'a> {
         self.capacity
     }
 
-    fn word32(&self, offset: usize) -> anyhow::Result<&'a AtomicU32> {
-        Ok(self.map.atomic_u32(offset)?)
-    }
-
-    fn word64(&self, offset: usize) -> anyhow::Result<&'a AtomicU64> {
-        Ok(self.map.atomic_u64(offset)?)
-    }
-
     /// The pids the writer and the reader stored (each in its own PID
     /// namespace), 0 where none: for messages only.
-    pub fn peers(&self) -> anyhow::Result<(u32, u32)> {
+    pub fn peers(&self) -> Result<(u32, u32), RingError> {
         Ok((
-            self.word32(OFF_WRITER_PID)?.load(Ordering::Acquire),
-            self.word32(OFF_READER_PID)?.load(Ordering::Acquire),
+            self.map.atomic_u32(OFF_WRITER_PID)?.load(Ordering::Acquire),
+            self.map.atomic_u32(OFF_READER_PID)?.load(Ordering::Acquire),
         ))
     }
 
     /// Who holds the writer's and the reader's claims, as the kernel keeps
     /// them: the liveness of both sides.
-    pub fn holders(&self) -> anyhow::Result<(Holder, Holder)> {
+    pub fn holders(&self) -> Result<(Holder, Holder), RingError> {
         Ok((
             Holder::at(self.map, OFF_WRITER_CLAIM)?,
             Holder::at(self.map, OFF_READER_CLAIM)?,
@@ -192,45 +168,45 @@ impl<'a> Ring<'a> {
     }
 
     /// Bytes written and not yet read, and bytes read so far.
-    pub fn fill(&self) -> anyhow::Result<(u64, u64)> {
+    pub fn fill(&self) -> Result<(u64, u64), RingError> {
         let (head, tail) = self.positions()?;
         Ok((head - tail, tail))
     }
 
     /// The state flags.
-    pub fn flags(&self) -> anyhow::Result<u32> {
-        Ok(self.word32(OFF_FLAGS)?.load(Ordering::Acquire))
+    pub fn flags(&self) -> Result<u32, RingError> {
+        Ok(self.map.atomic_u32(OFF_FLAGS)?.load(Ordering::Acquire))
     }
 
-    fn set_flag(&self, flag: u32) -> anyhow::Result<()> {
-        self.word32(OFF_FLAGS)?.fetch_or(flag, Ordering::AcqRel);
+    fn set_flag(&self, flag: u32) -> Result<(), RingError> {
+        self.map
+            .atomic_u32(OFF_FLAGS)?
+            .fetch_or(flag, Ordering::AcqRel);
         // Whoever sleeps must look at the flags now.
         self.bump(OFF_HEAD_EVENT)?;
         self.bump(OFF_TAIL_EVENT)?;
         Ok(())
     }
 
-    fn bump(&self, event: usize) -> anyhow::Result<()> {
-        let word = self.word32(event)?;
+    fn bump(&self, event: usize) -> Result<(), RingError> {
+        let word = self.map.atomic_u32(event)?;
         word.fetch_add(1, Ordering::SeqCst);
         wait::wake_all(word);
         Ok(())
     }
 
     /// head and tail, checked: tail <= head <= tail + capacity.
-    fn positions(&self) -> anyhow::Result<(u64, u64)> {
-        let head = self.word64(OFF_HEAD)?.load(Ordering::SeqCst);
-        let tail = self.word64(OFF_TAIL)?.load(Ordering::SeqCst);
+    fn positions(&self) -> Result<(u64, u64), RingError> {
+        let head = self.map.atomic_u64(OFF_HEAD)?.load(Ordering::SeqCst);
+        let tail = self.map.atomic_u64(OFF_TAIL)?.load(Ordering::SeqCst);
         match head.checked_sub(tail) {
             Some(fill) if fill <= self.capacity => Ok((head, tail)),
-            _ => Err(failure(
-                Kind::Failed,
-                format!(
-                    "{} has a corrupt stream header (head {head}, tail {tail}, capacity {}); \
-                     the stream is broken, remove it and start again",
-                    self.target, self.capacity
-                ),
-            )),
+            _ => Err(RingError::CorruptPositions {
+                target: self.target.clone(),
+                head,
+                tail,
+                capacity: self.capacity,
+            }),
         }
     }
 
@@ -248,14 +224,18 @@ impl<'a> Ring<'a> {
 /// Counters for `shm-read --stats`: read-only loads, nothing copied.
 impl Ring<'_> {
     /// `(head, tail)`: bytes written and read since the stream began, checked.
-    pub fn counters(&self) -> anyhow::Result<(u64, u64)> {
+    pub fn counters(&self) -> Result<(u64, u64), RingError> {
         self.positions()
     }
 
     /// Whether the writer is asleep now, waiting for room in a full ring.
     /// The ring counts no time waited, so `--stats` samples this.
-    pub fn writer_waiting(&self) -> anyhow::Result<bool> {
-        Ok(self.word32(OFF_WRITER_WAITING)?.load(Ordering::Relaxed) != 0)
+    pub fn writer_waiting(&self) -> Result<bool, RingError> {
+        Ok(self
+            .map
+            .atomic_u32(OFF_WRITER_WAITING)?
+            .load(Ordering::Relaxed)
+            != 0)
     }
 }
 

@@ -7,14 +7,13 @@ use std::sync::atomic::Ordering;
 
 use nix::errno::Errno;
 
-use crate::error::{Kind, failure};
 use crate::lock::{Holder, RobustGuard};
 use crate::wait::{self, RECHECK};
 
 use super::{
     OFF_FLAGS, OFF_HEAD, OFF_HEAD_EVENT, OFF_READER_CLAIM, OFF_READER_WAITING, OFF_TAIL,
     OFF_TAIL_EVENT, OFF_WRITER_CLAIM, OFF_WRITER_WAITING, READER_BEGAN, READER_CLOSED, Ring,
-    Transferred, WRITER_DONE, WRITER_FAILED,
+    RingError, Transferred, WRITER_DONE, WRITER_FAILED,
 };
 
 impl<'a> Ring<'a> {
@@ -26,11 +25,11 @@ impl<'a> Ring<'a> {
         &self,
         event: usize,
         waiting_flag: usize,
-        mut ready: impl FnMut() -> anyhow::Result<bool>,
-        mut peer_gone: impl FnMut() -> anyhow::Result<()>,
-    ) -> anyhow::Result<()> {
-        let event = self.word32(event)?;
-        let waiting = self.word32(waiting_flag)?;
+        mut ready: impl FnMut() -> Result<bool, RingError>,
+        mut peer_gone: impl FnMut() -> Result<(), RingError>,
+    ) -> Result<(), RingError> {
+        let event = self.map.atomic_u32(event)?;
+        let waiting = self.map.atomic_u32(waiting_flag)?;
         loop {
             let seen = event.load(Ordering::SeqCst);
             waiting.store(1, Ordering::SeqCst);
@@ -48,8 +47,8 @@ impl<'a> Ring<'a> {
     }
 
     /// Tells the other side that `position` moved, if it sleeps.
-    fn notify(&self, waiting_flag: usize, event: usize) -> anyhow::Result<()> {
-        if self.word32(waiting_flag)?.load(Ordering::SeqCst) != 0 {
+    fn notify(&self, waiting_flag: usize, event: usize) -> Result<(), RingError> {
+        if self.map.atomic_u32(waiting_flag)?.load(Ordering::SeqCst) != 0 {
             self.bump(event)?;
         }
         Ok(())
@@ -67,7 +66,7 @@ impl<'a> Ring<'a> {
         claim: RobustGuard<'a>,
         input: BorrowedFd<'_>,
         progress: &dyn Fn(u64),
-    ) -> anyhow::Result<Transferred> {
+    ) -> Result<Transferred, RingError> {
         let result = self.produce_inner(input, progress);
         let flagged = self.set_flag(if result.is_ok() {
             WRITER_DONE
@@ -83,8 +82,8 @@ impl<'a> Ring<'a> {
         &self,
         input: BorrowedFd<'_>,
         progress: &dyn Fn(u64),
-    ) -> anyhow::Result<Transferred> {
-        let head_word = self.word64(OFF_HEAD)?;
+    ) -> Result<Transferred, RingError> {
+        let head_word = self.map.atomic_u64(OFF_HEAD)?;
         loop {
             let (head, tail) = self.positions()?;
             self.check_reader(head)?;
@@ -110,7 +109,7 @@ impl<'a> Ring<'a> {
             {
                 Ok(n) => n as u64,
                 Err(Errno::EINTR) => continue,
-                Err(e) => return Err(anyhow::Error::new(e).context("cannot read stdin")),
+                Err(e) => return Err(RingError::ReadInput(e)),
             };
             if n == 0 {
                 // Like a pipe, data left for a reader that is gone is an error.
@@ -123,16 +122,14 @@ impl<'a> Ring<'a> {
         }
     }
 
-    fn check_reader_closed(&self, sent: u64) -> anyhow::Result<()> {
+    fn check_reader_closed(&self, sent: u64) -> Result<(), RingError> {
         if self.flags()? & READER_CLOSED != 0 {
             let (_, tail) = self.positions()?;
-            return Err(failure(
-                Kind::Failed,
-                format!(
-                    "the reader of {} stopped reading after {tail} bytes ({sent} sent): broken pipe",
-                    self.target
-                ),
-            ));
+            return Err(RingError::ReaderClosed {
+                target: self.target.clone(),
+                read: tail,
+                sent,
+            });
         }
         Ok(())
     }
@@ -140,7 +137,7 @@ impl<'a> Ring<'a> {
     /// The writer's view of the reader: gone (died, as the kernel marked
     /// its claim, or stopped) is an error like a pipe's EPIPE; not there
     /// yet is fine. A load, no system call: cheap enough for every chunk.
-    fn check_reader(&self, sent: u64) -> anyhow::Result<()> {
+    fn check_reader(&self, sent: u64) -> Result<(), RingError> {
         self.check_reader_closed(sent)?;
         // While blocked, also notice an object shrunk under us (a shrink
         // that spares the header page raises no SIGBUS here).
@@ -152,27 +149,23 @@ impl<'a> Ring<'a> {
         let holder = Holder::at(self.map, OFF_READER_CLAIM)?;
         if holder == Holder::Free && reader_pid != 0 {
             let (_, tail) = self.positions()?;
-            return Err(failure(
-                Kind::Failed,
-                format!(
-                    "the reader of {} stopped after reading {tail} of {sent} bytes: broken pipe",
-                    self.target
-                ),
-            ));
+            return Err(RingError::ReaderStopped {
+                target: self.target.clone(),
+                read: tail,
+                sent,
+            });
         }
         // A reader that died before it began to read took nothing: as if
         // no reader had come yet, and the next one takes its place.
         if holder == Holder::Died && self.reader_began()? {
             let (_, tail) = self.positions()?;
             let (_, pid) = self.peers()?;
-            return Err(failure(
-                Kind::Failed,
-                format!(
-                    "the reader of {} (pid {pid} in its PID namespace) died after reading {tail} of \
-                     {sent} bytes: broken pipe",
-                    self.target
-                ),
-            ));
+            return Err(RingError::ReaderDied {
+                target: self.target.clone(),
+                pid,
+                read: tail,
+                sent,
+            });
         }
         Ok(())
     }
@@ -180,7 +173,7 @@ impl<'a> Ring<'a> {
     /// Copies the bytes in flight without consuming them. Bytes a running
     /// reader consumed during the copy (and a writer may have reused) are
     /// dropped from the front, so what is returned was never overwritten.
-    pub fn peek(&self) -> anyhow::Result<Vec<u8>> {
+    pub fn peek(&self) -> Result<Vec<u8>, RingError> {
         let (head, tail) = self.positions()?;
         #[allow(
             clippy::cast_possible_truncation,
@@ -221,7 +214,7 @@ impl<'a> Ring<'a> {
         _claim: &RobustGuard<'a>,
         output: BorrowedFd<'_>,
         progress: &dyn Fn(u64),
-    ) -> anyhow::Result<Transferred> {
+    ) -> Result<Transferred, RingError> {
         let result = self.consume_inner(output, progress);
         if result.is_err() {
             // The error in hand says more than a failure to flag it.
@@ -234,8 +227,8 @@ impl<'a> Ring<'a> {
         &self,
         output: BorrowedFd<'_>,
         progress: &dyn Fn(u64),
-    ) -> anyhow::Result<Transferred> {
-        let tail_word = self.word64(OFF_TAIL)?;
+    ) -> Result<Transferred, RingError> {
+        let tail_word = self.map.atomic_u64(OFF_TAIL)?;
         let mut began = false;
         loop {
             let (head, tail) = self.positions()?;
@@ -263,7 +256,8 @@ impl<'a> Ring<'a> {
             if !began {
                 // Before the first byte can leave the ring: from here on
                 // nobody may take over the writer's or this reader's place.
-                self.word32(OFF_FLAGS)?
+                self.map
+                    .atomic_u32(OFF_FLAGS)?
                     .fetch_or(READER_BEGAN, Ordering::SeqCst);
                 began = true;
             }
@@ -280,7 +274,7 @@ impl<'a> Ring<'a> {
                 Ok(n) => n as u64,
                 Err(Errno::EINTR) => continue,
                 // consume tells the writer, as a closed pipe would.
-                Err(e) => return Err(anyhow::Error::new(e).context("cannot write stdout")),
+                Err(e) => return Err(RingError::WriteOutput(e)),
             };
             tail_word.store(tail + n, Ordering::SeqCst);
             self.notify(OFF_WRITER_WAITING, OFF_TAIL_EVENT)?;
@@ -293,19 +287,16 @@ impl<'a> Ring<'a> {
     /// it failed, died (the kernel marked its claim) or let its claim go
     /// without finishing — never a silent clean end. Loads only, no
     /// system call.
-    fn writer_finished(&self, received: u64) -> anyhow::Result<bool> {
+    fn writer_finished(&self, received: u64) -> Result<bool, RingError> {
         // The claim first: a writer sets its flag before it lets go, so a
         // free claim read here means the flags read next are final.
         let holder = Holder::at(self.map, OFF_WRITER_CLAIM)?;
         let flags = self.flags()?;
         if flags & WRITER_FAILED != 0 {
-            return Err(failure(
-                Kind::Failed,
-                format!(
-                    "the writer of {} failed after {received} bytes; the stream is incomplete",
-                    self.target
-                ),
-            ));
+            return Err(RingError::WriterFailed {
+                target: self.target.clone(),
+                received,
+            });
         }
         if flags & WRITER_DONE != 0 {
             // DONE is believed only with the claim let go: anyone who may
@@ -325,14 +316,12 @@ impl<'a> Ring<'a> {
             Holder::Died => "died",
             Holder::Free => "let go of the stream without finishing it",
         };
-        Err(failure(
-            Kind::Failed,
-            format!(
-                "the writer of {} (pid {pid} in its PID namespace) {how} after {received} bytes; \
-                 the stream is incomplete",
-                self.target
-            ),
-        ))
+        Err(RingError::WriterGone {
+            target: self.target.clone(),
+            pid,
+            how,
+            received,
+        })
     }
 }
 
@@ -340,7 +329,7 @@ impl Ring<'_> {
     /// A DONE flag with the writer's claim still held: a writer that ended
     /// lets go within microseconds, so look a few times, yielding, before
     /// leaving it to the usual sleep. Ok(false): still held, not done yet.
-    fn claim_released_soon(&self) -> anyhow::Result<bool> {
+    fn claim_released_soon(&self) -> Result<bool, RingError> {
         for _ in 0..100 {
             std::thread::yield_now();
             if !matches!(Holder::at(self.map, OFF_WRITER_CLAIM)?, Holder::Alive(_)) {
