@@ -265,7 +265,7 @@ fn publish(segment: &Segment, opts: &SnapshotOptions, data: &[u8]) -> anyhow::Re
     match target {
         // A POSIX segment grows to fit (see "Growing" in docs/FORMAT.md).
         Target::Name(_) => framed.publish_or_grow(data, how, &|size| segment.grow_to(size)),
-        Target::Key { .. } | Target::Id(_) => framed.publish(data, how),
+        Target::Key { .. } | Target::Id(_) => Ok(framed.publish(data, how)?),
     }
 }
 

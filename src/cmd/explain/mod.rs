@@ -11,6 +11,7 @@
 
 mod layout;
 mod ring;
+mod snapshot;
 
 use nix::errno::Errno;
 
@@ -44,6 +45,7 @@ fn classify(cause: &(dyn std::error::Error + 'static)) -> Option<Kind> {
         Failure,
         crate::layout::LayoutError,
         crate::layout::ring::RingError,
+        crate::layout::snapshot::SnapshotError,
     );
     None
 }

@@ -161,6 +161,15 @@ pub enum RingError {
     WriteOutput(Errno),
 }
 
+impl RingError {
+    /// Whether this is an access outside the mapping, which does not name
+    /// the segment: the command layer adds its name.
+    #[must_use]
+    pub fn is_out_of_bounds(&self) -> bool {
+        matches!(self, RingError::Layout(e) if e.is_out_of_bounds())
+    }
+}
+
 impl From<LayoutError> for RingError {
     fn from(e: LayoutError) -> Self {
         RingError::Layout(e)

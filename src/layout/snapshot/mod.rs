@@ -13,14 +13,16 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::address::Target;
-use crate::error::{Kind, failure};
-use crate::layout::Layout;
 use crate::layout::prefix::{OFF_CAPACITY, Prefix};
+use crate::layout::{Layout, LayoutError};
 use crate::lock::Holder;
 use crate::sys::{Mapping, ROBUST_LOCK_SIZE};
 
+mod error;
 mod publish;
 mod read;
+
+pub use error::SnapshotError;
 use publish::{take_lock, too_large};
 
 pub use read::Published;
@@ -75,34 +77,30 @@ pub fn size_of_capacity(capacity: usize) -> Option<usize> {
     capacity.checked_mul(2)?.checked_add(HEADER_SIZE)
 }
 
-/// The header claims more capacity than this process's mapping holds:
-/// the segment grew since it was mapped (remap it: `Segment::remap_if_grown`)
-/// or, if the object is not larger, the header is corrupt.
-#[derive(Debug)]
-pub struct Grown {
-    message: String,
-}
-
-impl std::fmt::Display for Grown {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for Grown {}
-
-/// Whether `err` is (or wraps) a [`Grown`]: the caller should remap and retry.
+/// Whether `err` is (or wraps) a [`SnapshotError::Grown`]: the caller
+/// should remap and retry. Takes any error that shows itself as a
+/// `dyn Error` (a [`SnapshotError`], or one the command layer wrapped).
 #[must_use]
-pub fn is_grown(err: &anyhow::Error) -> bool {
-    err.chain().any(<dyn std::error::Error>::is::<Grown>)
+pub fn is_grown(err: &impl AsRef<dyn std::error::Error>) -> bool {
+    let mut cause = Some(err.as_ref());
+    while let Some(error) = cause {
+        if error
+            .downcast_ref::<SnapshotError>()
+            .is_some_and(SnapshotError::is_grown)
+        {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
-fn grown(target: &Target, capacity: u64, map_len: usize) -> anyhow::Error {
-    anyhow::Error::new(Grown {
-        message: format!(
-            "{target} has a shm-tools header claiming capacity {capacity}, more than the {map_len} bytes mapped here hold: it grew while being read (try again), or the header is corrupt (read it with --raw or --all, or remove it and write again)"
-        ),
-    })
+fn grown(target: &Target, capacity: u64, mapped: usize) -> SnapshotError {
+    SnapshotError::Grown {
+        target: target.clone(),
+        capacity,
+        mapped,
+    }
 }
 
 /// Makes a segment of `size` bytes that needs to hold `len`: for growth.
@@ -115,7 +113,7 @@ fn grown_size(len: usize) -> Option<usize> {
 /// object is at least the given number of bytes (growing it if it is
 /// smaller, space reserved). Given by the segment layer to
 /// [`Snapshot::publish_or_grow`].
-pub type Grow<'g> = &'g dyn Fn(usize) -> anyhow::Result<Mapping>;
+pub type Grow<'g, E> = &'g dyn Fn(usize) -> Result<Mapping, E>;
 
 /// A view of `map` at a capacity the caller has checked against it.
 fn view<'m>(map: &'m Mapping, target: &'m Target, capacity: usize) -> Snapshot<'m> {
@@ -159,7 +157,7 @@ pub struct Snapshot<'a> {
 impl<'a> Snapshot<'a> {
     /// Validates the header of a segment whose magic says it is framed.
     /// A header whose capacity exceeds the mapping is a [`Grown`] error.
-    pub fn open(map: &'a Mapping, target: &'a Target) -> anyhow::Result<Snapshot<'a>> {
+    pub fn open(map: &'a Mapping, target: &'a Target) -> Result<Snapshot<'a>, SnapshotError> {
         let capacity = PREFIX.check(map, target, Some(usize::MAX))?;
         if capacity_for(map.len()).is_none_or(|max| capacity > max) {
             return Err(grown(target, capacity as u64, map.len()));
@@ -181,7 +179,10 @@ impl<'a> Snapshot<'a> {
     /// may have been initialised (and published into) by another writer
     /// meanwhile. It is looked at again, and refused only if it is still
     /// not framed.
-    pub fn for_writing(map: &'a Mapping, target: &'a Target) -> anyhow::Result<Snapshot<'a>> {
+    pub fn for_writing(
+        map: &'a Mapping,
+        target: &'a Target,
+    ) -> Result<Snapshot<'a>, SnapshotError> {
         if Layout::detect(map) == Layout::Snapshot {
             return Snapshot::open(map, target);
         }
@@ -191,40 +192,11 @@ impl<'a> Snapshot<'a> {
         }
         match Layout::detect(map) {
             Layout::Snapshot => Snapshot::open(map, target),
-            Layout::Stream => Err(failure(
-                Kind::Failed,
-                format!(
-                    "{target} is the ring of a `shm-write --stream`, not a snapshot segment; read the \
-                     stream with: {}, or remove it first: {} > /dev/null",
-                    target.command("shm-read --stream"),
-                    target.command("shm-read --remove")
-                ),
-            )),
-            Layout::Log => Err(failure(
-                Kind::Failed,
-                format!(
-                    "{target} is a log (made by shm-write --lines), not a snapshot segment; append \
-                     to it with: {}, or remove it first: {} > /dev/null",
-                    target.command("shm-write --lines"),
-                    target.command("shm-read --remove")
-                ),
-            )),
-            Layout::Foreign => {
-                let what = if holds_c_string(map)? {
-                    "a C string (written with --raw, or by a C program)"
-                } else {
-                    "data in a layout shm-tools did not write (another program's)"
-                };
-                Err(failure(
-                    Kind::Failed,
-                    format!(
-                        "{target} holds {what}, which the shm-tools header would overwrite; write a \
-                         C string instead with: {} --raw, or remove it first: {} > /dev/null",
-                        target.command("shm-write"),
-                        target.command("shm-read --remove")
-                    ),
-                ))
-            }
+            found => Err(SnapshotError::NotASnapshot {
+                target: target.clone(),
+                found,
+                c_string: found == Layout::Foreign && holds_c_string(map)?,
+            }),
         }
     }
 
@@ -236,7 +208,7 @@ impl<'a> Snapshot<'a> {
         map: &'a Mapping,
         target: &'a Target,
         len: usize,
-    ) -> anyhow::Result<Snapshot<'a>> {
+    ) -> Result<Snapshot<'a>, SnapshotError> {
         if Layout::detect(map) == Layout::Foreign
             && let Some(capacity) = capacity_for(map.len())
             && capacity < len
@@ -249,17 +221,10 @@ impl<'a> Snapshot<'a> {
     /// Turns an all-zero segment into an empty framed one. Safe against
     /// racing writers: the zero lock word is taken first, and the magic is
     /// stored last, so nobody sees a half-made header as framed.
-    fn initialize(map: &'a Mapping, target: &'a Target) -> anyhow::Result<Snapshot<'a>> {
-        let capacity = capacity_for(map.len()).ok_or_else(|| {
-            failure(
-                Kind::Failed,
-                format!(
-                    "{target} is {} bytes, too small for the shm-tools header ({HEADER_SIZE} bytes and two \
-                     slots); write a C string into it with --raw, or remove it and write again with a \
-                     larger --size",
-                    map.len()
-                ),
-            )
+    fn initialize(map: &'a Mapping, target: &'a Target) -> Result<Snapshot<'a>, SnapshotError> {
+        let capacity = capacity_for(map.len()).ok_or_else(|| SnapshotError::TooSmall {
+            target: target.clone(),
+            size: map.len(),
         })?;
         let _guard = take_lock(map, target)?;
         if !PREFIX.present(map)? {
@@ -277,7 +242,7 @@ impl<'a> Snapshot<'a> {
 
     /// The capacity in the header now, checked against this mapping: one
     /// larger than the mapping can hold is a [`Grown`] error.
-    fn live_capacity(&self) -> anyhow::Result<usize> {
+    fn live_capacity(&self) -> Result<usize, SnapshotError> {
         let capacity = self.map.atomic_u64(OFF_CAPACITY)?.load(Ordering::Acquire);
         match usize::try_from(capacity) {
             Ok(c) if c > 0 && capacity_for(self.map.len()).is_some_and(|max| c <= max) => Ok(c),
@@ -286,27 +251,27 @@ impl<'a> Snapshot<'a> {
     }
 
     /// The word that changes with every publish; followers sleep on it.
-    pub fn seq_word(&self) -> anyhow::Result<&'a AtomicU32> {
+    pub fn seq_word(&self) -> Result<&'a AtomicU32, SnapshotError> {
         Ok(self.map.atomic_u32(OFF_SEQ)?)
     }
 
     /// Versions published so far (mod 2^32); 0 means never written.
-    pub fn seq(&self) -> anyhow::Result<u32> {
+    pub fn seq(&self) -> Result<u32, SnapshotError> {
         Ok(self.seq_word()?.load(Ordering::Acquire))
     }
 
     /// Who holds the write lock now, as the kernel keeps it.
-    pub fn lock_holder(&self) -> anyhow::Result<Holder> {
+    pub fn lock_holder(&self) -> Result<Holder, SnapshotError> {
         Ok(Holder::at(self.map, OFF_LOCK)?)
     }
 
-    fn slot_word32(&self, slot: usize, field: usize) -> anyhow::Result<&'a AtomicU32> {
+    fn slot_word32(&self, slot: usize, field: usize) -> Result<&'a AtomicU32, SnapshotError> {
         Ok(self
             .map
             .atomic_u32(OFF_SLOTS + slot * SLOT_DESC_SIZE + field)?)
     }
 
-    fn slot_word64(&self, slot: usize, field: usize) -> anyhow::Result<&'a AtomicU64> {
+    fn slot_word64(&self, slot: usize, field: usize) -> Result<&'a AtomicU64, SnapshotError> {
         Ok(self
             .map
             .atomic_u64(OFF_SLOTS + slot * SLOT_DESC_SIZE + field)?)
@@ -317,25 +282,23 @@ impl<'a> Snapshot<'a> {
         HEADER_SIZE + slot * capacity
     }
 
-    fn slot_len(&self, slot: usize, capacity: usize) -> anyhow::Result<Option<usize>> {
+    fn slot_len(&self, slot: usize, capacity: usize) -> Result<Option<usize>, SnapshotError> {
         let len = self.slot_word64(slot, SLOT_LEN)?.load(Ordering::Relaxed);
         Ok(usize::try_from(len).ok().filter(|&l| l <= capacity))
     }
 
-    fn corrupt(&self, what: &str) -> anyhow::Error {
-        failure(
-            Kind::Failed,
-            format!(
-                "{} has a corrupt shm-tools header ({what}); read it with --raw or --all, or remove it and write again",
-                self.target
-            ),
-        )
+    fn corrupt(&self, what: &str) -> SnapshotError {
+        SnapshotError::Layout(LayoutError::Corrupt {
+            target: self.target.clone(),
+            layout: Layout::Snapshot,
+            what: what.to_owned(),
+        })
     }
 }
 
 /// Whether the segment starts with text ended by a NUL, as a C string:
 /// only for naming what a refused segment holds.
-fn holds_c_string(map: &Mapping) -> anyhow::Result<bool> {
+fn holds_c_string(map: &Mapping) -> Result<bool, SnapshotError> {
     let mut head = [0u8; 4096];
     let len = head.len().min(map.len());
     map.read(0, &mut head[..len])?;
@@ -354,8 +317,8 @@ fn holds_c_string(map: &Mapping) -> anyhow::Result<bool> {
 /// Whether a segment that is not framed yet is zero from the slot
 /// descriptors on, but for the write lock: a writer setting the header up
 /// holds it, and one that died doing so left it marked.
-fn zero_but_for_the_lock(map: &Mapping) -> anyhow::Result<bool> {
-    let zero = |from: usize, to: usize| -> anyhow::Result<bool> {
+fn zero_but_for_the_lock(map: &Mapping) -> Result<bool, SnapshotError> {
+    let zero = |from: usize, to: usize| -> Result<bool, SnapshotError> {
         let to = to.min(map.len());
         Ok(from >= to || map.is_zero(from, to - from)?)
     };

@@ -4,22 +4,21 @@
 use std::sync::atomic::{Ordering, fence};
 
 use crate::address::Target;
-use crate::error::{Kind, failure};
 use crate::lock::{self, Holder, RobustGuard};
 use crate::sys::Mapping;
 use crate::wait::{self, Deadline};
 
 use super::{
     Grow, LOCK_PATIENCE, OFF_CAPACITY, OFF_LOCK, Publish, SLOT_GEN, SLOT_LEN, SLOT_MTIME, SLOT_PID,
-    Snapshot, capacity_for, grown_size, is_grown, size_for, size_of_capacity, suggest_size, view,
+    Snapshot, SnapshotError, capacity_for, grown_size, size_of_capacity, view,
 };
 
 impl Snapshot<'_> {
     /// Publishes a new version made of `data` (after the current content
     /// with [`Publish::Append`]). Fails without changing anything when the
     /// result exceeds the capacity.
-    pub fn publish(&self, data: &[u8], how: Publish) -> anyhow::Result<()> {
-        self.publish_growing(data, how, None)
+    pub fn publish(&self, data: &[u8], how: Publish) -> Result<(), SnapshotError> {
+        self.publish_growing::<SnapshotError>(data, how, None)
     }
 
     /// Like [`Snapshot::publish`], but a result that exceeds the capacity
@@ -27,18 +26,25 @@ impl Snapshot<'_> {
     /// the protocol in docs/FORMAT.md ("Growing"). A segment that another
     /// writer grew since this one mapped it is written through a new
     /// mapping from `grow` too.
-    pub fn publish_or_grow(&self, data: &[u8], how: Publish, grow: Grow<'_>) -> anyhow::Result<()> {
-        self.publish_growing(data, how, Some(grow))
-    }
-
-    fn publish_growing(
+    /// `grow`'s own error (the segment layer's) comes back as it is, and
+    /// so does this layout's, converted into it.
+    pub fn publish_or_grow<E: From<SnapshotError>>(
         &self,
         data: &[u8],
         how: Publish,
-        grow: Option<Grow<'_>>,
-    ) -> anyhow::Result<()> {
+        grow: Grow<'_, E>,
+    ) -> Result<(), E> {
+        self.publish_growing(data, how, Some(grow))
+    }
+
+    fn publish_growing<E: From<SnapshotError>>(
+        &self,
+        data: &[u8],
+        how: Publish,
+        grow: Option<Grow<'_, E>>,
+    ) -> Result<(), E> {
         if data.len() > self.capacity && grow.is_none() {
-            return Err(self.too_large(data.len()));
+            return Err(self.too_large(data.len()).into());
         }
         let _guard = take_lock(self.map, self.target)?;
         test_hook_hold_lock();
@@ -49,9 +55,13 @@ impl Snapshot<'_> {
         let mut remapped: Option<Mapping> = None;
         let capacity = match self.live_capacity() {
             Ok(capacity) => capacity,
-            Err(e) if is_grown(&e) => match grow {
+            Err(e) if e.is_grown() => match grow {
                 Some(grow) => {
-                    let claimed = self.map.atomic_u64(OFF_CAPACITY)?.load(Ordering::Acquire);
+                    let claimed = self
+                        .map
+                        .atomic_u64(OFF_CAPACITY)
+                        .map_err(SnapshotError::from)?
+                        .load(Ordering::Acquire);
                     let size = usize::try_from(claimed)
                         .ok()
                         .and_then(size_of_capacity)
@@ -59,9 +69,9 @@ impl Snapshot<'_> {
                     let map = remapped.insert(grow(size)?);
                     Snapshot::open(map, self.target)?.live_capacity()?
                 }
-                None => return Err(e),
+                None => return Err(e.into()),
             },
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         let current = view(remapped.as_ref().unwrap_or(self.map), self.target, capacity);
 
@@ -75,10 +85,10 @@ impl Snapshot<'_> {
         };
         let total = kept + data.len();
         if total <= capacity {
-            return current.fill_and_publish(seq, published, capacity, kept, data);
+            return Ok(current.fill_and_publish(seq, published, capacity, kept, data)?);
         }
         let Some(grow) = grow else {
-            return Err(self.too_large(total));
+            return Err(self.too_large(total).into());
         };
         let size = grown_size(total).ok_or_else(|| self.too_large(total))?;
         let new_capacity = capacity_for(size).ok_or_else(|| self.too_large(total))?;
@@ -97,17 +107,18 @@ impl Snapshot<'_> {
         // (3) The new capacity, now that no published byte depends on it.
         grown
             .map
-            .atomic_u64(OFF_CAPACITY)?
+            .atomic_u64(OFF_CAPACITY)
+            .map_err(SnapshotError::from)?
             .store(new_capacity as u64, Ordering::Release);
         // (4) Publish into slot 1, at its offset for the new capacity.
         let grown = view(&larger, self.target, new_capacity);
-        grown.fill_and_publish(seq, published, new_capacity, kept, data)
+        Ok(grown.fill_and_publish(seq, published, new_capacity, kept, data)?)
     }
 
     /// Step (2) of growing: copies the version published in slot 1 to
     /// slot 0, keeping its length, time and writer, then publishes slot 0.
     /// Followers see the same version (same time and writer) again.
-    fn move_to_slot_0(&self, capacity: usize) -> anyhow::Result<()> {
+    fn move_to_slot_0(&self, capacity: usize) -> Result<(), SnapshotError> {
         let seq_word = self.seq_word()?;
         let seq = seq_word.load(Ordering::Acquire);
         let len = self
@@ -144,7 +155,7 @@ impl Snapshot<'_> {
         capacity: usize,
         kept: usize,
         data: &[u8],
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), SnapshotError> {
         let next = published ^ 1;
         let total = kept + data.len();
         let generation = self.slot_word32(next, SLOT_GEN)?;
@@ -173,48 +184,35 @@ impl Snapshot<'_> {
         Ok(())
     }
 
-    fn too_large(&self, len: usize) -> anyhow::Error {
+    fn too_large(&self, len: usize) -> SnapshotError {
         too_large(self.target, len, self.capacity, self.map.len())
     }
 }
 
 /// Input of `len` bytes that a segment of `size` bytes, holding at most
-/// `capacity`, cannot take: what to do instead, by how it is addressed.
+/// `capacity`, cannot take.
 pub(super) fn too_large(
     target: &Target,
     len: usize,
     capacity: usize,
     size: usize,
-) -> anyhow::Error {
-    let holds = format!(
-        "input is {len} bytes but {target} holds at most {capacity} (segment of {size} bytes); \
-             its content is unchanged"
-    );
-    let next = match target {
-        Target::Key { .. } => format!(
-            "a System V segment cannot grow: replace it by one that fits, under the same key, with \
-                 {} (programs attached to the old one keep it until they re-attach)",
-            target.command("shm-write --replace")
-        ),
-        Target::Id(_) => "a segment addressed by id (-i) keeps its identity, so it cannot grow \
-                 or be replaced: write less, or address it by key with --replace"
-            .to_owned(),
-        Target::Name(_) => {
-            let size = size_for(len).map_or_else(|| "a larger size".to_owned(), suggest_size);
-            format!(
-                "remove it ({} > /dev/null) and write again with --size {size}",
-                target.command("shm-read --remove")
-            )
-        }
-    };
-    failure(Kind::Failed, format!("{holds}; {next}"))
+) -> SnapshotError {
+    SnapshotError::TooLarge {
+        target: target.clone(),
+        len,
+        capacity,
+        size,
+    }
 }
 
 /// Takes the header's write lock; a holder that died (however, in any PID
 /// namespace) is taken over, its unpublished slot rewritten from scratch.
 /// Legitimate holders keep it only for a copy, so a live holder that keeps
 /// it for [`LOCK_PATIENCE`] is reported instead of waited on forever.
-pub(super) fn take_lock<'m>(map: &'m Mapping, target: &Target) -> anyhow::Result<RobustGuard<'m>> {
+pub(super) fn take_lock<'m>(
+    map: &'m Mapping,
+    target: &Target,
+) -> Result<RobustGuard<'m>, SnapshotError> {
     let deadline = Deadline::after(Some(LOCK_PATIENCE));
     let waiting = |tid| {
         crate::notice::notice(format_args!(
@@ -225,24 +223,11 @@ pub(super) fn take_lock<'m>(map: &'m Mapping, target: &Target) -> anyhow::Result
     if let Some(guard) = lock::lock_robust(map, OFF_LOCK, deadline, waiting)? {
         return Ok(guard);
     }
-    let holder = match Holder::at(map, OFF_LOCK)? {
-        Holder::Alive(tid) => format!("thread {tid} (in its PID namespace)"),
-        // It let go just now; rare enough that the caller may simply retry.
-        Holder::Free | Holder::Died => "another writer".to_owned(),
-    };
-    // The kernel frees the lock of a holder that dies only if the holder
-    // had it on its robust list: a word written any other way (by hand, or
-    // by a program that is not shm-tools) stays "held" for good.
-    Err(failure(
-        Kind::Failed,
-        format!(
-            "the write lock on {target} has been held by {holder} for {}s; nothing was written. \
-             The holder may be stopped (kill -CONT it) or stuck (kill it: a dead holder's lock is \
-             taken over); if no such thread lives, the lock word is stale: remove the segment and \
-             write it again",
-            LOCK_PATIENCE.as_secs()
-        ),
-    ))
+    Err(SnapshotError::LockHeld {
+        target: target.clone(),
+        holder: Holder::at(map, OFF_LOCK)?,
+        patience: LOCK_PATIENCE,
+    })
 }
 
 impl Snapshot<'_> {
@@ -250,7 +235,11 @@ impl Snapshot<'_> {
     /// expected to write: the first bytes of the slot that is not published
     /// now. A hint for prefaulting only; a racing writer may publish first
     /// and make it the other slot.
-    pub fn next_write_span(&self, len: usize, how: Publish) -> anyhow::Result<(usize, usize)> {
+    pub fn next_write_span(
+        &self,
+        len: usize,
+        how: Publish,
+    ) -> Result<(usize, usize), SnapshotError> {
         let kept = match how {
             Publish::Replace => 0,
             Publish::Append => self.published()?.len,

@@ -3,10 +3,11 @@
 use std::sync::atomic::{AtomicU32, Ordering, fence};
 use std::time::Instant;
 
-use crate::error::{Kind, failure};
 use crate::sys::{self};
 
-use super::{OFF_CAPACITY, READ_PATIENCE, SLOT_GEN, SLOT_MTIME, SLOT_PID, Snapshot, Version};
+use super::{
+    OFF_CAPACITY, READ_PATIENCE, SLOT_GEN, SLOT_MTIME, SLOT_PID, Snapshot, SnapshotError, Version,
+};
 
 /// What a published version is, without its bytes: for `--info` and
 /// `--list`, which must not copy a 1 GiB content to report its length.
@@ -24,19 +25,19 @@ pub struct Published {
 
 impl Snapshot<'_> {
     /// Copies out the published version, never a torn one.
-    pub fn read(&self) -> anyhow::Result<Version> {
+    pub fn read(&self) -> Result<Version, SnapshotError> {
         self.read_at_most(usize::MAX)
     }
 
     /// Like [`Snapshot::read`], but copies only the first `limit` bytes of
     /// the content (still checked against the slot's generation).
-    pub fn read_at_most(&self, limit: usize) -> anyhow::Result<Version> {
+    pub fn read_at_most(&self, limit: usize) -> Result<Version, SnapshotError> {
         self.read_span(0, limit)
     }
 
     /// Like [`Snapshot::read_at_most`], for the content from byte `skip` on:
     /// only the bytes returned are copied. Past the end it is empty.
-    pub fn read_span(&self, skip: usize, limit: usize) -> anyhow::Result<Version> {
+    pub fn read_span(&self, skip: usize, limit: usize) -> Result<Version, SnapshotError> {
         self.read_span_unless(skip, limit, &|| false)?
             .ok_or_else(|| self.corrupt("a read gave up without a reason"))
     }
@@ -48,7 +49,7 @@ impl Snapshot<'_> {
         &self,
         limit: usize,
         give_up: &dyn Fn() -> bool,
-    ) -> anyhow::Result<Option<Version>> {
+    ) -> Result<Option<Version>, SnapshotError> {
         self.read_span_unless(0, limit, give_up)
     }
 
@@ -57,7 +58,7 @@ impl Snapshot<'_> {
         skip: usize,
         limit: usize,
         give_up: &dyn Fn() -> bool,
-    ) -> anyhow::Result<Option<Version>> {
+    ) -> Result<Option<Version>, SnapshotError> {
         let started = Instant::now();
         let seq_word = self.seq_word()?;
         let mut data = Vec::new();
@@ -106,15 +107,10 @@ impl Snapshot<'_> {
                 return Ok(None);
             }
             if started.elapsed() > READ_PATIENCE {
-                return Err(failure(
-                    Kind::Failed,
-                    format!(
-                        "{} changed under every read attempt for {}s; a writer is publishing faster than \
-                         it can be copied, or the header is being scribbled on",
-                        self.target,
-                        READ_PATIENCE.as_secs()
-                    ),
-                ));
+                return Err(SnapshotError::KeptChanging {
+                    target: self.target.clone(),
+                    patience: READ_PATIENCE,
+                });
             }
             std::thread::yield_now();
         }
@@ -134,23 +130,18 @@ impl Snapshot<'_> {
         generation: &AtomicU32,
         before: u32,
         data: &mut Vec<u8>,
-    ) -> anyhow::Result<bool> {
+    ) -> Result<bool, SnapshotError> {
         /// How much is copied between two looks at the generation.
         const COPY_CHUNK: usize = 4 << 20;
         data.clear();
         if data.capacity() < len {
             // Fallible: content larger than this process's memory is an
             // error with a message, not an abort.
-            data.try_reserve_exact(len).map_err(|_| {
-                failure(
-                    Kind::Failed,
-                    format!(
-                        "cannot copy the {len} bytes of {}: this process may not have that much \
-                         memory (ulimit -v); its content is unchanged",
-                        self.target
-                    ),
-                )
-            })?;
+            data.try_reserve_exact(len)
+                .map_err(|_| SnapshotError::OutOfMemory {
+                    target: self.target.clone(),
+                    bytes: len,
+                })?;
             sys::advise_huge_pages(data.spare_capacity_mut());
         }
         let large = len >= sys::LARGE_COPY;
@@ -173,14 +164,14 @@ impl Snapshot<'_> {
     /// After a copy made at `seq` with `capacity`: whether neither moved.
     /// A reader that copied slot 1 at a capacity a growth has replaced
     /// sees seq moved (the growth moved the content to slot 0 first).
-    fn unmoved(&self, seq: u32, capacity: usize) -> anyhow::Result<bool> {
+    fn unmoved(&self, seq: u32, capacity: usize) -> Result<bool, SnapshotError> {
         Ok(self.seq_word()?.load(Ordering::Relaxed) == seq
             && self.map.atomic_u64(OFF_CAPACITY)?.load(Ordering::Relaxed) == capacity as u64)
     }
 
     /// The published version's length and metadata, read under the same
     /// generation check as [`Snapshot::read`] but without copying the data.
-    pub fn published(&self) -> anyhow::Result<Published> {
+    pub fn published(&self) -> Result<Published, SnapshotError> {
         self.published_unless(&|| false)?
             .ok_or_else(|| self.corrupt("a read gave up without a reason"))
     }
@@ -190,7 +181,7 @@ impl Snapshot<'_> {
     pub fn published_unless(
         &self,
         give_up: &dyn Fn() -> bool,
-    ) -> anyhow::Result<Option<Published>> {
+    ) -> Result<Option<Published>, SnapshotError> {
         let started = Instant::now();
         let seq_word = self.seq_word()?;
         loop {
