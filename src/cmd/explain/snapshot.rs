@@ -14,6 +14,17 @@ impl Classify for SnapshotError {
     fn kind(&self) -> Kind {
         match self {
             SnapshotError::Layout(e) => e.kind(),
+            // The segment layer's error decides, as it would unwrapped.
+            SnapshotError::Grow(e) => {
+                let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
+                while let Some(error) = cause {
+                    if let Some(kind) = super::classify(error) {
+                        return kind;
+                    }
+                    cause = error.source();
+                }
+                Kind::Failed
+            }
             _ => Kind::Failed,
         }
     }
@@ -80,6 +91,7 @@ impl fmt::Display for SnapshotError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SnapshotError::Layout(e) => e.fmt(f),
+            SnapshotError::Grow(e) => e.fmt(f),
             SnapshotError::Grown {
                 target,
                 capacity,

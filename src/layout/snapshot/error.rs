@@ -1,9 +1,9 @@
 //! What can go wrong with a snapshot segment, as data.
 //!
 //! Contract:
-//! - every snapshot operation returns [`SnapshotError`] (or, when it grows
-//!   the segment, the grower's own error), never `anyhow` and never a
-//!   sentence about the command line;
+//! - every snapshot operation returns [`SnapshotError`] (a failure to grow
+//!   the segment wraps the segment layer's error), never `anyhow` and never
+//!   a sentence about the command line;
 //! - each variant names the segment (its [`Target`]) and carries the values
 //!   a message needs; messages and hints are written at the command layer
 //!   (src/cmd/explain/snapshot.rs).
@@ -73,6 +73,8 @@ pub enum SnapshotError {
         /// The segment's size.
         size: usize,
     },
+    /// The segment layer could not grow the segment (its own error, whole).
+    Grow(Box<dyn std::error::Error + Send + Sync>),
     /// A live holder kept the write lock for `patience`.
     LockHeld {
         /// The segment.
@@ -129,5 +131,13 @@ impl AsRef<dyn std::error::Error> for SnapshotError {
     }
 }
 
-// No source: each message is whole.
-impl std::error::Error for SnapshotError {}
+impl std::error::Error for SnapshotError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            // The grower's error shows as itself, its causes after it.
+            SnapshotError::Grow(e) => e.source(),
+            // No source: every other message is whole.
+            _ => None,
+        }
+    }
+}

@@ -26,25 +26,33 @@ impl Snapshot<'_> {
     /// the protocol in docs/FORMAT.md ("Growing"). A segment that another
     /// writer grew since this one mapped it is written through a new
     /// mapping from `grow` too.
-    /// `grow`'s own error (the segment layer's) comes back as it is, and
-    /// so does this layout's, converted into it.
-    pub fn publish_or_grow<E: From<SnapshotError>>(
+    /// `grow`'s own error (the segment layer's) comes back wrapped, whole,
+    /// in [`SnapshotError::Grow`].
+    pub fn publish_or_grow<E>(
         &self,
         data: &[u8],
         how: Publish,
         grow: Grow<'_, E>,
-    ) -> Result<(), E> {
+    ) -> Result<(), SnapshotError>
+    where
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         self.publish_growing(data, how, Some(grow))
     }
 
-    fn publish_growing<E: From<SnapshotError>>(
+    fn publish_growing<E>(
         &self,
         data: &[u8],
         how: Publish,
         grow: Option<Grow<'_, E>>,
-    ) -> Result<(), E> {
+    ) -> Result<(), SnapshotError>
+    where
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let grow =
+            grow.map(|grow| move |size| grow(size).map_err(|e| SnapshotError::Grow(e.into())));
         if data.len() > self.capacity && grow.is_none() {
-            return Err(self.too_large(data.len()).into());
+            return Err(self.too_large(data.len()));
         }
         let _guard = take_lock(self.map, self.target)?;
         test_hook_hold_lock();
@@ -57,11 +65,7 @@ impl Snapshot<'_> {
             Ok(capacity) => capacity,
             Err(e) if e.is_grown() => match grow {
                 Some(grow) => {
-                    let claimed = self
-                        .map
-                        .atomic_u64(OFF_CAPACITY)
-                        .map_err(SnapshotError::from)?
-                        .load(Ordering::Acquire);
+                    let claimed = self.map.atomic_u64(OFF_CAPACITY)?.load(Ordering::Acquire);
                     let size = usize::try_from(claimed)
                         .ok()
                         .and_then(size_of_capacity)
@@ -69,9 +73,9 @@ impl Snapshot<'_> {
                     let map = remapped.insert(grow(size)?);
                     Snapshot::open(map, self.target)?.live_capacity()?
                 }
-                None => return Err(e.into()),
+                None => return Err(e),
             },
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         };
         let current = view(remapped.as_ref().unwrap_or(self.map), self.target, capacity);
 
@@ -85,10 +89,10 @@ impl Snapshot<'_> {
         };
         let total = kept + data.len();
         if total <= capacity {
-            return Ok(current.fill_and_publish(seq, published, capacity, kept, data)?);
+            return current.fill_and_publish(seq, published, capacity, kept, data);
         }
         let Some(grow) = grow else {
-            return Err(self.too_large(total).into());
+            return Err(self.too_large(total));
         };
         let size = grown_size(total).ok_or_else(|| self.too_large(total))?;
         let new_capacity = capacity_for(size).ok_or_else(|| self.too_large(total))?;
@@ -107,12 +111,11 @@ impl Snapshot<'_> {
         // (3) The new capacity, now that no published byte depends on it.
         grown
             .map
-            .atomic_u64(OFF_CAPACITY)
-            .map_err(SnapshotError::from)?
+            .atomic_u64(OFF_CAPACITY)?
             .store(new_capacity as u64, Ordering::Release);
         // (4) Publish into slot 1, at its offset for the new capacity.
         let grown = view(&larger, self.target, new_capacity);
-        Ok(grown.fill_and_publish(seq, published, new_capacity, kept, data)?)
+        grown.fill_and_publish(seq, published, new_capacity, kept, data)
     }
 
     /// Step (2) of growing: copies the version published in slot 1 to
