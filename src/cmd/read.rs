@@ -13,8 +13,8 @@ use crate::cmd::grow::remapping;
 use crate::cmd::hex;
 use crate::cmd::lines::LogReadOptions;
 use crate::error::{Kind, failure};
-use crate::layout::ring::Ring;
-use crate::layout::snapshot::Snapshot;
+use crate::layout::ring::{Ring, RingError};
+use crate::layout::snapshot::{Snapshot, SnapshotError};
 use crate::layout::{self, Layout, Span};
 use crate::segment::{Access, Segment, SegmentError, timed_out};
 use crate::sys::AccessError;
@@ -316,7 +316,15 @@ fn name_segment(err: anyhow::Error, target: &Target) -> anyhow::Error {
     let unnamed = err
         .chain()
         .any(|cause| matches!(cause.downcast_ref(), Some(AccessError::OutOfBounds(_))));
-    if unnamed && kind_of(&err).is_none() {
+    let wrapped = err.chain().any(|cause| {
+        cause
+            .downcast_ref()
+            .is_some_and(RingError::is_out_of_bounds)
+            || cause
+                .downcast_ref()
+                .is_some_and(SnapshotError::is_out_of_bounds)
+    });
+    if unnamed && kind_of(&err).is_none() || wrapped {
         err.context(format!(
             "cannot read {target}: its header does not match its size"
         ))

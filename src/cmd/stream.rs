@@ -22,11 +22,11 @@ use indicatif::HumanBytes;
 use nix::errno::Errno;
 
 use crate::address::{Address, Target};
-use crate::cmd::explain::{kind_of, outcome};
+use crate::cmd::explain::outcome;
 use crate::cmd::progress::{Meter, Progress};
 use crate::error::{Kind, Outcome, failure};
 use crate::layout::Layout;
-use crate::layout::ring::{self, Ring, Side};
+use crate::layout::ring::{self, Ring, RingError, Side};
 use crate::lock::Holder;
 use crate::notice::notice;
 use crate::segment::{Access, Create, Segment};
@@ -88,7 +88,7 @@ fn write_ring(
 ) -> Option<anyhow::Result<()>> {
     let (ring, claim, takeover) = match Ring::create(segment.mapping(), target) {
         Ok(created) => created,
-        Err(e) => return Some(Err(e)),
+        Err(e) => return Some(Err(e.into())),
     };
     // Checked holding the claim: a remover unlinks only while it holds it.
     if segment.is_removed() {
@@ -118,7 +118,7 @@ fn write_ring(
         // matters less than the error that says what happened.
         let _ = segment.remove();
     }
-    Some(result.map(drop))
+    Some(result.map(drop).map_err(|e| stream_error(e, target)))
 }
 
 /// `shm-read --stream | consumer`: drains the ring to stdout until the
@@ -131,46 +131,7 @@ pub fn read_stream(
 ) -> anyhow::Result<()> {
     let target = address.resolve()?;
     let mut meter = None;
-    let segment = if wait_for_writer || timeout.is_some() {
-        let deadline = Deadline::after(timeout);
-        let waiting = meter.insert(Meter::new(progress, "received"));
-        let opened = waiting.ticking(
-            || "waiting for the writer to start".to_owned(),
-            || {
-                Segment::open_when(
-                    &target,
-                    Access::ReadWrite,
-                    deadline,
-                    timeout,
-                    "to get a stream writer",
-                    |segment| {
-                        let map = segment.mapping();
-                        match Layout::detect(map) {
-                            Layout::Stream => Ok(true),
-                            // Blank: a writer is still setting it up.
-                            _ if map.is_zero(0, map.len().min(64))? => Ok(false),
-                            // Anything else is not going to become a stream: say so.
-                            _ => Ring::open(map, &target).map(|_| false),
-                        }
-                    },
-                )
-            },
-        );
-        opened.inspect_err(|_| waiting.clear())?
-    } else {
-        Segment::open(&target, Access::ReadWrite).map_err(|e| match (e.is_missing(), &target) {
-            // The generic hint would suggest a snapshot write.
-            (true, Target::Key { .. } | Target::Name(_)) => failure(
-                Kind::NotFound,
-                format!(
-                    "no stream at {target}; start its writer with: producer | {}, \
-                     or add --wait to wait for it",
-                    target.command("shm-write --stream")
-                ),
-            ),
-            _ => e.into(),
-        })?
-    };
+    let segment = open_stream(&target, wait_for_writer, timeout, progress, &mut meter)?;
     let meter = meter.unwrap_or_else(|| Meter::new(progress, "received"));
     let ring = Ring::open(segment.mapping(), &target).inspect_err(|_| meter.clear())?;
     // Held until the ring is removed (or the error below is returned).
@@ -188,7 +149,7 @@ pub fn read_stream(
             || ring_status(&ring, Side::Reader),
             || ring.consume(&claim, stdout.as_fd(), &|bytes| meter.set(bytes)),
         )
-        .map_err(|e| name_stdout_error(e, &target));
+        .map_err(|e| stream_error(e, &target));
     meter.finish();
     // Records a truncation by another process, which the binary reports.
     let _ = segment.mapping().verify_size();
@@ -203,6 +164,59 @@ pub fn read_stream(
         }
     }
     result.map(drop)
+}
+
+/// Opens the segment a stream reader drains: with `--wait` or a timeout,
+/// once a writer made it a ring (showing the wait in `meter`, which it
+/// then leaves in place); else at once, with a hint to start the writer
+/// when there is none.
+fn open_stream(
+    target: &Target,
+    wait_for_writer: bool,
+    timeout: Option<Duration>,
+    progress: Option<Progress>,
+    meter: &mut Option<Meter>,
+) -> anyhow::Result<Segment> {
+    if wait_for_writer || timeout.is_some() {
+        let deadline = Deadline::after(timeout);
+        let waiting = meter.insert(Meter::new(progress, "received"));
+        let opened = waiting.ticking(
+            || "waiting for the writer to start".to_owned(),
+            || {
+                Segment::open_when(
+                    target,
+                    Access::ReadWrite,
+                    deadline,
+                    timeout,
+                    "to get a stream writer",
+                    |segment| {
+                        let map = segment.mapping();
+                        match Layout::detect(map) {
+                            Layout::Stream => Ok(true),
+                            // Blank: a writer is still setting it up.
+                            _ if map.is_zero(0, map.len().min(64))? => Ok(false),
+                            // Anything else is not going to become a stream: say so.
+                            _ => Ring::open(map, target).map(|_| false).map_err(Into::into),
+                        }
+                    },
+                )
+            },
+        );
+        opened.inspect_err(|_| waiting.clear())
+    } else {
+        Segment::open(target, Access::ReadWrite).map_err(|e| match (e.is_missing(), target) {
+            // The generic hint would suggest a snapshot write.
+            (true, Target::Key { .. } | Target::Name(_)) => failure(
+                Kind::NotFound,
+                format!(
+                    "no stream at {target}; start its writer with: producer | {}, \
+                     or add --wait to wait for it",
+                    target.command("shm-write --stream")
+                ),
+            ),
+            _ => e.into(),
+        })
+    }
 }
 
 /// What `--progress` says after the numbers: how full the ring is, and
@@ -260,13 +274,20 @@ fn pid_note(pid: u32) -> String {
     }
 }
 
-/// A failed write to stdout (other than a broken pipe) names the stream:
-/// "cannot write the content of ... to stdout: No space left on device".
-fn name_stdout_error(err: anyhow::Error, target: &Target) -> anyhow::Error {
-    match err.downcast_ref::<Errno>() {
-        Some(&e) if e != Errno::EPIPE && kind_of(&err).is_none() => {
+/// A ring's error as this command reports it. A failed read of stdin or
+/// write of stdout keeps its errno as the cause, so a broken pipe ends
+/// quietly; a failed write to stdout (other than a broken pipe) names the
+/// stream: "cannot write the content of ... to stdout: No space left on
+/// device".
+fn stream_error(err: RingError, target: &Target) -> anyhow::Error {
+    match err {
+        RingError::ReadInput(e) => anyhow::Error::new(e).context("cannot read stdin"),
+        RingError::WriteOutput(Errno::EPIPE) => {
+            anyhow::Error::new(Errno::EPIPE).context("cannot write stdout")
+        }
+        RingError::WriteOutput(e) => {
             anyhow::Error::new(e).context(format!("cannot write the content of {target} to stdout"))
         }
-        _ => err,
+        other => other.into(),
     }
 }

@@ -261,11 +261,11 @@ fn publish(segment: &Segment, opts: &SnapshotOptions, data: &[u8]) -> anyhow::Re
     if let Ok((offset, len)) = framed.next_write_span(data.len(), how) {
         map.prefault_for_writing(offset, len);
     }
-    match target {
+    Ok(match target {
         // A POSIX segment grows to fit (see "Growing" in docs/FORMAT.md).
-        Target::Name(_) => framed.publish_or_grow(data, how, &|size| Ok(segment.grow_to(size)?)),
+        Target::Name(_) => framed.publish_or_grow(data, how, &|size| segment.grow_to(size)),
         Target::Key { .. } | Target::Id(_) => framed.publish(data, how),
-    }
+    }?)
 }
 
 /// Whether a new segment of `size` bytes holds `len` bytes of input.

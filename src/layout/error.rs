@@ -63,6 +63,15 @@ pub enum LayoutError {
     },
 }
 
+impl LayoutError {
+    /// Whether this is an access outside the mapping, which does not name
+    /// the segment: the command layer adds its name.
+    #[must_use]
+    pub fn is_out_of_bounds(&self) -> bool {
+        matches!(self, LayoutError::Access(AccessError::OutOfBounds(_)))
+    }
+}
+
 impl From<AccessError> for LayoutError {
     fn from(e: AccessError) -> Self {
         LayoutError::Access(e)

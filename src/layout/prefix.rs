@@ -12,7 +12,8 @@ use crate::sys::Mapping;
 const OFF_MAGIC: usize = 0;
 const OFF_VERSION: usize = 8;
 const OFF_HEADER_SIZE: usize = 12;
-const OFF_CAPACITY: usize = 16;
+/// The capacity (u64); it changes when a snapshot segment grows.
+pub(super) const OFF_CAPACITY: usize = 16;
 
 /// What one layout's prefix must hold.
 #[derive(Debug, Clone, Copy)]

@@ -11,7 +11,9 @@
 
 mod layout;
 mod log;
+mod ring;
 mod segment;
+mod snapshot;
 
 pub use log::WaitNotice;
 
@@ -48,6 +50,8 @@ fn classify(cause: &(dyn std::error::Error + 'static)) -> Option<Kind> {
         crate::layout::LayoutError,
         crate::segment::SegmentError,
         crate::layout::log::LogError,
+        crate::layout::ring::RingError,
+        crate::layout::snapshot::SnapshotError,
     );
     None
 }
