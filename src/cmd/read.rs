@@ -7,17 +7,15 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::address::{Address, Target};
-use crate::cmd::explain::kind_of;
 use crate::cmd::follow::Stop;
 use crate::cmd::grow::remapping;
 use crate::cmd::hex;
 use crate::cmd::lines::LogReadOptions;
 use crate::error::{Kind, failure};
-use crate::layout::ring::{Ring, RingError};
-use crate::layout::snapshot::{Snapshot, SnapshotError};
+use crate::layout::ring::Ring;
+use crate::layout::snapshot::Snapshot;
 use crate::layout::{self, Layout, Span};
 use crate::segment::{Access, Segment, SegmentError, timed_out};
-use crate::sys::AccessError;
 use crate::wait::{self, Deadline, RECHECK};
 
 /// Where to find the segment, and whether to wait for it.
@@ -313,18 +311,7 @@ pub(crate) fn to_stdout(
 /// Gives an error that does not yet say which segment it is about (an
 /// access outside the mapping, found by the OS layer) the segment's name.
 fn name_segment(err: anyhow::Error, target: &Target) -> anyhow::Error {
-    let unnamed = err
-        .chain()
-        .any(|cause| matches!(cause.downcast_ref(), Some(AccessError::OutOfBounds(_))));
-    let wrapped = err.chain().any(|cause| {
-        cause
-            .downcast_ref()
-            .is_some_and(RingError::is_out_of_bounds)
-            || cause
-                .downcast_ref()
-                .is_some_and(SnapshotError::is_out_of_bounds)
-    });
-    if unnamed && kind_of(&err).is_none() || wrapped {
+    if crate::cmd::explain::is_unnamed_out_of_bounds(&err) {
         err.context(format!(
             "cannot read {target}: its header does not match its size"
         ))

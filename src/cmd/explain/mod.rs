@@ -56,6 +56,37 @@ fn classify(cause: &(dyn std::error::Error + 'static)) -> Option<Kind> {
     None
 }
 
+/// Whether `err` is, first of all, an access outside the mapping, whose
+/// message does not say which segment it is about: bare, or inside one
+/// of the layouts' typed errors.
+#[must_use]
+pub fn is_unnamed_out_of_bounds(err: &anyhow::Error) -> bool {
+    for cause in err.chain() {
+        if let Some(access) = cause.downcast_ref::<crate::sys::AccessError>() {
+            return matches!(access, crate::sys::AccessError::OutOfBounds(_));
+        }
+        macro_rules! first_of {
+            ($($typed:ty),* $(,)?) => {
+                $(
+                    if let Some(typed) = cause.downcast_ref::<$typed>() {
+                        return typed.is_out_of_bounds();
+                    }
+                )*
+            };
+        }
+        first_of!(
+            crate::layout::LayoutError,
+            crate::layout::ring::RingError,
+            crate::layout::snapshot::SnapshotError,
+            crate::layout::log::LogError,
+        );
+        if classify(cause).is_some() {
+            return false;
+        }
+    }
+    false
+}
+
 /// The [`Kind`] of the first typed error in `err`'s chain, if any.
 #[must_use]
 pub fn kind_of(err: &anyhow::Error) -> Option<Kind> {

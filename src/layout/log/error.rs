@@ -97,6 +97,19 @@ impl From<LayoutError> for LogError {
     }
 }
 
+impl LogError {
+    /// Whether this is an access outside the mapping, which does not say
+    /// which segment it is about.
+    #[must_use]
+    pub fn is_out_of_bounds(&self) -> bool {
+        match self {
+            LogError::Layout(e) => e.is_out_of_bounds(),
+            LogError::Access(e) => matches!(e, AccessError::OutOfBounds(_)),
+            _ => false,
+        }
+    }
+}
+
 impl From<AccessError> for LogError {
     fn from(e: AccessError) -> Self {
         LogError::Access(e)
