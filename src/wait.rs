@@ -1,6 +1,6 @@
 //! How peers wait for each other: deadlines, and futex waits on shared
-//! words (with a polling fallback). The locks they hold are in
-//! [`crate::lock`].
+//! words (with a polling fallback). The locks they hold are in the lock
+//! module, one layer up.
 //!
 //! Contract: every wait here is bounded by a deadline or re-checks its
 //! condition at least every [`RECHECK`], so a dead peer or a corrupt word is
@@ -53,14 +53,15 @@ pub fn wait_while_equal(word: &AtomicU32, seen: u32, max: Duration) {
     }
 }
 
-/// What a look of [`wait_on_event`] follows.
+/// When a look of [`wait_on_event`] happens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Look {
-    /// The first look, before any sleep.
-    First,
-    /// After a sleep in which the event word moved: a peer acted.
+    /// Just before sleeping, the waiting flag raised: a last look for
+    /// what is waited for, and the moment for any periodic duty.
+    BeforeSleep,
+    /// Just after a sleep in which the event word moved: a peer acted.
     Woken,
-    /// After a sleep that ended with the event word unchanged (a timeout
+    /// Just after a sleep that ended with the event word unchanged (the
     /// slice ran out, or a spurious wake): the moment to ask whether the
     /// peer is still there.
     Quiet,
@@ -68,15 +69,16 @@ pub enum Look {
 
 /// The one way a peer waits for another: look, and if what it waits for
 /// is not there yet, sleep on `event` (a word the other side bumps when
-/// something changes) until it moves or `slice()` passes, then look again.
+/// something changes) until it moves or `slice()` passes, look again,
+/// and so on.
 ///
 /// `look` returns the value waited for, or None to go on waiting; an
 /// error (a dead peer, a deadline) ends the wait. With `waiting`, a flag
-/// in the same segment, the waiter raises it before each look and lowers
-/// it when it returns, so the other side bumps and wakes only when
-/// someone sleeps (see docs/FORMAT.md); the event is read before the flag
-/// is raised and before the look, so no bump between the look and the
-/// sleep is missed.
+/// in the same segment, the waiter raises it before the look that
+/// precedes each sleep and lowers it once awake, so the other side bumps
+/// and wakes only while someone may sleep (see docs/FORMAT.md). The
+/// event is read before the flag is raised and before that look, so a
+/// bump between the look and the sleep is never missed.
 ///
 /// No spinning first: on two busy cores a spin burns the CPU the peer
 /// needs to make progress, and against a ring without one
@@ -87,36 +89,32 @@ pub fn wait_on_event<T, E>(
     mut slice: impl FnMut() -> Duration,
     mut look: impl FnMut(Look) -> Result<Option<T>, E>,
 ) -> Result<T, E> {
-    let lower = || {
+    let flag = |raised: bool| {
         if let Some(flag) = waiting {
-            flag.store(0, Ordering::SeqCst);
+            flag.store(u32::from(raised), Ordering::SeqCst);
         }
     };
-    let mut this_look = Look::First;
     loop {
         let seen = event.load(Ordering::SeqCst);
-        if let Some(flag) = waiting {
-            flag.store(1, Ordering::SeqCst);
+        flag(true);
+        let before = look(Look::BeforeSleep);
+        if !matches!(before, Ok(None)) {
+            flag(false);
         }
-        match look(this_look) {
-            Ok(None) => {}
-            Ok(Some(found)) => {
-                lower();
-                return Ok(found);
-            }
-            Err(e) => {
-                lower();
-                return Err(e);
-            }
+        if let Some(found) = before? {
+            return Ok(found);
         }
         wait_while_equal(event, seen, slice());
         // Awake: the other side need not wake us until we sleep again.
-        lower();
-        this_look = if event.load(Ordering::SeqCst) == seen {
+        flag(false);
+        let after = if event.load(Ordering::SeqCst) == seen {
             Look::Quiet
         } else {
             Look::Woken
         };
+        if let Some(found) = look(after)? {
+            return Ok(found);
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use shm_tools::address::{Address, PosixName};
-use shm_tools::layout::snapshot::{Snapshot, is_grown};
+use shm_tools::layout::snapshot::{self, Snapshot, is_grown};
 use shm_tools::segment::{Access, Segment};
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -397,7 +397,7 @@ fn readers_never_see_a_torn_version_while_a_writer_grows_it_fast() {
     };
     let (mut segment, _) = Segment::open_or_create(&target, &create).unwrap();
     let publish = |segment: &Segment, data: &[u8]| {
-        Snapshot::for_writing(segment.mapping(), &target)
+        Snapshot::for_writing(segment.mapping(), &target, &snapshot::silent)
             .unwrap()
             .publish_or_grow(data, Publish::Replace, &|size| segment.grow_to(size))
             .unwrap();

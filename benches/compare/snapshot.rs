@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use shm_tools::address::{PosixName, Target};
-use shm_tools::layout::snapshot::{Publish, Snapshot};
+use shm_tools::layout::snapshot::{self, Publish, Snapshot};
 use shm_tools::segment::{Create, Segment};
 
 use crate::measure::{make_data, median, ms, peak_rss, ratio, sh};
@@ -78,7 +78,8 @@ pub fn follow_latency() {
         exclusive: true,
     };
     let (segment, _) = Segment::open_or_create(&target, &create).expect("segment");
-    let framed = Snapshot::for_writing(segment.mapping(), &target).expect("framed");
+    let framed =
+        Snapshot::for_writing(segment.mapping(), &target, &snapshot::silent).expect("framed");
     framed.publish(b"0\n", Publish::Replace).expect("publish");
     let mut follower = Command::new(READ)
         .args(["-F", "-n", &name])

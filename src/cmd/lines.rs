@@ -21,7 +21,7 @@ use crate::cmd::follow::{Ended, Stop};
 use crate::error::{Kind, failure};
 use crate::layout::log::{Appender, Cursor, Log, Slot, Step, WriterWait};
 use crate::segment::{Create, Segment};
-use crate::wait::{self, RECHECK};
+use crate::wait::{self, Look, RECHECK};
 
 /// Log size when `--size` is not given.
 pub const DEFAULT_LOG_SIZE: usize = 1 << 20;
@@ -33,9 +33,6 @@ const INPUT_CHUNK: usize = 64 * 1024;
 /// Reports of missed records are gathered for this long, so a reader that
 /// is lapped again and again does not flood stderr.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
-
-/// How long a follower at the head polls before it sleeps on the futex.
-const SPIN: Duration = Duration::from_micros(20);
 
 /// What `shm-write --lines` was asked.
 #[derive(Debug, Clone, Copy)]
@@ -392,41 +389,32 @@ enum Waited {
     Ended(Ended),
 }
 
-/// Waits at the head for it to move: spins briefly, then sleeps on the
-/// head event, never past the stop conditions' time.
+/// Waits at the head for it to move: sleeps on the head event, never
+/// past the stop conditions' time (see [`wait::wait_on_event`]).
 fn wait_for_records(
     log: &Log<'_>,
     segment: &Segment,
     head: u64,
     stop: &Stop,
 ) -> anyhow::Result<Waited> {
-    let spin_until = Instant::now() + SPIN;
-    while Instant::now() < spin_until {
-        let (now, _) = log.positions()?;
-        if now != head {
-            return Ok(Waited::Moved(now));
-        }
-        std::hint::spin_loop();
-    }
     let event = log.head_event()?;
-    loop {
-        let seen = event.load(std::sync::atomic::Ordering::SeqCst);
-        let (now, _) = log.positions()?;
-        if now != head {
-            return Ok(Waited::Moved(now));
-        }
-        if let Some(why) = stop.check() {
-            return Ok(Waited::Ended(why));
-        }
-        wait::wait_while_equal(event, seen, stop.slice(RECHECK));
-        let (now, _) = log.positions()?;
-        if now != head {
-            return Ok(Waited::Moved(now));
-        }
-        if event.load(std::sync::atomic::Ordering::SeqCst) == seen && segment.is_removed() {
-            return Ok(Waited::Removed);
-        }
-    }
+    wait::wait_on_event(
+        event,
+        None,
+        || stop.slice(RECHECK),
+        |look| {
+            let (now, _) = log.positions()?;
+            if now != head {
+                return Ok(Some(Waited::Moved(now)));
+            }
+            Ok(match look {
+                Look::BeforeSleep => stop.check().map(Waited::Ended),
+                // Nothing new, and nobody bumped: removed, or just quiet?
+                Look::Quiet if segment.is_removed() => Some(Waited::Removed),
+                Look::Quiet | Look::Woken => None,
+            })
+        },
+    )
 }
 
 /// Writes records as they are, or one JSON object each, within `--bytes`.

@@ -4,9 +4,10 @@
 use std::io::Read;
 
 use crate::address::{Address, Target};
+use crate::cmd::explain::LockNoticeText;
 use crate::cmd::grow::remapping;
 use crate::error::{Kind, failure};
-use crate::layout::snapshot::{self, Publish, Snapshot};
+use crate::layout::snapshot::{self, LockNotice, Publish, Snapshot};
 use crate::layout::{Layout, cstring};
 use crate::segment::{Access, Create, Segment};
 use crate::sys;
@@ -218,7 +219,9 @@ impl<'o> Writer<'o> {
                     if self.opts.raw {
                         cstring::write_c_string(map, target, &kept, false)?;
                     } else {
-                        Snapshot::for_writing(map, target)?.publish(&kept, Publish::Replace)?;
+                        let tell = |notice| tell_lock(target, notice);
+                        Snapshot::for_writing(map, target, &tell)?
+                            .publish(&kept, Publish::Replace)?;
                     }
                 }
                 return Ok(());
@@ -232,6 +235,11 @@ impl<'o> Writer<'o> {
             ),
         ))
     }
+}
+
+/// Says on stderr what the snapshot writer does with the write lock.
+fn tell_lock(target: &Target, notice: LockNotice) {
+    crate::notice::notice(format_args!("{}", LockNoticeText { target, notice }));
 }
 
 /// Publishes `data` into `segment` as `opts` ask: a C string with `--raw`,
@@ -251,9 +259,12 @@ fn publish(segment: &Segment, opts: &SnapshotOptions, data: &[u8]) -> anyhow::Re
     } else {
         Publish::Replace
     };
+    let tell = |notice| tell_lock(target, notice);
     let framed = match target {
-        Target::Name(_) => Snapshot::for_writing(map, target)?,
-        Target::Key { .. } | Target::Id(_) => Snapshot::for_publishing(map, target, data.len())?,
+        Target::Name(_) => Snapshot::for_writing(map, target, &tell)?,
+        Target::Key { .. } | Target::Id(_) => {
+            Snapshot::for_publishing(map, target, data.len(), &tell)?
+        }
     };
     // Faulting in the slot's pages one by one under the lock costs more
     // than the copy; done beforehand, in one call, it does not hold the

@@ -16,6 +16,7 @@ mod segment;
 mod snapshot;
 
 pub use log::WaitNotice;
+pub use snapshot::LockNoticeText;
 
 use nix::errno::Errno;
 

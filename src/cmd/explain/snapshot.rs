@@ -7,7 +7,7 @@ use super::Classify;
 use crate::address::Target;
 use crate::error::Kind;
 use crate::layout::Layout;
-use crate::layout::snapshot::{SnapshotError, size_for, suggest_size};
+use crate::layout::snapshot::{LockNotice, SnapshotError, size_for, suggest_size};
 use crate::lock::Holder;
 
 impl Classify for SnapshotError {
@@ -154,6 +154,31 @@ impl fmt::Display for SnapshotError {
                     patience.as_secs()
                 )
             }
+        }
+    }
+}
+
+/// What a snapshot writer says about the write lock, on `target`.
+pub struct LockNoticeText<'a> {
+    /// The segment.
+    pub target: &'a Target,
+    /// What to say.
+    pub notice: LockNotice,
+}
+
+impl fmt::Display for LockNoticeText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let target = self.target;
+        match self.notice {
+            LockNotice::Waiting { tid } => write!(
+                f,
+                "shm-write: waiting for a live process (tid {tid} in its PID namespace), which holds \
+                 the write lock on {target}"
+            ),
+            LockNotice::Holding { ms } => write!(
+                f,
+                "shm-write: holding the write lock for {ms} ms (SHM_TOOLS_TEST_HOLD_LOCK_MS)"
+            ),
         }
     }
 }

@@ -12,7 +12,7 @@ use super::{
 use crate::address::Target;
 use crate::lock::{self, Holder, RobustGuard};
 use crate::sys::Mapping;
-use crate::wait::{self, Deadline, RECHECK};
+use crate::wait::{self, Deadline, Look, RECHECK};
 
 impl<'a> Log<'a> {
     /// Takes the write lock for a batch of appends. A predecessor that died
@@ -328,46 +328,37 @@ impl Appender<'_, '_> {
         let log = self.log;
         let event = log.map.atomic_u32(OFF_TAIL_EVENT)?;
         let waiting = log.map.atomic_u32(OFF_WRITER_WAITING)?;
-        let mut spins = 0u32;
         let started = Instant::now();
         let mut published: Option<WaitingSign<'_>> = None;
         // The flag is this writer's: a follower clears it when it moves,
         // but one that died or left never does, and --stats would go on
-        // reporting a writer that waits.
-        let done = || {
-            waiting.store(0, Ordering::SeqCst);
-            Ok(())
-        };
-        loop {
-            let behind = match log.slowest_follower(self.tail, self.head)? {
-                Some(slowest) if slowest.position < new_tail => slowest,
-                _ => return done(),
-            };
-            if published.is_none() {
-                // Writers queued on the lock wait as long as this does.
-                published = Some(WaitingSign::publish(log, new_tail)?);
-            }
-            // Waiting is the point, as a pipe's writer waits for its
-            // reader; but a follower that is stopped (Ctrl-Z), or a slot
-            // someone scribbled on, would hold us silently: say so once.
-            if started.elapsed() >= Duration::from_secs(1) {
-                (self.on_wait)(WriterWait::follower(&behind, false));
-            }
-            if spins < 200 {
-                spins += 1;
-                std::hint::spin_loop();
-                continue;
-            }
-            // Publish what we have so the follower can make progress.
-            log.wake_followers()?;
-            let seen = event.load(Ordering::SeqCst);
-            waiting.store(1, Ordering::SeqCst);
-            match log.slowest_follower(self.tail, self.head)? {
-                Some(slowest) if slowest.position < new_tail => {}
-                _ => return done(),
-            }
-            wait::wait_while_equal(event, seen, RECHECK);
-        }
+        // reporting a writer that waits; wait_on_event lowers it on return.
+        wait::wait_on_event(
+            event,
+            Some(waiting),
+            || RECHECK,
+            |look| {
+                let behind = match log.slowest_follower(self.tail, self.head)? {
+                    Some(slowest) if slowest.position < new_tail => slowest,
+                    _ => return Ok(Some(())),
+                };
+                if look == Look::BeforeSleep {
+                    if published.is_none() {
+                        // Writers queued on the lock wait as long as this does.
+                        published = Some(WaitingSign::publish(log, new_tail)?);
+                    }
+                    // Waiting is the point, as a pipe's writer waits for its
+                    // reader; but a follower that is stopped (Ctrl-Z), or a
+                    // slot someone scribbled on, would hold us silently: say so.
+                    if started.elapsed() >= Duration::from_secs(1) {
+                        (self.on_wait)(WriterWait::follower(&behind, false));
+                    }
+                    // Publish what we have so the follower can make progress.
+                    log.wake_followers()?;
+                }
+                Ok(None)
+            },
+        )
     }
 }
 

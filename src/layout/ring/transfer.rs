@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use nix::errno::Errno;
 
 use crate::lock::{Holder, RobustGuard};
-use crate::wait::{self, RECHECK};
+use crate::wait::{self, Look, RECHECK};
 
 use super::{
     OFF_FLAGS, OFF_HEAD, OFF_HEAD_EVENT, OFF_READER_CLAIM, OFF_READER_WAITING, OFF_TAIL,
@@ -17,10 +17,9 @@ use super::{
 };
 
 impl<'a> Ring<'a> {
-    /// Sleeps on `event` until `ready` says go, checking `peer_gone` at
-    /// least every [`RECHECK`]. No spinning first: on two busy cores a spin
-    /// burns the CPU the copying peer needs, and measured against a ring
-    /// without it (docs/BENCHMARKS.md) no spin we tried paid.
+    /// Sleeps on `event` until `ready` says go, checking `peer_gone` after
+    /// every sleep, so at least every [`RECHECK`] (see
+    /// [`wait::wait_on_event`]).
     fn wait_for(
         &self,
         event: usize,
@@ -30,20 +29,20 @@ impl<'a> Ring<'a> {
     ) -> Result<(), RingError> {
         let event = self.map.atomic_u32(event)?;
         let waiting = self.map.atomic_u32(waiting_flag)?;
-        loop {
-            let seen = event.load(Ordering::SeqCst);
-            waiting.store(1, Ordering::SeqCst);
-            if ready()? {
-                waiting.store(0, Ordering::SeqCst);
-                return Ok(());
-            }
-            wait::wait_while_equal(event, seen, RECHECK);
-            waiting.store(0, Ordering::SeqCst);
-            if ready()? {
-                return Ok(());
-            }
-            peer_gone()?;
-        }
+        wait::wait_on_event(
+            event,
+            Some(waiting),
+            || RECHECK,
+            |look| {
+                if ready()? {
+                    return Ok(Some(()));
+                }
+                if look != Look::BeforeSleep {
+                    peer_gone()?;
+                }
+                Ok(None)
+            },
+        )
     }
 
     /// Tells the other side that `position` moved, if it sleeps.

@@ -115,12 +115,38 @@ fn grown_size(len: usize) -> Option<usize> {
 /// [`Snapshot::publish_or_grow`].
 pub type Grow<'g, E> = &'g dyn Fn(usize) -> Result<Mapping, E>;
 
+/// What a writer has to tell about the header's write lock; the layout
+/// never prints, so the command layer says it (or not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockNotice {
+    /// A live thread (its tid in its own PID namespace) has held the write
+    /// lock for a second, and this writer goes on waiting for it.
+    Waiting {
+        /// The holder's tid.
+        tid: u32,
+    },
+    /// The crash tests' hook holds the lock this many ms after taking it
+    /// (`SHM_TOOLS_TEST_HOLD_LOCK_MS`, `test-hooks` builds only).
+    Holding {
+        /// How long.
+        ms: u64,
+    },
+}
+
+/// Where a writer's [`LockNotice`]s go.
+pub type OnLock<'a> = &'a (dyn Fn(LockNotice) + Sync);
+
+/// Tells nobody: for views that take no lock, and for callers that say
+/// nothing while they wait.
+pub fn silent(_: LockNotice) {}
+
 /// A view of `map` at a capacity the caller has checked against it.
 fn view<'m>(map: &'m Mapping, target: &'m Target, capacity: usize) -> Snapshot<'m> {
     Snapshot {
         map,
         target,
         capacity,
+        on_lock: &silent,
     }
 }
 
@@ -147,11 +173,22 @@ pub enum Publish {
 }
 
 /// A validated view of a framed segment.
-#[derive(Debug)]
 pub struct Snapshot<'a> {
     map: &'a Mapping,
     target: &'a Target,
     capacity: usize,
+    /// Told while this writer waits for the write lock (or holds it).
+    on_lock: OnLock<'a>,
+}
+
+impl std::fmt::Debug for Snapshot<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("map", self.map)
+            .field("target", self.target)
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a> Snapshot<'a> {
@@ -162,11 +199,7 @@ impl<'a> Snapshot<'a> {
         if capacity_for(map.len()).is_none_or(|max| capacity > max) {
             return Err(grown(target, capacity as u64, map.len()));
         }
-        Ok(Snapshot {
-            map,
-            target,
-            capacity,
-        })
+        Ok(view(map, target, capacity))
     }
 
     /// The framed view a writer publishes through. A blank segment (all
@@ -179,19 +212,26 @@ impl<'a> Snapshot<'a> {
     /// may have been initialised (and published into) by another writer
     /// meanwhile. It is looked at again, and refused only if it is still
     /// not framed.
+    ///
+    /// `on_lock` is told when this writer waits for the write lock.
     pub fn for_writing(
         map: &'a Mapping,
         target: &'a Target,
+        on_lock: OnLock<'a>,
     ) -> Result<Snapshot<'a>, SnapshotError> {
+        let writer = |snapshot: Snapshot<'a>| Snapshot {
+            on_lock,
+            ..snapshot
+        };
         if Layout::detect(map) == Layout::Snapshot {
-            return Snapshot::open(map, target);
+            return Snapshot::open(map, target).map(writer);
         }
         let blank = map.is_zero(0, MAGIC.len().min(map.len()))? && zero_but_for_the_lock(map)?;
         if blank {
-            return Snapshot::initialize(map, target);
+            return Snapshot::initialize(map, target, on_lock).map(writer);
         }
         match Layout::detect(map) {
-            Layout::Snapshot => Snapshot::open(map, target),
+            Layout::Snapshot => Snapshot::open(map, target).map(writer),
             found => Err(SnapshotError::NotASnapshot {
                 target: target.clone(),
                 found,
@@ -208,6 +248,7 @@ impl<'a> Snapshot<'a> {
         map: &'a Mapping,
         target: &'a Target,
         len: usize,
+        on_lock: OnLock<'a>,
     ) -> Result<Snapshot<'a>, SnapshotError> {
         if Layout::detect(map) == Layout::Foreign
             && let Some(capacity) = capacity_for(map.len())
@@ -215,18 +256,22 @@ impl<'a> Snapshot<'a> {
         {
             return Err(too_large(target, len, capacity, map.len()));
         }
-        Snapshot::for_writing(map, target)
+        Snapshot::for_writing(map, target, on_lock)
     }
 
     /// Turns an all-zero segment into an empty framed one. Safe against
     /// racing writers: the zero lock word is taken first, and the magic is
     /// stored last, so nobody sees a half-made header as framed.
-    fn initialize(map: &'a Mapping, target: &'a Target) -> Result<Snapshot<'a>, SnapshotError> {
+    fn initialize(
+        map: &'a Mapping,
+        target: &'a Target,
+        on_lock: OnLock<'a>,
+    ) -> Result<Snapshot<'a>, SnapshotError> {
         let capacity = capacity_for(map.len()).ok_or_else(|| SnapshotError::TooSmall {
             target: target.clone(),
             size: map.len(),
         })?;
-        let _guard = take_lock(map, target)?;
+        let _guard = take_lock(map, target, on_lock)?;
         if !PREFIX.present(map)? {
             PREFIX.write(map, capacity)?;
         }

@@ -9,8 +9,9 @@ use crate::sys::Mapping;
 use crate::wait::{self, Deadline};
 
 use super::{
-    Grow, LOCK_PATIENCE, OFF_CAPACITY, OFF_LOCK, Publish, SLOT_GEN, SLOT_LEN, SLOT_MTIME, SLOT_PID,
-    Snapshot, SnapshotError, capacity_for, grown_size, size_of_capacity, view,
+    Grow, LOCK_PATIENCE, LockNotice, OFF_CAPACITY, OFF_LOCK, OnLock, Publish, SLOT_GEN, SLOT_LEN,
+    SLOT_MTIME, SLOT_PID, Snapshot, SnapshotError, capacity_for, grown_size, size_of_capacity,
+    view,
 };
 
 impl Snapshot<'_> {
@@ -54,8 +55,8 @@ impl Snapshot<'_> {
         if data.len() > self.capacity && grow.is_none() {
             return Err(self.too_large(data.len()));
         }
-        let _guard = take_lock(self.map, self.target)?;
-        test_hook_hold_lock();
+        let _guard = take_lock(self.map, self.target, self.on_lock)?;
+        test_hook_hold_lock(self.on_lock);
 
         // Under the lock the capacity can only be changed by us. If another
         // writer grew the segment, map it whole (our lock stays in the old
@@ -215,14 +216,10 @@ pub(super) fn too_large(
 pub(super) fn take_lock<'m>(
     map: &'m Mapping,
     target: &Target,
+    on_lock: OnLock<'_>,
 ) -> Result<RobustGuard<'m>, SnapshotError> {
     let deadline = Deadline::after(Some(LOCK_PATIENCE));
-    let waiting = |tid| {
-        crate::notice::notice(format_args!(
-            "shm-write: waiting for a live process (tid {tid} in its PID namespace), which holds \
-             the write lock on {target}"
-        ));
-    };
+    let waiting = |tid| on_lock(LockNotice::Waiting { tid });
     if let Some(guard) = lock::lock_robust(map, OFF_LOCK, deadline, waiting)? {
         return Ok(guard);
     }
@@ -260,13 +257,11 @@ impl Snapshot<'_> {
 /// `SHM_TOOLS_TEST_HOLD_LOCK_MS` set, the writer sleeps that long after
 /// taking it. Only with the `test-hooks` feature, which `cargo test` enables.
 #[cfg(feature = "test-hooks")]
-fn test_hook_hold_lock() {
+fn test_hook_hold_lock(on_lock: OnLock<'_>) {
     if let Some(ms) = std::env::var_os("SHM_TOOLS_TEST_HOLD_LOCK_MS")
         .and_then(|v| v.to_str().and_then(|s| s.parse::<u64>().ok()))
     {
-        crate::notice::notice(format_args!(
-            "shm-write: holding the write lock for {ms} ms (SHM_TOOLS_TEST_HOLD_LOCK_MS)"
-        ));
+        on_lock(LockNotice::Holding { ms });
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
 }
@@ -274,4 +269,4 @@ fn test_hook_hold_lock() {
 /// Without the `test-hooks` feature (every build users make) there is no
 /// hook at all.
 #[cfg(not(feature = "test-hooks"))]
-fn test_hook_hold_lock() {}
+fn test_hook_hold_lock(_: OnLock<'_>) {}
