@@ -193,7 +193,7 @@ impl std::fmt::Debug for Snapshot<'_> {
 
 impl<'a> Snapshot<'a> {
     /// Validates the header of a segment whose magic says it is framed.
-    /// A header whose capacity exceeds the mapping is a [`Grown`] error.
+    /// A header whose capacity exceeds the mapping is a [`SnapshotError::Grown`] error.
     pub fn open(map: &'a Mapping, target: &'a Target) -> Result<Snapshot<'a>, SnapshotError> {
         let capacity = PREFIX.check(map, target, Some(usize::MAX))?;
         if capacity_for(map.len()).is_none_or(|max| capacity > max) {
