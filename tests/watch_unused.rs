@@ -13,36 +13,22 @@ use serde_json::Value;
 /// only its own segments and every process), $SHM_WRITE and $SHM_READ
 /// naming the binaries; None where that is not permitted.
 fn in_private_machine(script: &str) -> Option<Output> {
+    const NAMESPACES: [&str; 5] = ["--pid", "--fork", "--mount-proc", "--ipc", "--mount"];
     let setup = "mount --make-rprivate / && mount -t tmpfs tmpfs /dev/shm";
     let probe = Command::new("unshare")
-        .args([
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            "--ipc",
-            "--mount",
-            "sh",
-            "-c",
-            setup,
-        ])
+        .args(NAMESPACES)
+        .args(["sh", "-c", setup])
         .output();
     if !probe.is_ok_and(|o| o.status.success()) {
         eprintln!("skipped: cannot make private PID, IPC and mount namespaces");
         return None;
     }
     let mut cmd = Command::new("unshare");
-    cmd.args([
-        "--pid",
-        "--fork",
-        "--mount-proc",
-        "--ipc",
-        "--mount",
-        "sh",
-        "-ec",
-    ])
-    .arg(format!("{setup}\n{script}"))
-    .env("SHM_WRITE", env!("CARGO_BIN_EXE_shm-write"))
-    .env("SHM_READ", env!("CARGO_BIN_EXE_shm-read"));
+    cmd.args(NAMESPACES)
+        .args(["sh", "-ec"])
+        .arg(format!("{setup}\n{script}"))
+        .env("SHM_WRITE", env!("CARGO_BIN_EXE_shm-write"))
+        .env("SHM_READ", env!("CARGO_BIN_EXE_shm-read"));
     let out = run(&mut cmd, b"");
     out.ok();
     Some(out)

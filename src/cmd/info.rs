@@ -126,7 +126,7 @@ pub fn stale_because(segment: &Segment) -> anyhow::Result<Option<&'static str>> 
 }
 
 /// What `--info` shows, and `--list` for each segment: everything
-/// [`describe`] finds when this user may read the segment (readable);
+/// `describe` finds when this user may read the segment (readable);
 /// when they may not, what `ipcs` and `ls -l` would show (from
 /// /proc/sysvipc/shm or an lstat of /dev/shm/NAME) and
 /// [`Content::NoPermission`]. An unreadable segment is never attached, so

@@ -162,7 +162,7 @@ struct Behind {
     proven: bool,
 }
 
-/// What [`Cursor::next`] found.
+/// What [`Log::next`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     /// A record was copied into the buffer: its sequence number, and how

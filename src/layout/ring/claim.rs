@@ -64,7 +64,7 @@ impl<'a> Ring<'a> {
     /// claim refuses us before we look at or change anything, so of two
     /// writers racing for one new segment exactly one goes on. An existing
     /// ring whose writer is gone unfinished, and that no reader has begun
-    /// to read, is taken over ([`Ring::take_over`]: the [`Takeover`] says
+    /// to read, is taken over (`Ring::take_over`: the [`Takeover`] says
     /// what was discarded), and so is a blank segment whose writer died
     /// holding the claim before it stored anything (nothing discarded). Anything else (a ring being written, read or
     /// waiting finished for its reader; other content) is refused. On
