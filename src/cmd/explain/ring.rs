@@ -6,7 +6,7 @@ use super::Classify;
 use crate::address::Target;
 use crate::error::Kind;
 use crate::layout::Layout;
-use crate::layout::ring::RingError;
+use crate::layout::ring::{PeerEnd, RingError};
 use crate::lock::Holder;
 
 impl Classify for RingError {
@@ -15,6 +15,16 @@ impl Classify for RingError {
             RingError::Layout(e) => e.kind(),
             _ => Kind::Failed,
         }
+    }
+}
+
+impl fmt::Display for PeerEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PeerEnd::Died => "died",
+            PeerEnd::Failed => "failed",
+            PeerEnd::LetGo => "let go of the stream without finishing it",
+        })
     }
 }
 

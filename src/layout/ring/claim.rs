@@ -11,8 +11,8 @@ use crate::wait::Deadline;
 
 use super::{
     OFF_FLAGS, OFF_HEAD, OFF_READER_CLAIM, OFF_READER_PID, OFF_READER_WAITING, OFF_TAIL,
-    OFF_WRITER_CLAIM, OFF_WRITER_PID, OFF_WRITER_WAITING, PREFIX, READER_CLOSED, Ring, RingError,
-    Takeover, WRITER_DONE, WRITER_FAILED, capacity_for,
+    OFF_WRITER_CLAIM, OFF_WRITER_PID, OFF_WRITER_WAITING, PREFIX, PeerEnd, READER_CLOSED, Ring,
+    RingError, Takeover, WRITER_DONE, WRITER_FAILED, capacity_for,
 };
 
 /// How long a reader waits for a reader's claim held by someone else
@@ -30,13 +30,13 @@ fn already_writing(target: &Target, holder: Holder) -> RingError {
 /// How a writer whose claim is not held by a live thread ended, when it
 /// did not finish: its place can be taken over. None for a live or
 /// finished writer.
-fn writer_gone(claim: Holder, flags: u32) -> Option<&'static str> {
+fn writer_gone(claim: Holder, flags: u32) -> Option<PeerEnd> {
     match claim {
         Holder::Alive(_) => None,
         _ if flags & WRITER_DONE != 0 => None,
-        Holder::Died => Some("died"),
-        Holder::Free if flags & WRITER_FAILED != 0 => Some("failed"),
-        Holder::Free => Some("let go of the stream without finishing it"),
+        Holder::Died => Some(PeerEnd::Died),
+        Holder::Free if flags & WRITER_FAILED != 0 => Some(PeerEnd::Failed),
+        Holder::Free => Some(PeerEnd::LetGo),
     }
 }
 
@@ -100,7 +100,7 @@ impl<'a> Ring<'a> {
             return Err(holds_data(target));
         }
         let takeover = claim.previous_owner_died().then_some(Takeover {
-            how: "died",
+            how: PeerEnd::Died,
             pid: 0,
             discarded: 0,
         });
@@ -174,13 +174,13 @@ impl<'a> Ring<'a> {
             return Err(refused(&ring)?);
         };
         // Only claim holders change what follows, and we hold both.
-        let verdict = (|| -> Result<Option<&'static str>, RingError> {
+        let verdict = (|| -> Result<Option<PeerEnd>, RingError> {
             let flags = ring.flags()?;
             if flags & WRITER_DONE != 0 || ring.reader_began()? {
                 return Ok(None);
             }
             Ok(if claim.previous_owner_died() {
-                Some("died")
+                Some(PeerEnd::Died)
             } else {
                 writer_gone(Holder::Free, flags)
             })
@@ -319,7 +319,7 @@ impl<'a> Ring<'a> {
                 .atomic_u32(OFF_READER_WAITING)?
                 .store(0, Ordering::SeqCst);
             Some(Takeover {
-                how: "died",
+                how: PeerEnd::Died,
                 pid,
                 discarded: 0,
             })

@@ -10,6 +10,7 @@
 use nix::errno::Errno;
 
 use crate::address::Target;
+use crate::layout::ring::PeerEnd;
 use crate::layout::{Layout, LayoutError};
 use crate::lock::Holder;
 use crate::sys::{AccessError, OutOfBounds, Truncated};
@@ -57,8 +58,8 @@ pub enum RingError {
     ReadingWhatIsLeft {
         /// The ring.
         target: Target,
-        /// How the writer ended ("died", "failed", ...).
-        how: &'static str,
+        /// How the writer ended.
+        how: PeerEnd,
         /// Who holds the reader's claim.
         reader: Holder,
     },
@@ -67,7 +68,7 @@ pub enum RingError {
         /// The ring.
         target: Target,
         /// How the writer ended.
-        how: &'static str,
+        how: PeerEnd,
     },
     /// The segment does not hold a ring.
     NotAStream {
@@ -150,8 +151,8 @@ pub enum RingError {
         target: Target,
         /// Its pid, in its PID namespace.
         pid: u32,
-        /// How it ended ("died", or "let go of the stream without finishing it").
-        how: &'static str,
+        /// How it ended.
+        how: PeerEnd,
         /// Bytes received before.
         received: u64,
     },

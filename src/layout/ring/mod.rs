@@ -96,13 +96,23 @@ pub struct Ring<'a> {
     capacity: u64,
 }
 
+/// How a peer that is gone ended, as the kernel and the flags tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerEnd {
+    /// It died holding its claim (the kernel marked it).
+    Died,
+    /// The writer set the failed flag and let go.
+    Failed,
+    /// It let go of its claim without finishing the stream.
+    LetGo,
+}
+
 /// A gone peer's place that this process took over (see [`Ring::create`]
 /// and [`Ring::claim_reader`]), for the one line that says so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Takeover {
-    /// How the previous holder of the place ended: "died", "failed" or
-    /// "let go of the stream without finishing it".
-    pub how: &'static str,
+    /// How the previous holder of the place ended.
+    pub how: PeerEnd,
     /// Its pid, in its own PID namespace (0 if it never stored one).
     pub pid: u32,
     /// Bytes of its stream that are gone: the writer's bytes that no

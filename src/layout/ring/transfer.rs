@@ -12,8 +12,8 @@ use crate::wait::{self, Look, RECHECK};
 
 use super::{
     OFF_FLAGS, OFF_HEAD, OFF_HEAD_EVENT, OFF_READER_CLAIM, OFF_READER_WAITING, OFF_TAIL,
-    OFF_TAIL_EVENT, OFF_WRITER_CLAIM, OFF_WRITER_WAITING, READER_BEGAN, READER_CLOSED, Ring,
-    RingError, Transferred, WRITER_DONE, WRITER_FAILED,
+    OFF_TAIL_EVENT, OFF_WRITER_CLAIM, OFF_WRITER_WAITING, PeerEnd, READER_BEGAN, READER_CLOSED,
+    Ring, RingError, Transferred, WRITER_DONE, WRITER_FAILED,
 };
 
 impl<'a> Ring<'a> {
@@ -312,8 +312,8 @@ impl<'a> Ring<'a> {
         let (pid, _) = self.peers()?;
         let how = match holder {
             Holder::Alive(_) => return Ok(false),
-            Holder::Died => "died",
-            Holder::Free => "let go of the stream without finishing it",
+            Holder::Died => PeerEnd::Died,
+            Holder::Free => PeerEnd::LetGo,
         };
         Err(RingError::WriterGone {
             target: self.target.clone(),
