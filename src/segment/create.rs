@@ -17,7 +17,7 @@ use nix::libc;
 
 use super::{Access, Create, Handle, SHM_DIR, Segment, SegmentError, find};
 use crate::address::{PosixName, Target};
-use crate::segment::{Doing, SpaceNeed};
+use crate::segment::{Action, Doing, SpaceNeed};
 use crate::sys::{self, ShmKey};
 
 /// How often a name that vanishes between "it exists" and opening it is
@@ -236,16 +236,16 @@ pub(super) fn reserve_space(
 
 /// Explains a failed creation of `size` bytes with the limit behind it.
 pub(super) fn create_error(target: &Target, size: usize, e: Errno) -> SegmentError {
-    limit_error(target, size, e, "create", false)
+    limit_error(target, size, e, Action::Create, false)
 }
 
-/// A failed creation (by `action`, "create" or "replace"): a refusal of
+/// A failed creation (to create, or to replace): a refusal of
 /// this user, or the limit behind it.
 pub(super) fn limit_error(
     target: &Target,
     size: usize,
     errno: Errno,
-    action: &'static str,
+    action: Action,
     huge: bool,
 ) -> SegmentError {
     match errno {

@@ -38,8 +38,8 @@ pub enum SegmentError {
     PermissionDenied {
         /// The segment.
         target: Target,
-        /// What was refused: "open", "remove", "create" or "replace".
-        action: &'static str,
+        /// What was refused.
+        action: Action,
         /// Its owner's uid and its mode, where anyone may read them.
         owner: Option<(u32, u32)>,
     },
@@ -81,8 +81,8 @@ pub enum SegmentError {
         target: Target,
         /// The size asked for.
         size: usize,
-        /// "create" or "replace".
-        action: &'static str,
+        /// Creating, or making room for a replacement.
+        action: Action,
         /// Whether the segment was to have huge pages.
         huge: bool,
         /// What the kernel said.
@@ -192,6 +192,20 @@ pub enum SegmentError {
         /// What was awaited, after "waiting for SEGMENT": "to exist", say.
         what: &'static str,
     },
+}
+
+/// What the kernel refused or limited, for [`SegmentError::PermissionDenied`]
+/// and [`SegmentError::Limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Opening or attaching.
+    Open,
+    /// Removing.
+    Remove,
+    /// Creating.
+    Create,
+    /// Replacing (`--replace`).
+    Replace,
 }
 
 /// What a failed call was doing, for [`SegmentError::Os`].

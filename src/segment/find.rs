@@ -16,7 +16,7 @@ use nix::sys::stat::SFlag;
 
 use super::{Access, SegmentError};
 use crate::address::{PosixName, Target};
-use crate::segment::FileKind;
+use crate::segment::{Action, FileKind};
 use crate::sys::{self, ShmId, ShmKey};
 
 pub(super) fn lookup_key(target: &Target, key: ShmKey) -> Result<ShmId, SegmentError> {
@@ -115,7 +115,7 @@ fn open_posix_error(target: &Target, name: &PosixName, e: Errno) -> SegmentError
 /// What a failed open, attach or stat of `target` means.
 pub(super) fn open_error(target: &Target, e: Errno) -> SegmentError {
     match e {
-        Errno::EACCES | Errno::EPERM => permission_error(target, "open"),
+        Errno::EACCES | Errno::EPERM => permission_error(target, Action::Open),
         // A bad id is EINVAL (never existed) or EIDRM (removed).
         Errno::ENOENT | Errno::EINVAL | Errno::EIDRM => SegmentError::NotFound {
             target: target.clone(),
@@ -129,7 +129,7 @@ pub(super) fn open_error(target: &Target, e: Errno) -> SegmentError {
 }
 
 /// The kernel refused `action` on `target`; who owns it, for the message.
-pub(super) fn permission_error(target: &Target, action: &'static str) -> SegmentError {
+pub(super) fn permission_error(target: &Target, action: Action) -> SegmentError {
     SegmentError::PermissionDenied {
         target: target.clone(),
         action,

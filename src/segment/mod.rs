@@ -31,7 +31,7 @@ use crate::address::{PosixName, Target};
 use crate::sys::{self, Mapping, ShmId, SysvStat};
 use crate::wait::{self, Deadline};
 
-pub use error::{Doing, FileKind, Kept, SegmentError, SpaceNeed};
+pub use error::{Action, Doing, FileKind, Kept, SegmentError, SpaceNeed};
 
 /// Where Linux keeps POSIX shared memory objects (glibc's shm_open
 /// opens `/dev/shm/NAME`).

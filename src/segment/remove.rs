@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use nix::errno::Errno;
 
-use super::{Doing, Handle, Segment, SegmentError, find};
+use super::{Action, Doing, Handle, Segment, SegmentError, find};
 use crate::address::PosixName;
 use crate::sys;
 
@@ -30,7 +30,7 @@ impl Segment {
             Handle::Posix { fd, name } => remove_posix(fd, name),
         };
         result.map_err(|errno| match errno {
-            Errno::EPERM | Errno::EACCES => find::permission_error(&self.target, "remove"),
+            Errno::EPERM | Errno::EACCES => find::permission_error(&self.target, Action::Remove),
             errno => SegmentError::Os {
                 target: self.target.clone(),
                 doing: Doing::Remove,

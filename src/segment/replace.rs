@@ -14,7 +14,7 @@ use nix::errno::Errno;
 use nix::libc;
 
 use super::create::{KEY_ATTEMPTS, create_error, exclusive_flags, limit_error};
-use super::{Access, Doing, Handle, Kept, Segment, SegmentError};
+use super::{Access, Action, Doing, Handle, Kept, Segment, SegmentError};
 use crate::address::Target;
 use crate::sys::{self, Mapping, ShmId, ShmKey};
 
@@ -56,7 +56,7 @@ impl Segment {
         let flags = exclusive_flags(mode) | huge;
         // The room the new segment needs, taken while the old one stands.
         let room = sys::shmget(ShmKey::PRIVATE, size, flags)
-            .map_err(|e| limit_error(target, size, e, "replace", huge != 0))?;
+            .map_err(|e| limit_error(target, size, e, Action::Replace, huge != 0))?;
         let removed = sys::shm_remove(*id);
         // Never attached, so IPC_RMID frees it at once; it cannot fail for
         // the segment we just made (and a leftover would only hold memory).

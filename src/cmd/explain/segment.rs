@@ -10,7 +10,7 @@ use nix::errno::Errno;
 use super::Classify;
 use crate::address::{Origin, Target};
 use crate::error::Kind;
-use crate::segment::{Doing, FileKind, Kept, SHM_DIR, SegmentError, SpaceNeed};
+use crate::segment::{Action, Doing, FileKind, Kept, SHM_DIR, SegmentError, SpaceNeed};
 use crate::users::user_name;
 
 impl Classify for SegmentError {
@@ -41,7 +41,7 @@ impl fmt::Display for SegmentError {
                 target,
                 action,
                 owner,
-            } => permission_denied(f, target, action, *owner),
+            } => permission_denied(f, target, *action, *owner),
             SegmentError::ReplacePermission { target, owner } => {
                 replace_permission(f, target, *owner)
             }
@@ -58,7 +58,7 @@ impl fmt::Display for SegmentError {
                 action,
                 huge,
                 errno,
-            } => limit(f, target, *size, action, *huge, *errno),
+            } => limit(f, target, *size, *action, *huge, *errno),
             SegmentError::NotOursToGrow {
                 target,
                 size,
@@ -112,7 +112,7 @@ impl fmt::Display for SegmentError {
 fn permission_denied(
     f: &mut fmt::Formatter<'_>,
     target: &Target,
-    action: &str,
+    action: Action,
     owner: Option<(u32, u32)>,
 ) -> fmt::Result {
     let owner = owner.map_or_else(String::new, |(uid, mode)| {
@@ -231,6 +231,17 @@ fn timed_out(
     write!(f, "timed out{after} waiting for {target} {what}")
 }
 
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Action::Open => "open",
+            Action::Remove => "remove",
+            Action::Create => "create",
+            Action::Replace => "replace",
+        })
+    }
+}
+
 /// "no shared memory segment with …", with how to make one.
 fn not_found(f: &mut fmt::Formatter<'_>, target: &Target) -> fmt::Result {
     let hint = match target {
@@ -292,17 +303,17 @@ fn no_space(
     }
 }
 
-/// A failed creation (by `action`, "create" or "replace") with the limit
+/// A failed creation (to create, or to replace) with the limit
 /// behind it and its value.
 fn limit(
     f: &mut fmt::Formatter<'_>,
     target: &Target,
     size: usize,
-    action: &str,
+    action: Action,
     huge: bool,
     errno: Errno,
 ) -> fmt::Result {
-    let unchanged = if action == "replace" {
+    let unchanged = if action == Action::Replace {
         "; its content is unchanged"
     } else {
         ""
