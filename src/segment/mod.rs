@@ -114,7 +114,9 @@ impl Segment {
     /// Returns whether this call created it. A segment it created is never
     /// removed again, even if attaching fails: it was visible (System V:
     /// zero-filled; POSIX: complete) from the moment it existed, so another
-    /// writer may already be using it.
+    /// writer may already be using it. The one exception is a key-0
+    /// (IPC_PRIVATE) segment, which nobody else can find: see
+    /// `create::create_or_attach_key`.
     pub fn open_or_create(
         target: &Target,
         create: &Create,

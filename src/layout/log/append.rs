@@ -328,6 +328,15 @@ impl Appender<'_, '_> {
         let log = self.log;
         let event = log.map.atomic_u32(OFF_TAIL_EVENT)?;
         let waiting = log.map.atomic_u32(OFF_WRITER_WAITING)?;
+        // Nobody behind, the common case: no flag raised (a raised flag
+        // would cost a follower a wake and skew --stats' waited share).
+        match log.slowest_follower(self.tail, self.head)? {
+            Some(slowest) if slowest.position < new_tail => {}
+            _ => {
+                waiting.store(0, Ordering::SeqCst);
+                return Ok(());
+            }
+        }
         let started = Instant::now();
         let mut published: Option<WaitingSign<'_>> = None;
         // The flag is this writer's: a follower clears it when it moves,
