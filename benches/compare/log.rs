@@ -112,6 +112,13 @@ pub fn log_lines(dir: &Path) {
         println!();
         return;
     };
+    log_throughput(dir, count, &perline);
+    log_latency(count, &latency);
+}
+
+/// `count` lines through the log to 1 and 4 followers, against the same
+/// lines written one write(2) each into `cat`.
+fn log_throughput(dir: &Path, count: usize, perline: &Path) {
     let lines = dir.join("lines.txt");
     let mut text = Vec::new();
     for i in 0..count {
@@ -148,6 +155,11 @@ pub fn log_lines(dir: &Path) {
     println!();
     println!("perline < lines | cat: {}", ms(pipe));
     println!();
+}
+
+/// One line's way from source to sink at 1,000 lines a second, through
+/// the log and through `cat | cat`.
+fn log_latency(count: usize, latency: &Path) {
     let latency_lines = count.clamp(10, 1000);
     let name = format!("shm-bench-latency-{}", std::process::id());
     let made = Command::new(WRITE)
@@ -180,7 +192,7 @@ pub fn log_lines(dir: &Path) {
         let _ = out.read_to_string(&mut shm);
     }
     let _ = sink.wait();
-    let pipes = latency_once(&latency, "cat | cat", &latency, latency_lines);
+    let pipes = latency_once(latency, "cat | cat", latency, latency_lines);
     println!("## log latency: {latency_lines} lines 1 ms apart, source → sink");
     println!();
     println!("| channel | result |");

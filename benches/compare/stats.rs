@@ -34,56 +34,8 @@ pub fn stats_overhead(dir: &Path) {
     std::fs::write(&lines, &text).expect("lines file");
     let name = format!("shm-bench-stats-{}", std::process::id());
     let other = format!("shm-bench-stats-idle-{}", std::process::id());
-    let create = |log: &str| {
-        let made = Command::new(WRITE)
-            .args(["--lines", "-s", "32M", "-n", log])
-            .stdin(Stdio::null())
-            .status()
-            .expect("create log");
-        assert!(made.success(), "cannot create the log");
-    };
-    let remove = |log: &str| {
-        let _ = Command::new(READ)
-            .args(["--remove", "-n", log])
-            .stdout(Stdio::null())
-            .status();
-    };
-    create(&other);
-    // watch: None (alone), Some(log) (a watcher on that log).
-    let once = |watch: Option<&str>| {
-        create(&name);
-        let watcher = watch.map(|log| {
-            let mut child = Command::new(READ)
-                .args(["--stats", "10ms", "-n", log])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("watcher");
-            // Running once its header is out.
-            let mut byte = [0u8; 1];
-            let out = child.stdout.as_mut().expect("watcher stdout");
-            while out.read(&mut byte).is_ok_and(|n| n == 1) && byte[0] != b'\n' {}
-            child
-        });
-        // The writer is the only child reaped between the two readings, so
-        // their difference is its CPU time (user + system).
-        let cpu_before = children_cpu();
-        let started = Instant::now();
-        let status = Command::new(WRITE)
-            .args(["--lines", "-n", &name])
-            .stdin(File::open(&lines).expect("lines"))
-            .status()
-            .expect("writer");
-        let elapsed = started.elapsed();
-        let cpu = children_cpu().saturating_sub(cpu_before);
-        assert!(status.success(), "writer failed");
-        remove(&name);
-        if let Some(mut child) = watcher {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        (elapsed, cpu)
-    };
+    create_log(&other);
+    let once = |watch: Option<&str>| write_once(&name, &lines, watch);
     let arms: [Option<&str>; 3] = [None, Some(&name), Some(&other)];
     let mut times: [Vec<Duration>; 3] = Default::default();
     let mut cpus: [Vec<Duration>; 3] = Default::default();
@@ -100,8 +52,62 @@ pub fn stats_overhead(dir: &Path) {
             ratios[arm].push(this[arm].0.as_secs_f64() / this[0].0.as_secs_f64());
         }
     }
-    remove(&other);
+    remove_log(&other);
     print_stats_overhead(count, rounds, &times, &cpus, &ratios);
+}
+
+/// Makes the 32 MiB log `log`.
+fn create_log(log: &str) {
+    let made = Command::new(WRITE)
+        .args(["--lines", "-s", "32M", "-n", log])
+        .stdin(Stdio::null())
+        .status()
+        .expect("create log");
+    assert!(made.success(), "cannot create the log");
+}
+
+fn remove_log(log: &str) {
+    let _ = Command::new(READ)
+        .args(["--remove", "-n", log])
+        .stdout(Stdio::null())
+        .status();
+}
+
+/// One write of `lines` into a new log `name`, with a `--stats` watcher
+/// on `watch` if given: its wall time and CPU time.
+fn write_once(name: &str, lines: &Path, watch: Option<&str>) -> (Duration, Duration) {
+    create_log(name);
+    let watcher = watch.map(|log| {
+        let mut child = Command::new(READ)
+            .args(["--stats", "10ms", "-n", log])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("watcher");
+        // Running once its header is out.
+        let mut byte = [0u8; 1];
+        let out = child.stdout.as_mut().expect("watcher stdout");
+        while out.read(&mut byte).is_ok_and(|n| n == 1) && byte[0] != b'\n' {}
+        child
+    });
+    // The writer is the only child reaped between the two readings, so
+    // their difference is its CPU time (user + system).
+    let cpu_before = children_cpu();
+    let started = Instant::now();
+    let status = Command::new(WRITE)
+        .args(["--lines", "-n", name])
+        .stdin(File::open(lines).expect("lines"))
+        .status()
+        .expect("writer");
+    let elapsed = started.elapsed();
+    let cpu = children_cpu().saturating_sub(cpu_before);
+    assert!(status.success(), "writer failed");
+    remove_log(name);
+    if let Some(mut child) = watcher {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    (elapsed, cpu)
 }
 
 /// User + system time of the children reaped so far.
