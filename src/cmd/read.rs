@@ -364,7 +364,7 @@ fn content(segment: &Segment, opts: &DumpOptions) -> anyhow::Result<Vec<u8>> {
     // A log's records are printed by `read_records`; what comes here of a
     // log (`--hex`) is its bytes as a C string, like any layout not ours.
     let raw = opts.raw || Layout::detect(map) == Layout::Log;
-    layout::snapshot_content(map, segment.target(), raw, span)
+    Ok(layout::snapshot_content(map, segment.target(), raw, span)?)
 }
 
 /// `--offset N` as a length; none is 0.

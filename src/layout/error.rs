@@ -9,6 +9,8 @@
 
 use crate::address::Target;
 use crate::layout::Layout;
+use nix::errno::Errno;
+
 use crate::sys::AccessError;
 
 /// A failure reading or writing one of the layouts.
@@ -80,3 +82,77 @@ impl From<AccessError> for LayoutError {
 
 // No source: the message of an access error is the whole message.
 impl std::error::Error for LayoutError {}
+
+/// A failure of [`crate::layout::snapshot_content`] or
+/// [`crate::layout::check_image`], which read whichever layout a segment
+/// holds: that layout's own error, shown and classified as itself.
+#[derive(Debug)]
+pub enum ContentError {
+    /// The C string, or a failure every layout shares.
+    Layout(LayoutError),
+    /// A snapshot's.
+    Snapshot(crate::layout::snapshot::SnapshotError),
+    /// A stream ring's.
+    Ring(crate::layout::ring::RingError),
+    /// A log's.
+    Log(crate::layout::log::LogError),
+    /// The private copy of an image could not be made.
+    Image(Errno),
+}
+
+impl ContentError {
+    /// The layout's error inside, as `dyn Error`, for messages and classes.
+    #[must_use]
+    pub fn inner(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        match self {
+            ContentError::Layout(e) => e,
+            ContentError::Snapshot(e) => e,
+            ContentError::Ring(e) => e,
+            ContentError::Log(e) => e,
+            ContentError::Image(e) => e,
+        }
+    }
+}
+
+impl std::fmt::Display for ContentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self.inner(), f)
+    }
+}
+
+// The inner error shows as this one; its causes follow.
+impl std::error::Error for ContentError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner().source()
+    }
+}
+
+impl From<AccessError> for ContentError {
+    fn from(e: AccessError) -> Self {
+        ContentError::Layout(e.into())
+    }
+}
+
+impl From<LayoutError> for ContentError {
+    fn from(e: LayoutError) -> Self {
+        ContentError::Layout(e)
+    }
+}
+
+impl From<crate::layout::snapshot::SnapshotError> for ContentError {
+    fn from(e: crate::layout::snapshot::SnapshotError) -> Self {
+        ContentError::Snapshot(e)
+    }
+}
+
+impl From<crate::layout::ring::RingError> for ContentError {
+    fn from(e: crate::layout::ring::RingError) -> Self {
+        ContentError::Ring(e)
+    }
+}
+
+impl From<crate::layout::log::LogError> for ContentError {
+    fn from(e: crate::layout::log::LogError) -> Self {
+        ContentError::Log(e)
+    }
+}

@@ -17,7 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::address::Target;
 use crate::sys::Mapping;
 
-pub use error::LayoutError;
+pub use error::{ContentError, LayoutError};
 
 /// Which layout a segment holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +88,7 @@ pub fn snapshot_content(
     target: &Target,
     raw: bool,
     span: Span,
-) -> anyhow::Result<Vec<u8>> {
+) -> Result<Vec<u8>, ContentError> {
     let Span { skip, limit } = span;
     let mut data = match Layout::detect(map) {
         Layout::Snapshot if !raw => {
@@ -134,8 +134,8 @@ pub fn snapshot_content(
 /// Any problem must come back as an error: the fuzz target and the image
 /// tests call this to prove no input makes it panic, hang or read out of
 /// bounds.
-pub fn check_image(image: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let map = Mapping::from_bytes(image)?;
+pub fn check_image(image: &[u8]) -> Result<Vec<u8>, ContentError> {
+    let map = Mapping::from_bytes(image).map_err(ContentError::Image)?;
     let target = Target::Name(crate::address::PosixName::parse("image").expect("valid name"));
     match Layout::detect(&map) {
         Layout::Snapshot => {

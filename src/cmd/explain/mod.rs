@@ -36,6 +36,10 @@ impl Classify for Failure {
 
 /// The [`Kind`] of one cause, when it is one of the typed errors.
 fn classify(cause: &(dyn std::error::Error + 'static)) -> Option<Kind> {
+    // Whichever layout's error it holds decides.
+    if let Some(content) = cause.downcast_ref::<crate::layout::ContentError>() {
+        return classify(content.inner());
+    }
     // Every typed error of the layers below is listed here once.
     macro_rules! first_of {
         ($($typed:ty),* $(,)?) => {
@@ -62,30 +66,34 @@ fn classify(cause: &(dyn std::error::Error + 'static)) -> Option<Kind> {
 /// of the layouts' typed errors.
 #[must_use]
 pub fn is_unnamed_out_of_bounds(err: &anyhow::Error) -> bool {
-    for cause in err.chain() {
-        if let Some(access) = cause.downcast_ref::<crate::sys::AccessError>() {
-            return matches!(access, crate::sys::AccessError::OutOfBounds(_));
-        }
-        macro_rules! first_of {
-            ($($typed:ty),* $(,)?) => {
-                $(
-                    if let Some(typed) = cause.downcast_ref::<$typed>() {
-                        return typed.is_out_of_bounds();
-                    }
-                )*
-            };
-        }
-        first_of!(
-            crate::layout::LayoutError,
-            crate::layout::ring::RingError,
-            crate::layout::snapshot::SnapshotError,
-            crate::layout::log::LogError,
-        );
-        if classify(cause).is_some() {
-            return false;
-        }
+    err.chain().find_map(out_of_bounds).unwrap_or(false)
+}
+
+/// For one cause: whether it is such an access (Some(true)), another
+/// typed error that decides (Some(false)), or neither (None: look on).
+fn out_of_bounds(cause: &(dyn std::error::Error + 'static)) -> Option<bool> {
+    if let Some(access) = cause.downcast_ref::<crate::sys::AccessError>() {
+        return Some(matches!(access, crate::sys::AccessError::OutOfBounds(_)));
     }
-    false
+    if let Some(content) = cause.downcast_ref::<crate::layout::ContentError>() {
+        return out_of_bounds(content.inner());
+    }
+    macro_rules! first_of {
+        ($($typed:ty),* $(,)?) => {
+            $(
+                if let Some(typed) = cause.downcast_ref::<$typed>() {
+                    return Some(typed.is_out_of_bounds());
+                }
+            )*
+        };
+    }
+    first_of!(
+        crate::layout::LayoutError,
+        crate::layout::ring::RingError,
+        crate::layout::snapshot::SnapshotError,
+        crate::layout::log::LogError,
+    );
+    classify(cause).map(|_| false)
 }
 
 /// The [`Kind`] of the first typed error in `err`'s chain, if any.
