@@ -38,6 +38,7 @@ fn expect_shrank(out: &Output, seg: &Seg) {
     out.stderr_has(&[
         &format!("POSIX name /{name} shrank to"),
         "another process truncated it",
+        &format!("remove it (shm-read --remove -n {name} > /dev/null) and write it again"),
     ]);
     assert_eq!(out.stderr.lines().count(), 1, "one line\n{out}");
 }

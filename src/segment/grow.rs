@@ -98,13 +98,7 @@ pub(super) fn map_posix(
 ) -> Result<Mapping, SegmentError> {
     let mut mapping =
         Mapping::map_fd(fd.as_fd(), size, writable).map_err(|e| find::open_error(target, e))?;
-    mapping.describe(
-        target.to_string(),
-        format!(
-            "remove it ({} > /dev/null) and write it again",
-            target.command("shm-read --remove")
-        ),
-    );
+    mapping.describe(target.to_string(), target.flag());
     Ok(mapping)
 }
 

@@ -35,7 +35,7 @@ pub use robust::{
     FUTEX_OWNER_DIED, FUTEX_TID_MASK, FUTEX_WAITERS, ROBUST_LOCK_SIZE, RobustTry, current_tid,
     robust_held,
 };
-pub use sigbus::{Truncated, truncation_report};
+pub use sigbus::{ShrankTo, Truncated, truncation_report};
 pub use stdio::{clear_stderr_line_on_interrupt, ignore_file_size_signal, was_closed_at_start};
 pub use sysv::{
     SHM_DEST, SHM_HUGETLB, ShmId, ShmKey, SysvStat, ftok, shm_remove, shm_stat, shmget,

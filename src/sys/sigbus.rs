@@ -19,7 +19,6 @@
 //!   faults that are not ours to the previous action.
 #![allow(unsafe_code)]
 
-use std::fmt;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, Once, OnceLock};
@@ -30,17 +29,31 @@ use nix::libc;
 use super::mapping::Mapping;
 use super::posix::page_size;
 
-/// A POSIX object that another process truncated while we had it mapped.
-/// Its message is complete: it names the object and says what to do.
-#[derive(Debug, Clone)]
+/// A POSIX object that another process truncated while we had it mapped,
+/// as data: its message, with what to do, is written at the command layer
+/// (src/cmd/explain/layout.rs).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Truncated {
-    message: String,
+    /// How messages name the object ("POSIX name /x"), as the segment
+    /// layer described it (see [`Mapping::describe`]); None when it did
+    /// not, or when the truncation was never looked at.
+    pub what: Option<String>,
+    /// The address flags that name it on the command line ("-n x"; empty
+    /// for the per-user default), when known.
+    pub flag: Option<String>,
+    /// How large it is now.
+    pub size: ShrankTo,
 }
 
-impl fmt::Display for Truncated {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
+/// How large a truncated object is now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShrankTo {
+    /// This many bytes (fstat of our descriptor).
+    Bytes(i64),
+    /// Fewer bytes than mapped: it can no longer be asked.
+    Fewer,
+    /// Not looked at: only the handler saw it.
+    Unknown,
 }
 
 impl std::error::Error for Truncated {}
@@ -66,7 +79,7 @@ static GUARDED: [GuardSlot; GUARD_SLOTS] = [const {
 /// Truncations noticed so far, in any mapping.
 static TRUNCATIONS: AtomicUsize = AtomicUsize::new(0);
 /// The message for the first truncation whose object we could describe.
-static FIRST_TRUNCATION: Mutex<Option<String>> = Mutex::new(None);
+static FIRST_TRUNCATION: Mutex<Option<Truncated>> = Mutex::new(None);
 /// The SIGBUS action before ours, handed faults that are not ours.
 static PREVIOUS_SIGBUS: OnceLock<libc::sigaction> = OnceLock::new();
 static INSTALL_SIGBUS: Once = Once::new();
@@ -79,9 +92,9 @@ pub(super) struct TruncationGuard {
     /// A duplicate of the object's descriptor, to fstat its size later.
     source: Option<OwnedFd>,
     /// How messages name the object ("POSIX name /x"); see [`Mapping::describe`].
-    what: String,
-    /// What to do about it, for the message.
-    remedy: String,
+    what: Option<String>,
+    /// The address flags that name it ("-n x"), for what to do.
+    flag: Option<String>,
     /// Whether a caller took its truncation out of the process-wide report
     /// ([`Mapping::take_truncation`]).
     taken: AtomicBool,
@@ -102,8 +115,8 @@ impl TruncationGuard {
         TruncationGuard {
             slot,
             source: fd.try_clone_to_owned().ok(),
-            what: "a POSIX shared memory object".to_owned(),
-            remedy: "remove it and write it again".to_owned(),
+            what: None,
+            flag: None,
             taken: AtomicBool::new(false),
         }
     }
@@ -136,19 +149,16 @@ impl TruncationGuard {
 
     /// The error, recorded as the process's first truncation if it is one.
     fn error(&self) -> Truncated {
-        let size = self
-            .current_size()
-            .map_or_else(|| "fewer".to_owned(), |n| n.to_string());
-        let message = format!(
-            "{} shrank to {size} bytes while in use (another process truncated it); \
-             its content can no longer be trusted: {}",
-            self.what, self.remedy
-        );
+        let truncated = Truncated {
+            what: self.what.clone(),
+            flag: self.flag.clone(),
+            size: self.current_size().map_or(ShrankTo::Fewer, ShrankTo::Bytes),
+        };
         let mut first = FIRST_TRUNCATION
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        first.get_or_insert_with(|| message.clone());
-        Truncated { message }
+        first.get_or_insert_with(|| truncated.clone());
+        truncated
     }
 
     pub(super) fn release(self) {
@@ -166,13 +176,14 @@ impl TruncationGuard {
 
 impl Mapping {
     /// Sets how a truncation of this mapping's object is reported: `what`
-    /// names it ("POSIX name /x") and `remedy` says what to do. The OS layer
-    /// cannot know the name the user gave (a descriptor's /proc path is not
-    /// it), so the segment layer tells it.
-    pub fn describe(&mut self, what: String, remedy: String) {
+    /// names it ("POSIX name /x") and `flag` is the address flags that name
+    /// it on the command line ("-n x"). The OS layer cannot know the name
+    /// the user gave (a descriptor's /proc path is not it), so the segment
+    /// layer tells it.
+    pub fn describe(&mut self, what: String, flag: String) {
         if let Some(guard) = &mut self.guard {
-            guard.what = what;
-            guard.remedy = remedy;
+            guard.what = Some(what);
+            guard.flag = Some(flag);
         }
     }
 
@@ -237,11 +248,11 @@ impl Mapping {
     }
 }
 
-/// The message for the first truncation this process noticed, if any. The
-/// binaries call this before exiting so that nothing exits 0 after reading
-/// or writing zeros in place of a segment's content.
+/// The first truncation this process noticed, if any. The binaries call
+/// this before exiting so that nothing exits 0 after reading or writing
+/// zeros in place of a segment's content.
 #[must_use]
-pub fn truncation_report() -> Option<String> {
+pub fn truncation_report() -> Option<Truncated> {
     if TRUNCATIONS.load(Ordering::Acquire) == 0 {
         return None;
     }
@@ -249,10 +260,10 @@ pub fn truncation_report() -> Option<String> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
-    Some(first.unwrap_or_else(|| {
-        "a POSIX shared memory object shrank while in use (another process truncated it); \
-         its content can no longer be trusted: remove it and write it again"
-            .to_owned()
+    Some(first.unwrap_or(Truncated {
+        what: None,
+        flag: None,
+        size: ShrankTo::Unknown,
     }))
 }
 

@@ -6,6 +6,7 @@ use std::fmt;
 use super::Classify;
 use crate::error::Kind;
 use crate::layout::{Layout, LayoutError};
+use crate::sys::{ShrankTo, Truncated};
 
 impl Classify for LayoutError {
     fn kind(&self) -> Kind {
@@ -75,5 +76,33 @@ impl fmt::Display for LayoutError {
                  write less, or remove it and write again with a larger --size"
             ),
         }
+    }
+}
+
+impl fmt::Display for Truncated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = self
+            .what
+            .as_deref()
+            .unwrap_or("a POSIX shared memory object");
+        let remedy = match &self.flag {
+            Some(flag) if flag.is_empty() => {
+                "remove it (shm-read --remove > /dev/null) and write it again".to_owned()
+            }
+            Some(flag) => {
+                format!("remove it (shm-read --remove {flag} > /dev/null) and write it again")
+            }
+            None => "remove it and write it again".to_owned(),
+        };
+        let shrank = match self.size {
+            ShrankTo::Bytes(n) => format!("shrank to {n} bytes"),
+            ShrankTo::Fewer => "shrank to fewer bytes".to_owned(),
+            ShrankTo::Unknown => "shrank".to_owned(),
+        };
+        write!(
+            f,
+            "{what} {shrank} while in use (another process truncated it); \
+             its content can no longer be trusted: {remedy}"
+        )
     }
 }
