@@ -9,6 +9,11 @@ use crate::layout::{Layout, LayoutError};
 use crate::sys::{ShrankTo, Truncated};
 
 impl Classify for LayoutError {
+    fn is_out_of_bounds(&self) -> bool {
+        // The layout's own answer (an inherent method).
+        LayoutError::is_out_of_bounds(self)
+    }
+
     fn kind(&self) -> Kind {
         Kind::Failed
     }

@@ -10,6 +10,11 @@ use crate::layout::Layout;
 use crate::layout::log::{LogError, WriterWait};
 
 impl Classify for LogError {
+    fn is_out_of_bounds(&self) -> bool {
+        // The layout's own answer (an inherent method).
+        LogError::is_out_of_bounds(self)
+    }
+
     fn kind(&self) -> Kind {
         match self {
             LogError::Layout(e) => e.kind(),

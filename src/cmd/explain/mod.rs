@@ -26,6 +26,12 @@ use crate::error::{Failure, Kind, Outcome};
 pub trait Classify {
     /// The exit class of this error.
     fn kind(&self) -> Kind;
+
+    /// Whether it is an access outside the mapping, whose message does
+    /// not say which segment it is about.
+    fn is_out_of_bounds(&self) -> bool {
+        false
+    }
 }
 
 impl Classify for Failure {
@@ -34,18 +40,18 @@ impl Classify for Failure {
     }
 }
 
-/// The [`Kind`] of one cause, when it is one of the typed errors.
-fn classify(cause: &(dyn std::error::Error + 'static)) -> Option<Kind> {
-    // Whichever layout's error it holds decides.
+/// One cause as the typed error it is, if it is one; a [`ContentError`]
+/// (crate::layout) as the layout's error it holds.
+fn typed<'e>(cause: &'e (dyn std::error::Error + 'static)) -> Option<&'e dyn Classify> {
     if let Some(content) = cause.downcast_ref::<crate::layout::ContentError>() {
-        return classify(content.inner());
+        return typed(content.inner());
     }
     // Every typed error of the layers below is listed here once.
     macro_rules! first_of {
         ($($typed:ty),* $(,)?) => {
             $(
                 if let Some(typed) = cause.downcast_ref::<$typed>() {
-                    return Some(typed.kind());
+                    return Some(typed);
                 }
             )*
         };
@@ -61,39 +67,24 @@ fn classify(cause: &(dyn std::error::Error + 'static)) -> Option<Kind> {
     None
 }
 
-/// Whether `err` is, first of all, an access outside the mapping, whose
-/// message does not say which segment it is about: bare, or inside one
-/// of the layouts' typed errors.
-#[must_use]
-pub fn is_unnamed_out_of_bounds(err: &anyhow::Error) -> bool {
-    err.chain().find_map(out_of_bounds).unwrap_or(false)
+/// The [`Kind`] of one cause, when it is one of the typed errors.
+fn classify(cause: &(dyn std::error::Error + 'static)) -> Option<Kind> {
+    typed(cause).map(Classify::kind)
 }
 
-/// For one cause: whether it is such an access (Some(true)), another
-/// typed error that decides (Some(false)), or neither (None: look on).
-fn out_of_bounds(cause: &(dyn std::error::Error + 'static)) -> Option<bool> {
-    if let Some(access) = cause.downcast_ref::<crate::sys::AccessError>() {
-        return Some(matches!(access, crate::sys::AccessError::OutOfBounds(_)));
-    }
-    if let Some(content) = cause.downcast_ref::<crate::layout::ContentError>() {
-        return out_of_bounds(content.inner());
-    }
-    macro_rules! first_of {
-        ($($typed:ty),* $(,)?) => {
-            $(
-                if let Some(typed) = cause.downcast_ref::<$typed>() {
-                    return Some(typed.is_out_of_bounds());
-                }
-            )*
-        };
-    }
-    first_of!(
-        crate::layout::LayoutError,
-        crate::layout::ring::RingError,
-        crate::layout::snapshot::SnapshotError,
-        crate::layout::log::LogError,
-    );
-    classify(cause).map(|_| false)
+/// Whether `err` is, first of all, an access outside the mapping, whose
+/// message does not say which segment it is about: bare, or inside one
+/// of the layouts' typed errors (the first typed error decides).
+#[must_use]
+pub fn is_unnamed_out_of_bounds(err: &anyhow::Error) -> bool {
+    err.chain()
+        .find_map(
+            |cause| match cause.downcast_ref::<crate::sys::AccessError>() {
+                Some(access) => Some(matches!(access, crate::sys::AccessError::OutOfBounds(_))),
+                None => typed(cause).map(Classify::is_out_of_bounds),
+            },
+        )
+        .unwrap_or(false)
 }
 
 /// The [`Kind`] of the first typed error in `err`'s chain, if any.

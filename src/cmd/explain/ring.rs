@@ -10,6 +10,11 @@ use crate::layout::ring::{PeerEnd, RingError};
 use crate::lock::Holder;
 
 impl Classify for RingError {
+    fn is_out_of_bounds(&self) -> bool {
+        // The layout's own answer (an inherent method).
+        RingError::is_out_of_bounds(self)
+    }
+
     fn kind(&self) -> Kind {
         match self {
             RingError::Layout(e) => e.kind(),

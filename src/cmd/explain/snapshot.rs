@@ -11,6 +11,11 @@ use crate::layout::snapshot::{LockNotice, SnapshotError, size_for, suggest_size}
 use crate::lock::Holder;
 
 impl Classify for SnapshotError {
+    fn is_out_of_bounds(&self) -> bool {
+        // The layout's own answer (an inherent method).
+        SnapshotError::is_out_of_bounds(self)
+    }
+
     fn kind(&self) -> Kind {
         match self {
             SnapshotError::Layout(e) => e.kind(),
